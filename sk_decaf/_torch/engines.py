@@ -1,0 +1,111 @@
+"""Inference engines: run a :class:`FeatureExtractor` on uint8 batches, return float32 numpy arrays.
+
+``TorchEngine`` runs the module itself (``inference_mode``, channels_last, bf16 autocast on CUDA).
+``OnnxEngine`` runs the same module exported once to ONNX with onnxruntime, which is several times faster on
+CPU for the small convolutional networks DeCAF users run; its outputs are checked against torch on the first
+batch before they are trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+__all__ = ["TorchEngine", "OnnxEngine", "export_onnx", "relative_error", "onnxruntime_available"]
+
+
+def onnxruntime_available():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def relative_error(a, b):
+    """``max |a - b| / max |b|``, the error measure of the engine check."""
+    scale = float(np.abs(b).max(initial=0.0))
+    return float(np.abs(a - b).max(initial=0.0)) / max(scale, 1e-12)
+
+
+class TorchEngine:
+    """Run the extractor with torch on ``device``.
+
+    On the CPU a batch goes through in slices of :attr:`cpu_slice` images: small slices keep the
+    activations in cache and run several times faster than one large batch (measured on 2 cores with
+    tf_efficientnet_lite0: 163 img/s in slices of 4 against 30 img/s for batches of 32, channels_last).
+    """
+
+    name = "torch"
+    cpu_slice = 4
+
+    def __init__(self, extractor, device, bf16=False):
+        self.device = device
+        self.extractor = extractor.to(device).eval()
+        # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
+        self.extractor.channels_last = True
+        self.extractor.to(memory_format=torch.channels_last)
+        self.bf16 = bf16 and device.type == "cuda"
+
+    def __call__(self, images):
+        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext())
+        step = self.cpu_slice if self.device.type == "cpu" else len(images)
+        parts = []
+        with torch.inference_mode(), amp:
+            for start in range(0, len(images), step):
+                x = images[start:start + step].to(self.device, non_blocking=True)
+                parts.append([o.float().cpu() for o in self.extractor(x)])
+        return [torch.cat(cols).numpy() for cols in zip(*parts)]
+
+
+def export_onnx(extractor, path, example):
+    """Export ``extractor`` (uint8 NCHW in, one output per layer) to ``path`` atomically."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    extractor = extractor.cpu().eval()
+    extractor.channels_last = False
+    n_out = len(extractor.layers)
+    names = [f"layer{i}" for i in range(n_out)]
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent python code
+            torch.onnx.export(
+                extractor, (example.cpu(),), tmp, dynamo=False, input_names=["images"], output_names=names,
+                dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                opset_version=17, do_constant_folding=True,
+            )
+        os.replace(tmp, path)  # readers never see a half-written model
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class OnnxEngine:
+    """Run an exported extractor with onnxruntime on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path, threads=None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads would steal the cores that the DataLoader workers decode images on.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images):
+        x = images.numpy() if torch.is_tensor(images) else np.asarray(images)
+        return list(self.session.run(None, {self.input_name: np.ascontiguousarray(x)}))

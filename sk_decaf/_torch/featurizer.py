@@ -1,0 +1,128 @@
+"""The torch side of one fitted DeCAF transformer: network, preprocessing, engine and batching.
+
+:class:`Featurizer` turns image items into per-layer float32 arrays batch by batch. It knows nothing of
+scikit-learn or of the activation cache; the estimator decides which images need a forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from .data import build_transform, iterate, make_loader
+from .engines import OnnxEngine, TorchEngine, export_onnx, relative_error
+from .layers import FeatureExtractor
+
+__all__ = ["Featurizer", "resolve_device", "default_home", "ONNX_TOLERANCE"]
+
+#: Largest relative error ``max|onnx - torch| / max|torch|`` accepted on the first batch.
+ONNX_TOLERANCE = 1e-4
+
+
+def resolve_device(device):
+    """``"auto"`` -> CUDA when present, else CPU; anything else as ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but CUDA is not available; use device='auto'.")
+    return device
+
+
+def default_home():
+    """Folder for derived artefacts (exported ONNX graphs): ``$SK_DECAF_HOME`` or ``~/.cache/sk_decaf``."""
+    return os.environ.get("SK_DECAF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "sk_decaf")
+
+
+class Featurizer:
+    """Run ``backbone`` up to ``layers`` on images and yield pooled activations.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        Loaded network; it may be pruned in place past the deepest layer.
+    layers : list of str
+        Canonical layer names to compute, in output order.
+    pooling, preprocess : see :class:`~sk_decaf.DeCAFTransformer`.
+    device : torch.device
+    engine : {"torch", "onnxruntime"}
+    bf16 : bool
+        bf16 autocast (CUDA only).
+    identity : dict
+        Everything that determines the activations (backbone, weights digest, preprocessing ...): keys the
+        exported ONNX graph.
+    onnx_dir : str
+        Where exported graphs are kept.
+    """
+
+    def __init__(self, backbone, layers, *, pooling, preprocess, device, engine="torch", bf16=False,
+                 identity=None, onnx_dir=None):
+        self.layers = list(layers)
+        self.model = backbone.model
+        self.extractor = FeatureExtractor(backbone, self.layers, pooling)
+        self.transform = build_transform(backbone.data_config, preprocess)
+        self.input_size = tuple(backbone.data_config["input_size"])
+        self.device = device
+        self.bf16 = bf16
+        self.requested_engine = engine
+        self.identity = dict(identity or {})
+        self.onnx_dir = onnx_dir or os.path.join(default_home(), "onnx")
+        self.torch_engine = TorchEngine(self.extractor, device, bf16=bf16)
+        self.engine = None  # started on the first batch
+        self.engine_name = engine
+
+    # -- engines -----------------------------------------------------------------------------------
+    def onnx_path(self):
+        key = dict(self.identity, layers=self.layers, torch=torch.__version__, input_size=self.input_size)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return os.path.join(self.onnx_dir, f"{digest}.onnx")
+
+    def _start_onnx(self, first_batch):
+        path = self.onnx_path()
+        verified = path + ".verified"
+        try:
+            if not os.path.exists(path):
+                export_onnx(self.extractor, path, first_batch[:2])
+                self.torch_engine = TorchEngine(self.extractor, self.device, bf16=self.bf16)
+            engine = OnnxEngine(path)
+            if not os.path.exists(verified):
+                errors = [relative_error(o, t) for o, t in zip(engine(first_batch), self.torch_engine(first_batch))]
+                if max(errors) > ONNX_TOLERANCE:
+                    warnings.warn(
+                        f"onnxruntime outputs differ from torch by a relative error of {max(errors):.2e} "
+                        f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
+                    )
+                    return self.torch_engine, "torch"
+                with open(verified, "w") as f:
+                    json.dump({"max_relative_error": max(errors)}, f)
+            return engine, "onnxruntime"
+        except Exception as exc:  # export or session failure: torch still works
+            warnings.warn(
+                f"Could not run this network with onnxruntime ({type(exc).__name__}: {exc}); "
+                "falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
+            )
+            return self.torch_engine, "torch"
+
+    def _engine_for(self, first_batch):
+        if self.engine is None:
+            if self.requested_engine == "onnxruntime":
+                self.engine, self.engine_name = self._start_onnx(first_batch)
+            else:
+                self.engine, self.engine_name = self.torch_engine, "torch"
+        return self.engine
+
+    # -- running -----------------------------------------------------------------------------------
+    def run(self, items, indices=None, *, batch_size=32, n_jobs=None, progress=None):
+        """Yield ``(indices, [array per layer])`` for ``items`` (or the subset ``indices``), in order."""
+        loader = make_loader(items, self.transform, indices=indices, batch_size=batch_size, n_jobs=n_jobs,
+                             device_type=self.device.type)
+        for images, idx in iterate(loader):
+            outputs = self._engine_for(images)(images)
+            if progress is not None:
+                progress.update(len(idx))
+            yield idx.numpy(), [np.asarray(o, dtype=np.float32) for o in outputs]

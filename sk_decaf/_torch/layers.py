@@ -1,0 +1,242 @@
+"""Read pooled activations of named layers in one forward pass.
+
+:class:`FeatureExtractor` wraps a :class:`~sk_decaf._torch.backbones.Backbone`: it takes a uint8 image
+batch ``(N, 3, H, W)``, normalises it with the model's mean and std, runs the network only as far as the
+deepest requested layer, and returns one ``(N, D)`` float tensor per requested layer. Activations are read
+through the model's own feature API where it has one (timm's ``forward_intermediates`` after
+``prune_intermediate_layers``; torchvision's ``create_feature_extractor``) and through forward hooks
+otherwise.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FeatureExtractor", "list_layers", "resolve_layers", "pool"]
+
+
+def list_layers(backbone, *, model_kwargs=None, aliases=False):
+    """List the layer names that ``DeCAFTransformer(layer=...)`` accepts, in forward order.
+
+    The class logits come last, so ``layer=-1`` is the logits and ``layer=-2`` the pooled pre-logits
+    features (Azizpour et al.'s "last", "2nd last", ... layers).
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        A timm model name, ``"alexnet"``, ``"torchvision:<name>"`` or a module.
+    model_kwargs : dict, default=None
+        Extra keyword arguments for the model factory.
+    aliases : bool, default=False
+        Also return the aliases (for AlexNet: ``decaf1``, ``decaf5``, ``decaf6``, ``decaf7``,
+        ``pre_logits``, ``logits``) as a dict ``alias -> layer``.
+
+    Returns
+    -------
+    layers : list of str
+        Layer names, logits last.
+    aliases : dict
+        Only when ``aliases=True``.
+
+    Examples
+    --------
+    >>> from sk_decaf import list_layers
+    >>> list_layers("alexnet")
+    ['conv1', 'pool1', 'conv2', 'pool2', 'conv3', 'conv4', 'conv5', 'pool5', 'fc6', 'fc7', 'fc8']
+    >>> list_layers("efficientnet_lite0")[-3:]
+    ['blocks.6', 'pre_logits', 'logits']
+    """
+    from .backbones import load_backbone
+
+    # Layer names do not depend on weight values: build with random weights, never download.
+    bb = load_backbone(backbone, weights="random", model_kwargs=model_kwargs)
+    if aliases:
+        return list(bb.layers), dict(bb.aliases)
+    return list(bb.layers)
+
+
+def resolve_layers(layer, backbone):
+    """Map a ``layer`` parameter (name, alias, negative int, list, or None) to canonical names."""
+    names, aliases = backbone.layers, backbone.aliases
+    specs = layer if isinstance(layer, (list, tuple)) else [layer]
+    if not specs:
+        raise ValueError("layer must not be an empty list.")
+    out = []
+    for spec in specs:
+        if spec is None:
+            name = backbone.default_layer
+        elif isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
+            if not -len(names) <= spec < 0:
+                raise ValueError(
+                    f"layer={spec}: integer layers count back from the logits (-1) and must lie in "
+                    f"[-{len(names)}, -1] for backbone {backbone.name!r}."
+                )
+            name = names[spec]
+        elif isinstance(spec, str):
+            name = aliases.get(spec, spec)
+            if name not in names:
+                raise ValueError(
+                    f"Unknown layer {spec!r} for backbone {backbone.name!r}. Available layers: {names}"
+                    + (f"; aliases: {sorted(aliases)}" if aliases else "")
+                )
+        else:
+            raise ValueError(f"layer must be a name, a negative int, a list of them or None; got {spec!r}.")
+        if name in out:
+            raise ValueError(f"layer {spec!r} is requested twice (as {name!r}).")
+        out.append(name)
+    return out
+
+
+def pool(t, pooling):
+    """Pool an activation to ``(N, D)``: 4-D maps and 3-D token sequences are reduced over space."""
+    if t.ndim == 2:
+        return t
+    if t.ndim == 4:
+        if pooling == "avg":
+            return t.mean(dim=(2, 3))
+        if pooling == "max":
+            return t.amax(dim=(2, 3))
+        if pooling == "flatten":
+            return t.flatten(1)
+        return F.adaptive_avg_pool2d(t, pooling).flatten(1)
+    if t.ndim == 3:  # (N, tokens, C)
+        if pooling == "avg":
+            return t.mean(dim=1)
+        if pooling == "max":
+            return t.amax(dim=1)
+        if pooling == "flatten":
+            return t.flatten(1)
+        raise ValueError(f"pooling={pooling} (a grid) needs a spatial map; this layer gives tokens {tuple(t.shape)}.")
+    return t.flatten(1)
+
+
+class _TimmTaps(nn.Module):
+    """timm models: ``forward_intermediates`` for stage taps, ``forward_head`` for the head."""
+
+    def __init__(self, model, layers, stages):
+        super().__init__()
+        self.stage_index = {name: stages.index(name) for name in layers if name in stages}
+        self.need_head = any(name in ("pre_logits", "logits") for name in layers)
+        self.layers = list(layers)
+        indices = sorted(self.stage_index.values())
+        if indices and not self.need_head:
+            # Drop every block after the deepest tap, and the head: they are never run.
+            model.prune_intermediate_layers(indices, prune_head=True)
+        self.indices = indices
+        self.model = model
+
+    def forward(self, x):
+        found = {}
+        if self.indices:
+            if self.need_head:
+                x, inter = self.model.forward_intermediates(x, indices=self.indices)
+            else:
+                inter = self.model.forward_intermediates(
+                    x, indices=self.indices, intermediates_only=True, stop_early=True
+                )
+            by_index = dict(zip(self.indices, inter))
+            for name, idx in self.stage_index.items():
+                found[name] = by_index[idx]
+        elif self.need_head:
+            x = self.model.forward_features(x)
+        if self.need_head:
+            pre = self.model.forward_head(x, pre_logits=True)
+            found["pre_logits"] = pre
+            if "logits" in self.layers:
+                found["logits"] = self.model.get_classifier()(pre)
+        return [found[name] for name in self.layers]
+
+
+class _GraphTaps(nn.Module):
+    """FX-traceable models (AlexNet, torchvision): ``create_feature_extractor`` prunes the graph."""
+
+    def __init__(self, model, layers, nodes):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        self.layers = list(layers)
+        self.graph = create_feature_extractor(model, return_nodes={nodes[n]: n for n in layers})
+
+    def forward(self, x):
+        out = self.graph(x)
+        return [out[name] for name in self.layers]
+
+
+class _StopForward(Exception):
+    pass
+
+
+class _HookTaps(nn.Module):
+    """Any module: forward hooks; the forward pass is cut as soon as every tap has fired.
+
+    Hooks live only for the duration of one forward call, so the user's module is left untouched.
+    """
+
+    def __init__(self, model, layers):
+        super().__init__()
+        self.model = model
+        self.layers = list(layers)
+        self._taps = [n for n in layers if n != "logits"]
+
+    def forward(self, x):
+        store = {}
+
+        def hook_for(name):
+            def hook(module, args, output):
+                store[name] = output
+                if "logits" not in self.layers and len(store) == len(self._taps):
+                    raise _StopForward
+
+            return hook
+
+        modules = dict(self.model.named_modules())
+        handles = [modules[name].register_forward_hook(hook_for(name)) for name in self._taps]
+        try:
+            store["logits"] = self.model(x)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [store[name] for name in self.layers]
+
+
+class FeatureExtractor(nn.Module):
+    """uint8 images in, one pooled ``(N, D)`` float tensor per requested layer out.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The loaded network; its model may be pruned in place.
+    layers : list of str
+        Canonical layer names (see :func:`resolve_layers`).
+    pooling : {"avg", "max", "flatten"} or int
+        How spatial maps become vectors; an int ``k`` average-pools to a ``k x k`` grid.
+    """
+
+    def __init__(self, backbone, layers, pooling="avg"):
+        super().__init__()
+        cfg = backbone.data_config
+        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255))
+        self.layers = list(layers)
+        self.pooling = pooling
+        if backbone.family == "timm":
+            stages = [n for n in backbone.layers if n not in ("pre_logits", "logits")]
+            self.taps = _TimmTaps(backbone.model, layers, stages)
+        elif backbone.family in ("alexnet", "torchvision"):
+            self.taps = _GraphTaps(backbone.model, layers, backbone.nodes)
+        else:
+            self.taps = _HookTaps(backbone.model, layers)
+        self.channels_last = False
+
+    def forward(self, images):
+        # (x / 255 - mean) / std, folded into one subtract and one multiply.
+        x = (images.float() - self.mean) * self.inv_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return tuple(pool(t, self.pooling).float() for t in self.taps(x))

@@ -1,0 +1,12 @@
+"""evaluation: DeCAF's protocols, scored by mean per-class accuracy."""
+
+from ._office import evaluate_office
+from ._protocols import EvaluationResult, FewShotCurve, evaluate, few_shot_curve
+
+__all__ = [
+    "EvaluationResult",
+    "FewShotCurve",
+    "evaluate",
+    "evaluate_office",
+    "few_shot_curve",
+]

@@ -1,0 +1,319 @@
+"""DeCAF's evaluation protocols: repeated splits scored by mean per-class accuracy."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.metadata_routing import get_routing_for_object
+
+from ..model_selection import DomainAdaptationSplit, PerClassSplit
+from ._runner import _run, _unpack
+
+#: Built-in protocols: (n_train, n_test) per class, as in DeCAF Sec. 4.1 and 4.4.
+PROTOCOLS = {"caltech101": (30, None), "sun397": (50, 50)}
+
+
+@dataclass(repr=False)
+class EvaluationResult:
+    """Scores of an estimator over the splits of a protocol.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n_splits,)
+        Mean per-class accuracy (``balanced_accuracy_score``) of each split.
+    protocol : str
+        Description of the protocol.
+    n_train, n_test : ndarray of shape (n_splits,)
+        Number of training and test images of each split.
+    best_params : list of dict or None
+        ``best_params_`` of each split when the estimator is a search.
+    estimators : list of estimators or None
+        The fitted estimator of each split, with ``return_estimators=True``.
+    mean, std : float
+        Mean and standard deviation (``ddof=0``) of `scores`.
+    """
+
+    scores: np.ndarray
+    protocol: str
+    n_train: np.ndarray
+    n_test: np.ndarray
+    best_params: list = None
+    estimators: list = None
+
+    @property
+    def mean(self):
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self):
+        return float(np.std(self.scores))
+
+    def __repr__(self):
+        return (
+            f"{100 * self.mean:.2f} ± {100 * self.std:.2f} % mean per-class accuracy "
+            f"over {len(self.scores)} splits ({self.protocol})"
+        )
+
+
+@dataclass(repr=False)
+class FewShotCurve:
+    """Mean per-class accuracy as a function of training images per class.
+
+    Attributes
+    ----------
+    n_train : ndarray of shape (n_points,)
+        Training images per class of each point.
+    scores : ndarray of shape (n_points, n_splits)
+        Mean per-class accuracy of each split.
+    protocol : str
+        Description of the protocol.
+    mean, std : ndarray of shape (n_points,)
+        Mean and standard deviation over the splits.
+    """
+
+    n_train: np.ndarray
+    scores: np.ndarray
+    protocol: str
+
+    @property
+    def mean(self):
+        return self.scores.mean(axis=1)
+
+    @property
+    def std(self):
+        return self.scores.std(axis=1)
+
+    def __repr__(self):
+        points = ", ".join(f"{n}: {100 * m:.1f}" for n, m in zip(self.n_train, self.mean))
+        return f"FewShotCurve({points}; {self.protocol})"
+
+
+def _describe(cv):
+    if isinstance(cv, PerClassSplit):
+        test = "the rest" if cv.n_test is None else cv.n_test
+        return (
+            f"{cv.n_train} train / {test} test images per class, {cv.n_splits} random splits"
+        )
+    if isinstance(cv, DomainAdaptationSplit):
+        return (
+            f"{cv.source} -> {cv.target}, setting {cv.setting}: {cv._n_source()} source "
+            f"+ {cv.n_target_per_class} target images per class, rest of the target "
+            f"tested, {cv.n_splits} random splits"
+        )
+    return repr(cv)
+
+
+def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **office):
+    if hasattr(protocol, "split") and hasattr(protocol, "get_n_splits"):
+        return protocol, _describe(protocol)
+    if protocol in PROTOCOLS or protocol == "per-class":
+        if (protocol == "per-class") != (n_train is not None):
+            raise ValueError("n_train is required by, and only by, protocol='per-class'.")
+        n_tr, n_te = PROTOCOLS.get(protocol, (n_train, None))
+        cv = PerClassSplit(
+            n_tr, n_te, n_splits=n_splits, too_few=too_few, random_state=random_state
+        )
+    elif protocol == "office":
+        if office.get("source") is None or office.get("target") is None:
+            raise ValueError("protocol='office' needs source= and target= domains.")
+        cv = DomainAdaptationSplit(
+            n_splits=n_splits, too_few=too_few, random_state=random_state, **office
+        )
+    else:
+        raise ValueError(
+            f"Unknown protocol {protocol!r}; use 'caltech101', 'sun397', 'per-class', "
+            "'office' or a splitter object."
+        )
+    return cv, f"{protocol}: {_describe(cv)}"
+
+
+def _result(out, description, keep):
+    scores, n_train, n_test, params, estimators = out
+    params = params if any(p is not None for p in params) else None
+    estimators = estimators if keep else None
+    return EvaluationResult(scores, description, n_train, n_test, params, estimators)
+
+
+def evaluate(
+    estimator,
+    dataset,
+    *,
+    protocol="caltech101",
+    n_train=None,
+    n_splits=5,
+    source=None,
+    target=None,
+    setting="ST",
+    too_few="raise",
+    precompute="auto",
+    random_state=0,
+    n_jobs=None,
+    return_estimators=False,
+):
+    """Mean per-class accuracy of an estimator under a DeCAF protocol.
+
+    For each split the estimator is cloned, fitted on the training images and
+    scored with :func:`~sklearn.metrics.balanced_accuracy_score` (the mean
+    per-class accuracy of DeCAF) on the test images.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Classifier taking the dataset's images (or features) as X, typically
+        ``make_pipeline(DeCAFTransformer(...), LinearSVC())`` or a search over one.
+        A search (e.g. :class:`~sklearn.model_selection.GridSearchCV`) left with
+        ``cv=None`` gets the protocol's validation splits inside each training
+        set: ``PerClassSplit(n - v, v, n_splits=1)`` with ``v = round(n / 6)``
+        for ``n`` training images per class (DeCAF's 25/5 for Caltech-101 and
+        42/8 for SUN-397), ``StratifiedKFold(3)`` for "office". Set ``cv``
+        yourself to keep it.
+    dataset : Bunch or tuple
+        A loader's Bunch (X is its ``images``, else ``data``, else ``paths``; y
+        its ``target``; domains its ``domain``) or a tuple ``(X, y[, domain])``.
+    protocol : str or splitter, default="caltech101"
+        "caltech101": 30 training images per class, the rest for testing;
+        "sun397": 50 train / 50 test per class; "per-class": ``n_train`` per
+        class, the rest for testing; "office": :class:`DomainAdaptationSplit`
+        from ``source`` to ``target`` (needs the domains); or any splitter
+        object (it gets the domains as ``groups`` when it requests them).
+    n_train : int, default=None
+        Training images per class; only for ``protocol="per-class"``.
+    n_splits : int, default=5
+        Number of random splits of the named protocols.
+    source, target : str, default=None
+        Domains of the "office" protocol.
+    setting : {"S", "T", "ST"}, default="ST"
+        Training set of the "office" protocol: source only, target only, or both.
+        Steps that request ``domain`` through metadata routing (such as a
+        DomainAugment with ``set_fit_request(domain=True)``) receive the domain
+        of each image; routing is enabled for that call only.
+    too_few : {"raise", "skip", "shrink"}, default="raise"
+        Policy for classes with too few images; see :class:`PerClassSplit`.
+    precompute : "auto" or bool, default="auto"
+        Compute the first pipeline step once, on the images used by some split,
+        then evaluate the rest of the pipeline (``pipeline[1:]``) on the features.
+        True requires a pipeline whose first step is not tuned by the search; it
+        assumes that step learns nothing from the data (a frozen featurizer).
+        "auto" does it when the first step is a
+        :class:`~sk_decaf.transformers.DeCAFTransformer`.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the splits and of the validation splits.
+    n_jobs : int, default=None
+        Splits fitted in parallel (joblib).
+    return_estimators : bool, default=False
+        Keep the fitted estimator of each split.
+
+    Returns
+    -------
+    result : EvaluationResult
+        ``scores`` per split, ``mean``, ``std``, ``protocol`` description,
+        ``n_train`` / ``n_test`` per split, ``best_params`` for searches.
+
+    See Also
+    --------
+    few_shot_curve : Accuracy against the number of training images per class.
+    evaluate_office : The Office protocol in the S, T and ST settings.
+
+    References
+    ----------
+    .. [1] J. Donahue et al., "DeCAF: A Deep Convolutional Activation Feature for
+       Generic Visual Recognition", ICML, 2014, Sec. 4.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklearn.svm import LinearSVC
+    >>> from sk_decaf import evaluate
+    >>> X, y = make_blobs(n_samples=120, centers=3, cluster_std=0.5, random_state=1)
+    >>> result = evaluate(LinearSVC(), (X, y), protocol="per-class", n_train=10)
+    >>> result.scores.shape, round(result.mean, 2)
+    ((5,), 1.0)
+    """
+    X, y, domain = _unpack(dataset)
+    cv, description = _resolve_protocol(
+        protocol, n_train=n_train, n_splits=n_splits, too_few=too_few,
+        random_state=random_state, source=source, target=target, setting=setting,
+    )
+    wants_groups = get_routing_for_object(cv).consumes(method="split", params={"groups"})
+    if isinstance(cv, DomainAdaptationSplit) and domain is None:
+        raise ValueError("The office protocol needs the domain of each image.")
+    splits = list(cv.split(X, y, domain if wants_groups else None))
+    out = _run(
+        estimator, X, y, domain, {None: (cv, splits)}, precompute=precompute,
+        random_state=random_state, n_jobs=n_jobs, keep=return_estimators,
+    )
+    return _result(out[None], description, return_estimators)
+
+
+def few_shot_curve(
+    estimator,
+    dataset,
+    *,
+    n_train=(1, 2, 3, 5, 10, 20, 30),
+    n_test=None,
+    n_splits=5,
+    too_few="raise",
+    precompute="auto",
+    random_state=0,
+    n_jobs=None,
+):
+    """Mean per-class accuracy against training images per class (DeCAF Fig. 4 right).
+
+    Each point is :func:`evaluate` with ``protocol="per-class"``; the features of
+    a frozen first step are computed once for all the points.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Classifier, usually with fixed parameters as in DeCAF (a search needs at
+        least 2 training images per class, or an explicit ``cv``).
+    dataset : Bunch or tuple
+        As in :func:`evaluate`.
+    n_train : sequence of int, default=(1, 2, 3, 5, 10, 20, 30)
+        Training images per class of each point.
+    n_test : int or None, default=None
+        Test images per class; None tests on all the others.
+    n_splits : int, default=5
+        Random splits per point.
+    too_few : {"raise", "skip", "shrink"}, default="raise"
+        Policy for classes with too few images; see :class:`PerClassSplit`.
+    precompute : "auto" or bool, default="auto"
+        As in :func:`evaluate`.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the splits.
+    n_jobs : int, default=None
+        Splits fitted in parallel (joblib).
+
+    Returns
+    -------
+    curve : FewShotCurve
+        ``n_train``, ``scores`` of shape (n_points, n_splits), ``mean``, ``std``;
+        plot it with :func:`sk_decaf.plotting.plot_few_shot`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklearn.svm import LinearSVC
+    >>> from sk_decaf.evaluation import few_shot_curve
+    >>> X, y = make_blobs(n_samples=120, centers=3, random_state=0)
+    >>> curve = few_shot_curve(LinearSVC(), (X, y), n_train=[1, 5, 10])
+    >>> curve.scores.shape
+    (3, 5)
+    """
+    X, y, domain = _unpack(dataset)
+    points = [int(k) for k in np.unique(n_train)]
+    jobs = {}
+    for k in points:
+        cv = PerClassSplit(
+            k, n_test, n_splits=n_splits, too_few=too_few, random_state=random_state
+        )
+        jobs[k] = (cv, list(cv.split(X, y)))
+    out = _run(
+        estimator, X, y, domain, jobs, precompute=precompute,
+        random_state=random_state, n_jobs=n_jobs,
+    )
+    test = "the rest" if n_test is None else n_test
+    description = (
+        f"per-class: {points} train / {test} test images per class, {n_splits} random splits"
+    )
+    scores = np.vstack([out[k][0] for k in points])
+    return FewShotCurve(np.array(points), scores, description)

@@ -1,0 +1,10 @@
+"""heads."""
+
+from ._metrics import mean_average_precision
+from ._retrieval import RetrievalIndex, spatial_windows
+
+__all__ = [
+    "RetrievalIndex",
+    "mean_average_precision",
+    "spatial_windows",
+]

@@ -1,0 +1,5 @@
+"""plotting: the figures of DeCAF and Azizpour et al. (matplotlib, imported lazily)."""
+
+from ._plots import plot_few_shot, plot_layer_sweep, plot_layer_times, plot_tsne
+
+__all__ = ["plot_few_shot", "plot_layer_sweep", "plot_layer_times", "plot_tsne"]

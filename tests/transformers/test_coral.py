@@ -1,0 +1,173 @@
+import pickle
+
+import numpy as np
+import pytest
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import linalg
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from sk_decaf import CORAL
+
+
+def _two_domains(n_source=60, n_target=40, n_features=6, seed=0):
+    """Source and target with different means and correlated covariances."""
+    rng = np.random.RandomState(seed)
+    mix_s = rng.normal(size=(n_features, n_features))
+    mix_t = rng.normal(scale=0.3, size=(n_features, n_features))
+    X_source = rng.normal(size=(n_source, n_features)) @ mix_s + 2.0
+    X_target = rng.normal(size=(n_target, n_features)) @ mix_t - 1.0
+    X = np.vstack([X_source, X_target])
+    domain = np.array(["amazon"] * n_source + ["webcam"] * n_target, dtype=object)
+    return X, domain
+
+
+def _algorithm_1(X_source, X_target, reg):
+    """Sun et al. 2016, Algorithm 1, with scipy's generic sqrtm / inv."""
+    n_features = X_source.shape[1]
+    Cs = np.cov(X_source, rowvar=False) + reg * np.eye(n_features)
+    Ct = np.cov(X_target, rowvar=False) + reg * np.eye(n_features)
+    A = np.real(linalg.sqrtm(linalg.inv(Cs))) @ np.real(linalg.sqrtm(Ct))
+    return X_source @ A
+
+
+@pytest.mark.parametrize("reg", [1.0, 0.1, 0.0])
+def test_matches_algorithm_1_and_keeps_target_rows(reg):
+    X, domain = _two_domains()
+    Xt = CORAL(target_domain="webcam", reg=reg).fit_transform(X, domain=domain)
+    assert_allclose(Xt[:60], _algorithm_1(X[:60], X[60:], reg), rtol=1e-8, atol=1e-8)
+    assert_array_equal(Xt[60:], X[60:])
+
+
+@pytest.mark.parametrize("reg", [1.0, 0.5, 0.0])
+def test_regularised_covariances_match(reg):
+    X, domain = _two_domains()
+    coral = CORAL(target_domain="webcam", reg=reg).fit(X, domain=domain)
+    A = coral.alignment_
+    eye = np.eye(X.shape[1])
+    Cs = np.cov(X[:60], rowvar=False) + reg * eye
+    Ct = np.cov(X[60:], rowvar=False) + reg * eye
+    # Whitening then re-colouring: A^T Cs A = Ct.
+    assert_allclose(A.T @ Cs @ A, Ct, rtol=1e-9, atol=1e-9)
+    Xt = coral.transform(X, domain=domain)
+    # Equivalently cov(X_s A) = Ct - reg A^T A (exactly Ct for reg=0).
+    assert_allclose(
+        np.cov(Xt[:60], rowvar=False), Ct - reg * A.T @ A, rtol=1e-9, atol=1e-9
+    )
+
+
+def test_few_target_samples_are_well_posed():
+    # 5 target rows in 20 dimensions: cov(X_target) has rank 4, reg=1 fixes it.
+    X, domain = _two_domains(n_source=50, n_target=5, n_features=20)
+    coral = CORAL(target_domain="webcam").fit(X, domain=domain)
+    Cs = np.cov(X[:50], rowvar=False) + np.eye(20)
+    Ct = np.cov(X[50:], rowvar=False) + np.eye(20)
+    assert np.isfinite(coral.alignment_).all()
+    assert_allclose(coral.alignment_.T @ Cs @ coral.alignment_, Ct, atol=1e-9)
+
+
+def test_center_matches_first_and_second_moments():
+    X, domain = _two_domains()
+    coral = CORAL(target_domain="webcam", reg=0.0, center=True)
+    Xt = coral.fit_transform(X, domain=domain)
+    assert_allclose(coral.mean_source_, X[:60].mean(axis=0))
+    assert_allclose(coral.mean_target_, X[60:].mean(axis=0))
+    assert_allclose(Xt[:60].mean(axis=0), X[60:].mean(axis=0), atol=1e-10)
+    assert_allclose(np.cov(Xt[:60], rowvar=False), np.cov(X[60:], rowvar=False), atol=1e-9)
+    assert_array_equal(Xt[60:], X[60:])
+    # Without centring the source mean is mapped, not moved to the target's.
+    Xu = CORAL(target_domain="webcam", reg=0.0).fit_transform(X, domain=domain)
+    assert_allclose(Xu[:60].mean(axis=0), X[:60].mean(axis=0) @ coral.alignment_)
+
+
+def test_without_domain_everything_is_target_and_unchanged():
+    X, _ = _two_domains()
+    coral = CORAL().fit(X)
+    assert_array_equal(coral.alignment_, np.eye(X.shape[1]))
+    assert list(coral.domains_) == ["target"]
+    assert_array_equal(coral.transform(X), X)
+    # None / NaN entries are target rows too.
+    X_aligned, domain = _two_domains()
+    coral = CORAL(target_domain="webcam").fit(X_aligned, domain=domain)
+    mixed = np.array(["amazon", None, np.nan, "webcam"], dtype=object)
+    out = coral.transform(X_aligned[:4], domain=mixed)
+    assert_allclose(out[0], X_aligned[0] @ coral.alignment_)
+    assert_array_equal(out[1:], X_aligned[1:4])
+
+
+def test_several_source_labels_are_pooled():
+    X, domain = _two_domains()
+    split = domain.copy()
+    split[:30] = "dslr"
+    pooled = CORAL(target_domain="webcam").fit(X, domain=domain)
+    several = CORAL(target_domain="webcam").fit(X, domain=split)
+    assert list(several.domains_) == ["amazon", "dslr", "webcam"]
+    assert_allclose(several.alignment_, pooled.alignment_)
+    assert_allclose(several.transform(X, domain=split), pooled.transform(X, domain=domain))
+
+
+def test_errors():
+    X, domain = _two_domains()
+    with pytest.raises(ValueError, match="No sample of target_domain='dslr'"):
+        CORAL(target_domain="dslr").fit(X, domain=domain)
+    coral = CORAL(target_domain="webcam").fit(X, domain=domain)
+    with pytest.raises(ValueError, match="Unknown domain label.*'caltech'"):
+        coral.transform(X[:2], domain=["caltech", "webcam"])
+    with pytest.raises(ValueError, match="one domain label per sample"):
+        coral.transform(X[:3], domain=["webcam"])
+    with pytest.raises(NotFittedError):
+        CORAL().transform(X)
+    with pytest.raises(ValueError, match="reg"):
+        CORAL(reg=-1.0).fit(X)
+
+
+def test_float32_stays_float32():
+    X, domain = _two_domains()
+    out64 = CORAL(target_domain="webcam").fit_transform(X, domain=domain)
+    out32 = CORAL(target_domain="webcam").fit_transform(X.astype(np.float32), domain=domain)
+    assert out32.dtype == np.float32
+    assert_allclose(out32, out64, rtol=1e-4, atol=1e-4)
+
+
+def test_pandas_output_and_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, domain = _two_domains()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    coral = CORAL(target_domain="webcam").set_output(transform="pandas")
+    out = coral.fit_transform(df, domain=domain)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(df.columns)
+    assert_array_equal(coral.get_feature_names_out(), df.columns)
+
+
+def test_pickle_and_clone():
+    X, domain = _two_domains()
+    coral = CORAL(target_domain="webcam", reg=0.5, center=True).fit(X, domain=domain)
+    restored = pickle.loads(pickle.dumps(coral))
+    assert_array_equal(restored.transform(X, domain=domain), coral.transform(X, domain=domain))
+    fresh = clone(coral)
+    assert fresh.get_params() == coral.get_params()
+    assert not hasattr(fresh, "alignment_")
+
+
+def test_metadata_routing_in_pipeline():
+    X, domain = _two_domains()
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    with sklearn.config_context(enable_metadata_routing=True):
+        coral = CORAL(target_domain="webcam").set_fit_request(domain=True)
+        coral.set_transform_request(domain=True)
+        pipe = make_pipeline(coral, LogisticRegression()).fit(X, y, domain=domain)
+        by_hand = LogisticRegression().fit(
+            CORAL(target_domain="webcam").fit_transform(X, domain=domain), y
+        )
+        step = pipe[0]
+        # Test rows without domain are target rows: passed through unchanged.
+        assert_array_equal(pipe.predict(X[60:]), by_hand.predict(X[60:]))
+        aligned = step.transform(X, domain=domain)
+        assert_array_equal(pipe.predict(X, domain=domain), by_hand.predict(aligned))
+        assert_allclose(
+            pipe.decision_function(X, domain=domain), by_hand.decision_function(aligned)
+        )
