@@ -217,14 +217,28 @@ def _alexnet_backbone(weights, seed):
 
 
 def _fx_layers(model):
-    """Module-level FX nodes (depth <= 2) of a traceable model, in forward order, output last."""
+    """Module-level taps of an FX-traceable model: ``{layer: output node}`` in forward order.
+
+    A layer is a top-level child, or a child of a top-level ``Sequential``/``ModuleList`` (the blocks
+    of a ResNet stage, the convolutions of VGG's ``features``); its output is the last graph node
+    inside it.
+    """
     from torchvision.models.feature_extraction import get_graph_node_names
 
+    prefixes = []
+    for name, child in model.named_children():
+        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            prefixes += [f"{name}.{sub}" for sub, _ in child.named_children()]
+        else:
+            prefixes.append(name)
     _, nodes = get_graph_node_names(model)
-    layers = [n for n in nodes if n != "x" and n.count(".") <= 1]
-    if nodes and nodes[-1] not in layers:
-        layers.append(nodes[-1])
-    return layers
+    last = {}
+    for position, node in enumerate(nodes):
+        for prefix in prefixes:
+            if node == prefix or node.startswith(prefix + "."):
+                last[prefix] = (position, node)
+    ordered = sorted(last.items(), key=lambda item: item[1][0])
+    return {prefix: node for prefix, (_, node) in ordered}
 
 
 def _torchvision_backbone(name, weights, model_kwargs, seed):
@@ -255,8 +269,8 @@ def _torchvision_backbone(name, weights, model_kwargs, seed):
 
 
 def _graph_backbone(model, family, name, data_config, source):
-    layers = _fx_layers(model)
-    nodes = {layer: layer for layer in layers}
+    nodes = _fx_layers(model)
+    layers = list(nodes)
     default = layers[-2] if len(layers) > 1 else layers[-1]
     aliases = {"logits": layers[-1], "pre_logits": default}
     return Backbone(model, family, name, data_config, layers, default, aliases=aliases, nodes=nodes,

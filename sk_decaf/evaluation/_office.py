@@ -4,12 +4,24 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..model_selection import DomainAdaptationSplit
-from ._protocols import _describe, _result
+from ._protocols import _COMMON_CONSTRAINTS, _describe, _result
 from ._runner import _run, _unpack
 
 
+@validate_params(
+    {
+        **_COMMON_CONSTRAINTS,
+        "source": [str],
+        "target": [str],
+        "settings": [list, tuple],
+        "n_source_per_class": [Interval(Integral, 1, None, closed="left"), None],
+        "n_target_per_class": [Interval(Integral, 0, None, closed="left")],
+    },
+    prefer_skip_nested_validation=False,
+)
 def evaluate_office(
     estimator,
     dataset,

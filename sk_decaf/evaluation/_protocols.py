@@ -1,8 +1,10 @@
 """DeCAF's evaluation protocols: repeated splits scored by mean per-class accuracy."""
 
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 from sklearn.utils.metadata_routing import get_routing_for_object
 
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
@@ -10,6 +12,17 @@ from ._runner import _run, _unpack
 
 #: Built-in protocols: (n_train, n_test) per class, as in DeCAF Sec. 4.1 and 4.4.
 PROTOCOLS = {"caltech101": (30, None), "sun397": (50, 50)}
+
+# Constraints shared by evaluate, few_shot_curve and evaluate_office.
+_COMMON_CONSTRAINTS = {
+    "estimator": [HasMethods(["fit", "predict"])],
+    "dataset": "no_validation",
+    "n_splits": [Interval(Integral, 1, None, closed="left")],
+    "too_few": [StrOptions({"raise", "skip", "shrink"})],
+    "precompute": [StrOptions({"auto"}), "boolean"],
+    "random_state": ["random_state"],
+    "n_jobs": [Integral, None],
+}
 
 
 @dataclass(repr=False)
@@ -118,11 +131,8 @@ def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **o
         cv = DomainAdaptationSplit(
             n_splits=n_splits, too_few=too_few, random_state=random_state, **office
         )
-    else:
-        raise ValueError(
-            f"Unknown protocol {protocol!r}; use 'caltech101', 'sun397', 'per-class', "
-            "'office' or a splitter object."
-        )
+    else:  # unreachable through evaluate, which validates `protocol`
+        raise ValueError(f"Unknown protocol {protocol!r}.")
     return cv, f"{protocol}: {_describe(cv)}"
 
 
@@ -133,6 +143,21 @@ def _result(out, description, keep):
     return EvaluationResult(scores, description, n_train, n_test, params, estimators)
 
 
+@validate_params(
+    {
+        **_COMMON_CONSTRAINTS,
+        "protocol": [
+            StrOptions({*PROTOCOLS, "per-class", "office"}),
+            HasMethods(["split", "get_n_splits"]),
+        ],
+        "n_train": [Interval(Integral, 1, None, closed="left"), None],
+        "source": [str, None],
+        "target": [str, None],
+        "setting": [StrOptions({"S", "T", "ST"})],
+        "return_estimators": ["boolean"],
+    },
+    prefer_skip_nested_validation=False,
+)
 def evaluate(
     estimator,
     dataset,
@@ -244,6 +269,14 @@ def evaluate(
     return _result(out[None], description, return_estimators)
 
 
+@validate_params(
+    {
+        **_COMMON_CONSTRAINTS,
+        "n_train": ["array-like"],
+        "n_test": [Interval(Integral, 1, None, closed="left"), None],
+    },
+    prefer_skip_nested_validation=False,
+)
 def few_shot_curve(
     estimator,
     dataset,

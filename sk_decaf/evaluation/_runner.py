@@ -66,7 +66,7 @@ def _split_featurizer(estimator, precompute):
     (a search keeps its parameter grid: pipeline slices keep step names), or
     (None, estimator) when nothing is split off.
     """
-    if precompute is False:
+    if not precompute:
         return None, estimator
     search = isinstance(estimator, BaseSearchCV)
     pipe = estimator.estimator if search else estimator

@@ -149,6 +149,8 @@ class PerClassSplit(BaseCrossValidator):
             Sorted indices of the training and test samples of each split.
         """
         _validate(self)
+        if y is None:
+            raise ValueError("PerClassSplit needs the class labels y.")
         y = column_or_1d(y, dtype=None)
         if X is not None and _num_samples(X) != len(y):
             raise ValueError(f"X has {_num_samples(X)} samples but y has {len(y)}.")
@@ -286,8 +288,8 @@ class DomainAdaptationSplit(BaseCrossValidator):
             raise ValueError(f"source and target are both {self.source!r}.")
         if self.setting == "T" and self.n_target_per_class == 0:
             raise ValueError("setting='T' needs n_target_per_class >= 1.")
-        if groups is None:
-            raise ValueError("DomainAdaptationSplit needs the domains as `groups`.")
+        if groups is None or y is None:
+            raise ValueError("DomainAdaptationSplit needs y and the domains as `groups`.")
         y, groups = column_or_1d(y, dtype=None), column_or_1d(groups, dtype=None)
         if len(groups) != len(y) or (X is not None and _num_samples(X) != len(y)):
             raise ValueError("X, y and groups must have the same number of samples.")

@@ -422,7 +422,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
 
     # -- pickling: the weights are reloaded, not embedded ------------------------------------------
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
         state.pop("_runtime", None)  # the network: reloaded from its weights, never embedded
         return state
 

@@ -158,8 +158,9 @@ def test_too_few_is_passed_on():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"protocol": "imagenet"}, "Unknown protocol"), ({"protocol": "per-class"}, "n_train"),
-     ({"n_train": 5}, "n_train"), ({"protocol": "office"}, "source")],
+    [({"protocol": "imagenet"}, "'protocol' parameter"), ({"protocol": "per-class"}, "n_train"),
+     ({"n_train": 5}, "n_train"), ({"protocol": "office"}, "source"),
+     ({"precompute": "yes"}, "'precompute' parameter"), ({"too_few": "drop"}, "too_few")],
 )
 def test_bad_protocol_arguments(kwargs, match):
     X, y = _blobs([40, 40])

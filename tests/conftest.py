@@ -1,0 +1,67 @@
+"""Shared fixtures: small images of every kind, the demo set, the shared data folder, an isolated home."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: A small random-weight timm model used wherever the real network is not the point.
+TINY = "test_efficientnet"
+
+
+def shared_data_root():
+    """``../shared/data`` next to the repository, or ``$SK_DECAF_SHARED_DATA``; None when absent."""
+    root = Path(os.environ.get("SK_DECAF_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return root if root.is_dir() else None
+
+
+@pytest.fixture
+def shared_data():
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("../shared/data is not available (set SK_DECAF_SHARED_DATA to run this test)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Exported ONNX graphs go to a per-session folder, never to the user's ~/.cache."""
+    monkeypatch.setenv("SK_DECAF_HOME", str(tmp_path_factory.getbasetemp() / "sk_decaf_home"))
+
+
+@pytest.fixture(scope="session")
+def demo():
+    from sk_decaf.datasets import load_demo
+
+    return load_demo()
+
+
+def _pattern(h, w, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), (xx + yy) % 256], axis=-1)
+    noise = rng.integers(0, 40, size=(h, w, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def rgb_arrays():
+    """Five small RGB uint8 arrays of different sizes and aspect ratios."""
+    return [_pattern(h, w, s) for s, (h, w) in enumerate([(48, 64), (64, 48), (40, 40), (90, 30), (33, 77)])]
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory, rgb_arrays):
+    """The same arrays saved as JPEG and PNG files."""
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, arr in enumerate(rgb_arrays):
+        ext = "jpg" if i % 2 == 0 else "png"
+        path = folder / f"img_{i}.{ext}"
+        Image.fromarray(arr).save(path)
+        paths.append(str(path))
+    return paths
