@@ -6,7 +6,7 @@ from .transformers import DeCAFTransformer
 from .transformers import DomainAugment, FeatureDropout, SignedSqrt
 from .transformers import CORAL, GeodesicFlowKernel, SubspaceAlignment
 from .heads import RetrievalIndex, mean_average_precision, spatial_windows
-from .evaluation import evaluate
+from .evaluation import evaluate, profile_layers
 from .model_selection import DomainAdaptationSplit, OfficialSplit, PerClassSplit
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "mean_average_precision",
     "spatial_windows",
     "evaluate",
+    "profile_layers",
     "DomainAdaptationSplit",
     "OfficialSplit",
     "PerClassSplit",

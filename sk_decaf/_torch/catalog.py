@@ -19,11 +19,14 @@ import torch
 from .backbones import load_backbone, state_digest
 from .layers import FeatureExtractor
 
-__all__ = ["BackboneInfo", "backbone_info"]
+__all__ = ["BackboneInfo", "backbone_info", "take_loaded"]
 
 _MEMO = OrderedDict()
 _MEMO_SIZE = 32
 _LOCK = threading.Lock()
+# The network loaded by the last inspection, handed to the first transformer that needs it, so that a
+# fit followed by a transform reads the weights once.
+_HANDOFF = {}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,13 @@ def _weights_key(weights):
     return (path, st.st_size, st.st_mtime_ns)
 
 
+def _memo_key(backbone, weights, model_kwargs, seed, pooling):
+    if not isinstance(backbone, str):
+        return None
+    return json.dumps([backbone, _weights_key(weights), model_kwargs or {},
+                       seed if weights == "random" else None, pooling], sort_keys=True, default=str)
+
+
 def _probe(backbone, pooling):
     """Feature size of every layer: one blank image through the whole network."""
     extractor = FeatureExtractor(backbone, backbone.layers, pooling).eval()
@@ -66,15 +76,14 @@ def backbone_info(backbone, weights, model_kwargs, seed, pooling):
 
     A ``torch.nn.Module`` backbone is inspected every time (it may change between calls).
     """
-    key = None
-    if isinstance(backbone, str):
-        key = json.dumps([backbone, _weights_key(weights), model_kwargs or {},
-                          seed if weights == "random" else None, pooling], sort_keys=True, default=str)
+    key = _memo_key(backbone, weights, model_kwargs, seed, pooling)
+    if key is not None:
         with _LOCK:
             if key in _MEMO:
                 _MEMO.move_to_end(key)
                 return _MEMO[key]
     loaded = load_backbone(backbone, weights, model_kwargs, seed=seed)
+    # The probe reads every layer without pruning anything, so the network stays reusable.
     info = BackboneInfo(
         name=loaded.name, family=loaded.family, layers=list(loaded.layers), default_layer=loaded.default_layer,
         aliases=dict(loaded.aliases), data_config=dict(loaded.data_config), dims=_probe(loaded, pooling),
@@ -85,4 +94,16 @@ def backbone_info(backbone, weights, model_kwargs, seed, pooling):
             _MEMO[key] = info
             while len(_MEMO) > _MEMO_SIZE:
                 _MEMO.popitem(last=False)
+            _HANDOFF.clear()
+            _HANDOFF[key] = (loaded, info.digest)
     return info
+
+
+def take_loaded(backbone, weights, model_kwargs, seed, pooling, digest):
+    """The network :func:`backbone_info` just loaded for this configuration, once; else ``None``."""
+    key = _memo_key(backbone, weights, model_kwargs, seed, pooling)
+    if key is None:
+        return None
+    with _LOCK:
+        loaded, loaded_digest = _HANDOFF.pop(key, (None, None))
+    return loaded if loaded_digest == digest else None

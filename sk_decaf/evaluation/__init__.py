@@ -1,6 +1,7 @@
 """evaluation: DeCAF's protocols, scored by mean per-class accuracy."""
 
 from ._office import evaluate_office
+from ._profile import profile_layers
 from ._protocols import EvaluationResult, FewShotCurve, evaluate, few_shot_curve
 
 __all__ = [
@@ -9,4 +10,5 @@ __all__ = [
     "evaluate",
     "evaluate_office",
     "few_shot_curve",
+    "profile_layers",
 ]

@@ -23,11 +23,11 @@ class RetrievalIndex(BaseEstimator):
     The recipe of Razavian et al. (2014), used by Azizpour et al. (2015,
     section 5) after Jégou and Chum (2012): features are L2-normalised,
     reduced and whitened by a PCA learned on the database, and L2-normalised
-    again (a :class:`~sklearn.pipeline.Pipeline` of
-    :class:`~sklearn.preprocessing.Normalizer`,
-    :class:`~sklearn.decomposition.PCA` with ``whiten=True`` and
-    :class:`~sklearn.preprocessing.Normalizer`); queries are answered by
-    Euclidean distance in that space.
+    again (``Normalizer -> PCA(whiten=True) -> Normalizer``, a scikit-learn
+    pipeline); queries are answered by Euclidean distance in that space.
+    Whitening gives every kept direction unit variance, so keep
+    ``n_components`` well below the number of database images: noise
+    directions are amplified as much as informative ones.
 
     **Spatial search.** Pass 3-D arrays ``(n_images, n_windows, n_features)``
     holding the features of several windows per image (see
@@ -39,9 +39,8 @@ class RetrievalIndex(BaseEstimator):
     Parameters
     ----------
     n_components : int or float, default=None
-        Dimension kept by the PCA (a float in (0, 1) keeps that fraction of
-        the variance). None keeps ``min(n_database_windows - 1, n_features)``,
-        every direction with non-zero variance.
+        Dimension kept by the PCA (a float in (0, 1): that fraction of the
+        variance). None keeps ``min(n_database_windows - 1, n_features)``.
 
     whiten : bool, default=True
         Divide each principal component by its standard deviation; False
@@ -85,8 +84,7 @@ class RetrievalIndex(BaseEstimator):
     ----------
     .. [1] A. Sharif Razavian, H. Azizpour, J. Sullivan and S. Carlsson. "CNN
        Features off-the-shelf: an Astounding Baseline for Recognition". CVPR
-       Workshops 2014, section 3.3 (retrieval) and A. Sharif Razavian et al.
-       "Visual Instance Retrieval with Deep Convolutional Networks", 2014.
+       Workshops 2014 (visual instance retrieval).
     .. [2] H. Azizpour, A. Sharif Razavian, J. Sullivan, A. Maki and
        S. Carlsson. "From Generic to Specific Deep Representations for Visual
        Recognition". CVPR Workshops 2015, section 5.
@@ -124,18 +122,14 @@ class RetrievalIndex(BaseEstimator):
 
     def _windows(self, X, *, reset):
         """Validate 2-D or 3-D input; return it as (n_images, n_windows, n_features)."""
+        n_windows = 1
         if np.ndim(X) == 3:
             X = check_array(X, allow_nd=True, dtype=[np.float64, np.float32])
-            n_images, n_windows, n_features = X.shape
-            flat = X.reshape(n_images * n_windows, n_features)
-        else:
-            n_images, n_windows, flat = None, 1, X
+            n_windows, X = X.shape[1], X.reshape(-1, X.shape[2])
         flat = validate_data(
-            self, flat, reset=reset, dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
+            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1 + reset
         )
-        n_images = flat.shape[0] if n_images is None else n_images
-        return flat.reshape(n_images, n_windows, flat.shape[1])
+        return flat.reshape(-1, n_windows, flat.shape[1])
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -156,18 +150,14 @@ class RetrievalIndex(BaseEstimator):
             Fitted index.
         """
         windows = self._windows(X, reset=True)
-        n_images, n_windows, n_features = windows.shape
+        self.n_samples_fit_, self.n_windows_, n_features = windows.shape
         flat = windows.reshape(-1, n_features)
         n_components = self.n_components
         if n_components is None:
             n_components = min(flat.shape[0] - 1, n_features)
-        self.pipeline_ = make_pipeline(
-            Normalizer(),
-            PCA(n_components=n_components, whiten=self.whiten, svd_solver="full"),
-            Normalizer(),
-        ).fit(flat)
-        self.embedding_ = self.pipeline_.transform(flat).reshape(n_images, n_windows, -1)
-        self.n_samples_fit_, self.n_windows_ = n_images, n_windows
+        pca = PCA(n_components=n_components, whiten=self.whiten, svd_solver="full")
+        self.pipeline_ = make_pipeline(Normalizer(), pca, Normalizer()).fit(flat)
+        self.embedding_ = self.pipeline_.transform(flat).reshape(*windows.shape[:2], -1)
         self.n_components_ = self.embedding_.shape[2]
         return self
 
@@ -182,18 +172,16 @@ class RetrievalIndex(BaseEstimator):
             database with itself, each image excluded from its own results.
 
         n_neighbors : int, default=None
-            Number of neighbours; defaults to the ``n_neighbors`` parameter,
-            and to the whole database (minus the query itself when ``X`` is
-            None) if that is None too.
+            Defaults to the ``n_neighbors`` parameter, else the whole database
+            (minus the query itself when ``X`` is None).
 
         return_distance : bool, default=True
-            Whether to return the distances too.
+            Whether to return the distances.
 
         Returns
         -------
         distances : ndarray of shape (n_queries, n_neighbors)
-            Image-to-image distances (minimum over window pairs), ascending;
-            only if ``return_distance``.
+            Minimum distance over window pairs, ascending; if ``return_distance``.
 
         indices : ndarray of shape (n_queries, n_neighbors)
             Database indices, nearest first (ties: lower index first).
@@ -205,21 +193,17 @@ class RetrievalIndex(BaseEstimator):
         if n_neighbors is None:
             n_neighbors = n_available if self.n_neighbors is None else self.n_neighbors
         if not 1 <= n_neighbors <= n_available:
-            raise ValueError(
-                f"Expected 1 <= n_neighbors <= {n_available} (database size"
-                f"{' minus the query itself' if exclude_self else ''}), got {n_neighbors}."
-            )
+            raise ValueError(f"Expected 1 <= n_neighbors <= {n_available}, got {n_neighbors}.")
         database = self.embedding_.reshape(-1, self.n_components_)
         row_bytes = 8 * queries.shape[1] * database.shape[0]
         batch = max(1, int(get_config()["working_memory"] * 2**20 // row_bytes))
         distances = np.empty((len(queries), n_neighbors))
         indices = np.empty((len(queries), n_neighbors), dtype=np.intp)
         for rows in gen_batches(len(queries), batch):
-            chunk = queries[rows]
+            chunk = queries[rows]  # minimum over all (query window, database window) pairs
             pairs = euclidean_distances(chunk.reshape(-1, self.n_components_), database)
-            image_dist = pairs.reshape(
-                len(chunk), queries.shape[1], self.n_samples_fit_, self.n_windows_
-            ).min(axis=(1, 3))
+            pairs = pairs.reshape(*chunk.shape[:2], self.n_samples_fit_, self.n_windows_)
+            image_dist = pairs.min(axis=(1, 3))
             if exclude_self:
                 image_dist[np.arange(len(chunk)), np.arange(rows.start, rows.stop)] = np.inf
             order = np.argsort(image_dist, axis=1, kind="stable")[:, :n_neighbors]
@@ -239,19 +223,14 @@ class RetrievalIndex(BaseEstimator):
         Returns
         -------
         indices : ndarray of shape (n_queries, n_neighbors)
-            Same as ``kneighbors(X, return_distance=False)``.
+            ``kneighbors(X, return_distance=False)``.
         """
         return self.kneighbors(X, return_distance=False)
 
     def _embed(self, X):
         windows = self._windows(X, reset=False)
-        flat = windows.reshape(-1, windows.shape[2])
-        return self.pipeline_.transform(flat).reshape(len(windows), windows.shape[1], -1)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        return tags
+        flat = self.pipeline_.transform(windows.reshape(-1, windows.shape[2]))
+        return flat.reshape(*windows.shape[:2], -1)
 
 
 def _window_boxes(width, height, levels):
@@ -280,23 +259,17 @@ def spatial_windows(image, levels=4):
     Parameters
     ----------
     image : PIL.Image.Image, str, os.PathLike or ndarray
-        The image; a path is opened with Pillow and a ``uint8`` array of shape
-        ``(height, width[, channels])`` is converted with
-        ``PIL.Image.fromarray``.
+        The image; a path is opened with Pillow, a ``uint8`` array
+        ``(height, width[, channels])`` converted with ``PIL.Image.fromarray``.
 
     levels : int, default=4
-        Number of levels; ``levels * (levels + 1) * (2 * levels + 1) / 6``
-        windows are returned.
+        Number of levels, giving ``levels (levels + 1) (2 levels + 1) / 6`` windows.
 
     Returns
     -------
     crops : list of PIL.Image.Image
         Level by level, and within a level row by row, left to right:
         ``[whole, top-left, top-right, bottom-left, bottom-right, ...]``.
-
-    See Also
-    --------
-    RetrievalIndex : Accepts the window features as a 3-D array.
 
     References
     ----------
@@ -326,7 +299,5 @@ def spatial_windows(image, levels=4):
     elif isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if min(image.size) < levels + 1:
-        raise ValueError(
-            f"Image of size {image.size} is too small for {levels} levels of windows."
-        )
+        raise ValueError(f"Image of size {image.size} is too small for {levels} levels.")
     return [image.crop(tuple(int(v) for v in box)) for box in _window_boxes(*image.size, levels)]

@@ -92,9 +92,9 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ``fit`` without ``domain`` (as in scikit-learn's estimator checks) treats
     every row as target: there is nothing to align, ``alignment_`` is the
     identity and :meth:`transform` returns its input. ``fit`` needs at least
-    one target row. Computation is in float64 (two ``eigh`` of
-    ``n_features x n_features`` matrices, about a second for 1,280 features);
-    the output keeps the dtype of ``X``.
+    one target row. Computation is in float64 (an SVD of each domain when it
+    has fewer samples than features, else an ``eigh`` of its covariance); the
+    output keeps the dtype of ``X``.
 
     References
     ----------
@@ -168,8 +168,8 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return self
         X_source = X[~is_target]
         self.mean_source_ = X_source.mean(axis=0)
-        whiten = _symmetric_power(_covariance(X_source) + self.reg * np.eye(X.shape[1]), -0.5)
-        recolour = _symmetric_power(_covariance(X_target) + self.reg * np.eye(X.shape[1]), 0.5)
+        whiten = _regularised_covariance_power(X_source, self.reg, -0.5)
+        recolour = _regularised_covariance_power(X_target, self.reg, 0.5)
         self.alignment_ = whiten @ recolour
         return self
 
@@ -234,11 +234,24 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _covariance(X):
-    """Unbiased covariance (as Matlab's ``cov``); zeros for a single sample."""
-    if X.shape[0] < 2:
-        return np.zeros((X.shape[1], X.shape[1]))
-    return np.atleast_2d(np.cov(X, rowvar=False))
+def _regularised_covariance_power(X, reg, power):
+    """``(cov(X) + reg * I) ** power`` with the unbiased covariance (Matlab's ``cov``).
+
+    With fewer samples than features and ``reg > 0`` the covariance has low
+    rank ``r``: from the thin SVD ``cov = V diag(s^2) V^T`` the result is
+    ``reg^p I + V diag((s^2 + reg)^p - reg^p) V^T``, exact and O(n^2 d)
+    instead of an O(d^3) eigendecomposition.
+    """
+    n_samples, n_features = X.shape
+    if reg > 0 and n_samples <= n_features:
+        eye = np.eye(n_features) * reg**power
+        if n_samples < 2:
+            return eye
+        centred = (X - X.mean(axis=0)) / np.sqrt(n_samples - 1)
+        _, s, Vt = linalg.svd(centred, full_matrices=False)
+        return eye + (Vt.T * ((s**2 + reg) ** power - reg**power)) @ Vt
+    cov = np.atleast_2d(np.cov(X, rowvar=False)) if n_samples > 1 else np.zeros((n_features,) * 2)
+    return _symmetric_power(cov + reg * np.eye(n_features), power)
 
 
 def _symmetric_power(C, power):
@@ -247,7 +260,7 @@ def _symmetric_power(C, power):
     Eigenvalues below a relative tolerance count as zero, so a negative power
     is the power of the pseudo-inverse.
     """
-    eigvals, eigvecs = linalg.eigh(C)
+    eigvals, eigvecs = linalg.eigh(C, driver="evd")
     tol = max(eigvals.max(initial=0.0), 0.0) * C.shape[0] * np.finfo(C.dtype).eps
     keep = eigvals > tol
     powered = np.zeros_like(eigvals)

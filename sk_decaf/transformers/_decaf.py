@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._cache import ActivationCache
 from .._torch.backbones import load_backbone, state_digest
-from .._torch.catalog import backbone_info
+from .._torch.catalog import backbone_info, take_loaded
 from .._torch.engines import onnxruntime_available
 from .._torch.featurizer import Featurizer, default_home, resolve_device
 from .._torch.images import ImageLoadError, as_image_sequence, check_files, content_key, describe
@@ -267,8 +267,13 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def _get_featurizer(self):
         """Load the network on first use (a forward pass is needed) and keep it for this instance."""
         if self._runtime.featurizer is None:
-            backbone = load_backbone(self.backbone, self.weights, self.model_kwargs, seed=self.random_seed_)
-            digest = state_digest(backbone.model)
+            backbone = take_loaded(self.backbone, self.weights, self.model_kwargs, self.random_seed_,
+                                   self.pooling, self.weights_digest_)
+            if backbone is None:
+                backbone = load_backbone(self.backbone, self.weights, self.model_kwargs, seed=self.random_seed_)
+                digest = state_digest(backbone.model)
+            else:
+                digest = self.weights_digest_
             if digest != self.weights_digest_:
                 raise ValueError(
                     f"The weights of backbone {backbone.name!r} changed since this transformer was fitted "

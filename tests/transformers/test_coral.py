@@ -34,12 +34,28 @@ def _algorithm_1(X_source, X_target, reg):
     return X_source @ A
 
 
-@pytest.mark.parametrize("reg", [1.0, 0.1, 0.0])
-def test_matches_algorithm_1_and_keeps_target_rows(reg):
-    X, domain = _two_domains()
+# More samples than features: eigendecomposition of the covariance; fewer:
+# the low-rank SVD route. Both must be Algorithm 1. (reg=0 needs full rank.)
+CASES = [(reg, 60, 40, 6) for reg in (1.0, 0.1, 0.0)] + [
+    (reg, n_source, n_target, 20)
+    for reg in (1.0, 0.1)
+    for n_source, n_target in [(12, 5), (60, 4), (1, 30)]
+]
+
+
+@pytest.mark.parametrize("reg, n_source, n_target, n_features", CASES)
+def test_matches_algorithm_1_and_keeps_target_rows(reg, n_source, n_target, n_features):
+    X, domain = _two_domains(n_source, n_target, n_features)
     Xt = CORAL(target_domain="webcam", reg=reg).fit_transform(X, domain=domain)
-    assert_allclose(Xt[:60], _algorithm_1(X[:60], X[60:], reg), rtol=1e-8, atol=1e-8)
-    assert_array_equal(Xt[60:], X[60:])
+    if n_source == 1:  # Matlab's cov of one row is 0 (numpy's is NaN)
+        Cs = reg * np.eye(n_features)
+        Ct = np.cov(X[1:], rowvar=False) + reg * np.eye(n_features)
+        A = np.real(linalg.sqrtm(linalg.inv(Cs))) @ np.real(linalg.sqrtm(Ct))
+        assert_allclose(Xt[:1], X[:1] @ A, rtol=1e-8, atol=1e-8)
+    else:
+        expected = _algorithm_1(X[:n_source], X[n_source:], reg)
+        assert_allclose(Xt[:n_source], expected, rtol=1e-8, atol=1e-8)
+    assert_array_equal(Xt[n_source:], X[n_source:])
 
 
 @pytest.mark.parametrize("reg", [1.0, 0.5, 0.0])

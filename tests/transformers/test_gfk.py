@@ -179,3 +179,21 @@ def test_metadata_routing_in_pipeline():
         assert_allclose(
             pipe.decision_function(X[:5]), by_hand.decision_function(reference.transform(X[:5]))
         )
+
+
+def test_transductive_use_with_frozen_estimator():
+    # Unsupervised DA: learn the subspaces from all (unlabelled) target rows,
+    # then train the classifier on the labelled rows only, without refitting.
+    from sklearn.frozen import FrozenEstimator
+
+    X, domain = _two_domains()
+    y = (np.arange(len(X)) % 2).astype(int)
+    labelled = np.r_[0:40, 40:46]
+    with sklearn.config_context(enable_metadata_routing=True):
+        gfk = GeodesicFlowKernel(3, target_domain="webcam").fit(X, domain=domain)
+        gfk.set_fit_request(domain=True).set_transform_request(domain=True)
+        pipe = make_pipeline(FrozenEstimator(gfk), LogisticRegression())
+        pipe.fit(X[labelled], y[labelled], domain=domain[labelled])
+    assert_array_equal(pipe[0].estimator.projection_, gfk.projection_)
+    by_hand = LogisticRegression().fit(gfk.transform(X[labelled]), y[labelled])
+    assert_allclose(pipe.decision_function(X[46:]), by_hand.decision_function(gfk.transform(X[46:])))
