@@ -39,7 +39,9 @@ from sk_decaf.datasets import load_office_caltech10
 
 def _default_data():
     shared = os.environ.get("SK_DECAF_SHARED_DATA")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    if shared:
+        return Path(shared) / "office_caltech10"
+    base = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     return base / "office_caltech10"
 
 
@@ -82,7 +84,8 @@ def main():
     )
 
     rows = []
-    rows.append(("raw, Euclidean", _scores(y_query, y_database, euclidean_distances(X_query, X_database)), 0.0))
+    raw = euclidean_distances(X_query, X_database)
+    rows.append(("raw, Euclidean", _scores(y_query, y_database, raw), 0.0))
     l2 = euclidean_distances(normalize(X_query), normalize(X_database))
     rows.append(("L2", _scores(y_query, y_database, l2), 0.0))
     for n_components in args.n_components:

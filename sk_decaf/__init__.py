@@ -5,7 +5,7 @@ from ._torch.layers import list_layers
 from .transformers import DeCAFTransformer
 from .transformers import DomainAugment, FeatureDropout, SignedSqrt
 from .transformers import CORAL, GeodesicFlowKernel, SubspaceAlignment
-from .heads import RetrievalIndex, mean_average_precision, spatial_windows
+from .heads import FineTunedClassifier, RetrievalIndex, mean_average_precision, spatial_windows
 from .evaluation import evaluate, profile_layers
 from .model_selection import DomainAdaptationSplit, OfficialSplit, PerClassSplit
 
@@ -19,6 +19,7 @@ __all__ = [
     "CORAL",
     "GeodesicFlowKernel",
     "SubspaceAlignment",
+    "FineTunedClassifier",
     "RetrievalIndex",
     "mean_average_precision",
     "spatial_windows",

@@ -52,15 +52,37 @@ class TorchEngine:
         self.extractor.to(memory_format=torch.channels_last)
         self.bf16 = bf16 and device.type == "cuda"
 
+    def _amp(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
     def __call__(self, images):
-        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext())
-        step = self.cpu_slice if self.device.type == "cpu" else len(images)
-        parts = []
-        with torch.inference_mode(), amp:
-            for start in range(0, len(images), step):
-                x = images[start:start + step].to(self.device, non_blocking=True)
-                parts.append([o.float().cpu() for o in self.extractor(x)])
-        return [torch.cat(cols).numpy() for cols in zip(*parts)]
+        return self.result(self.submit(images))
+
+    def submit(self, images):
+        """Start a batch. On CUDA this only queues work (copy in, forward, copy out to pinned memory),
+        so the caller can prepare the next batch while the GPU computes; :meth:`result` waits for it."""
+        if self.device.type != "cuda":
+            parts = []
+            with torch.inference_mode():
+                for start in range(0, len(images), self.cpu_slice):
+                    parts.append([o.float() for o in self.extractor(images[start:start + self.cpu_slice])])
+            return [torch.cat(cols).numpy() for cols in zip(*parts)]
+        with torch.inference_mode(), self._amp():
+            outs = [o.float() for o in self.extractor(images.to(self.device, non_blocking=True))]
+            host = [torch.empty(o.shape, dtype=torch.float32, pin_memory=True) for o in outs]
+            for h, o in zip(host, outs):
+                h.copy_(o, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        return host, done
+
+    def result(self, handle):
+        """The float32 numpy outputs of a batch started with :meth:`submit`."""
+        if self.device.type != "cuda":
+            return handle
+        host, done = handle
+        done.synchronize()
+        return [h.numpy() for h in host]
 
 
 def export_onnx(extractor, path, example):
@@ -109,3 +131,8 @@ class OnnxEngine:
     def __call__(self, images):
         x = images.numpy() if torch.is_tensor(images) else np.asarray(images)
         return list(self.session.run(None, {self.input_name: np.ascontiguousarray(x)}))
+
+    submit = __call__  # synchronous: onnxruntime already uses every core
+
+    def result(self, handle):
+        return handle

@@ -121,11 +121,26 @@ class Featurizer:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, items, indices=None, *, batch_size=32, n_jobs=None, progress=None):
-        """Yield ``(indices, [array per layer])`` for ``items`` (or the subset ``indices``), in order."""
+        """Yield ``(indices, [array per layer])`` for ``items`` (or the subset ``indices``), in order.
+
+        One batch stays in flight: batch ``i + 1`` is decoded and submitted before the outputs of batch
+        ``i`` are collected, so on a GPU decoding, copies and compute overlap.
+        """
         loader = make_loader(items, self.transform, indices=indices, batch_size=batch_size, n_jobs=n_jobs,
                              device_type=self.device.type)
-        for images, idx in iterate(loader):
-            outputs = self._engine_for(images)(images)
+
+        def collect(pending):
+            idx, engine, handle = pending
             if progress is not None:
                 progress.update(len(idx))
-            yield idx.numpy(), [np.asarray(o, dtype=np.float32) for o in outputs]
+            return idx.numpy(), [np.asarray(o, dtype=np.float32) for o in engine.result(handle)]
+
+        pending = None
+        for images, idx in iterate(loader):
+            engine = self._engine_for(images)
+            handle = engine.submit(images)
+            if pending is not None:
+                yield collect(pending)
+            pending = (idx, engine, handle)
+        if pending is not None:
+            yield collect(pending)

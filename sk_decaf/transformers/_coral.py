@@ -221,11 +221,11 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         is_source = ~domain_mask(domain, self.target_domain)
         X_new = np.array(X, copy=True)
         if is_source.any():
-            X_source = X[is_source].astype(np.float64)
+            X_source, offset = X[is_source].astype(np.float64), 0.0
             if self.center:
-                X_new[is_source] = (X_source - self.mean_source_) @ self.alignment_ + self.mean_target_
-            else:
-                X_new[is_source] = X_source @ self.alignment_
+                X_source -= self.mean_source_
+                offset = self.mean_target_
+            X_new[is_source] = X_source @ self.alignment_ + offset
         return X_new
 
     def __sklearn_tags__(self):

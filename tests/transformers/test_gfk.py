@@ -159,7 +159,8 @@ def test_float32_pandas_pickle_clone():
     names = [f"geodesicflowkernel{i}" for i in range(4)]
     assert list(gfk.get_feature_names_out()) == names
     restored = pickle.loads(pickle.dumps(gfk))
-    assert_array_equal(restored.transform(X.astype(np.float32)), gfk.transform(X.astype(np.float32)))
+    X32 = X.astype(np.float32)
+    assert_array_equal(restored.transform(X32), gfk.transform(X32))
     df = clone(gfk).set_output(transform="pandas").fit_transform(pd.DataFrame(X), domain=domain)
     assert list(df.columns) == names
     assert_allclose(df.to_numpy(), out64)
@@ -196,4 +197,5 @@ def test_transductive_use_with_frozen_estimator():
         pipe.fit(X[labelled], y[labelled], domain=domain[labelled])
     assert_array_equal(pipe[0].estimator.projection_, gfk.projection_)
     by_hand = LogisticRegression().fit(gfk.transform(X[labelled]), y[labelled])
-    assert_allclose(pipe.decision_function(X[46:]), by_hand.decision_function(gfk.transform(X[46:])))
+    expected = by_hand.decision_function(gfk.transform(X[46:]))
+    assert_allclose(pipe.decision_function(X[46:]), expected)
