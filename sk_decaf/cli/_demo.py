@@ -16,8 +16,8 @@ def add_demo_parser(sub):
     p.add_argument("--data", metavar="DIR", default=None,
                    help="your own image folder (DIR/<class>/<image>) instead of the demo set")
     p.add_argument("--layers", nargs="+", type=parse_layer, default=None,
-                   help="layers to compare (default: the backbone's last three, Azizpour's last, 2nd and "
-                        "3rd last)")
+                   help="layers to compare (default: the 5th, 3rd and 2nd last: blocks.2, blocks.6 and "
+                        "pre_logits of EfficientNet-Lite0, conv5, fc6 and fc7 of AlexNet, as in DeCAF Fig. 4)")
     p.add_argument("--cv", type=int, default=5, help="stratified folds (default: %(default)s)")
     p.add_argument("-C", type=float, default=1.0, help="LinearSVC regularisation (default: %(default)s)")
     add_backbone_options(p)
@@ -45,7 +45,8 @@ def run_demo(args):
 
     data = load_image_folder(args.data) if args.data else load_demo()
     source = args.data or "embedded demo set (Caltech-101 subset, CC BY 4.0, Fei-Fei et al. 2004)"
-    layers = args.layers or list_layers(args.backbone)[-3:]
+    available = list_layers(args.backbone)
+    layers = args.layers or [available[i] for i in (-5, -3, -2) if len(available) >= -i]
     with tempfile.TemporaryDirectory(prefix="sk_decaf_demo_") as tmp:
         # One forward pass per image feeds every layer, fold and refit through the activation cache.
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
