@@ -8,12 +8,12 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._domain import check_domain, domain_mask, encode_domain, resolve_domains
+from ._domain import DomainTransformerMixin, check_domain, domain_mask, resolve_domains
 
 __all__ = ["CORAL"]
 
 
-class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Align the covariance of the source domain to that of the target domain.
 
     CORAL (Sun, Feng and Saenko, 2016) whitens the source features with the
@@ -173,28 +173,6 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.alignment_ = whiten @ recolour
         return self
 
-    def fit_transform(self, X, y=None, *, domain=None):
-        """Fit to ``X`` and its domains, then align its source rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features of both domains.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, passed to both :meth:`fit` and
-            :meth:`transform`.
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_features)
-            Source rows aligned, target rows unchanged.
-        """
-        return self.fit(X, y, domain=domain).transform(X, domain=domain)
-
     def transform(self, X, *, domain=None):
         """Map source rows with ``alignment_``; leave target rows unchanged.
 
@@ -216,9 +194,7 @@ class CORAL(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        domain = check_domain(domain, X.shape[0], target_domain=self.target_domain)
-        encode_domain(domain, self.domains_)  # rejects labels unseen in fit
-        is_source = ~domain_mask(domain, self.target_domain)
+        is_source = ~self._target_mask(domain, X.shape[0])
         X_new = np.array(X, copy=True)
         if is_source.any():
             X_source, offset = X[is_source].astype(np.float64), 0.0

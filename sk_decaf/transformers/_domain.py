@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_domain", "domain_mask", "encode_domain", "resolve_domains"]
+__all__ = ["DomainTransformerMixin", "check_domain", "domain_mask", "encode_domain", "resolve_domains"]
 
 
 def _is_missing(label):
@@ -183,3 +183,39 @@ def domain_mask(domain, label):
     mask : ndarray of shape (n_samples,), dtype=bool
     """
     return np.fromiter((d == label for d in domain), dtype=bool, count=len(domain))
+
+
+class DomainTransformerMixin:
+    """Shared behaviour of the transformers that take per-sample ``domain`` metadata.
+
+    ``fit_transform`` passes ``domain`` on to both ``fit`` and ``transform`` (scikit-learn's default
+    would drop it), and :meth:`_target_mask` validates transform-time labels against ``domains_``.
+    """
+
+    def fit_transform(self, X, y=None, *, domain=None):
+        """Fit to ``X`` and its domains, then transform ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training features of every domain.
+
+        y : Ignored
+            Not used, present here for API consistency by convention.
+
+        domain : array-like of shape (n_samples,), default=None
+            Domain label of each sample, passed to both :meth:`fit` and
+            :meth:`transform`.
+
+        Returns
+        -------
+        X_new : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+            Transformed features.
+        """
+        return self.fit(X, y, domain=domain).transform(X, domain=domain)
+
+    def _target_mask(self, domain, n_samples):
+        """Boolean mask of the target rows; labels unseen in fit are a ``ValueError``."""
+        domain = check_domain(domain, n_samples, target_domain=self.target_domain)
+        encode_domain(domain, self.domains_)
+        return domain_mask(domain, self.target_domain)

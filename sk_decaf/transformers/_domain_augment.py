@@ -11,12 +11,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._domain import check_domain, encode_domain, resolve_domains
+from ._domain import DomainTransformerMixin, check_domain, encode_domain, resolve_domains
 
 __all__ = ["DomainAugment"]
 
 
-class DomainAugment(TransformerMixin, BaseEstimator):
+class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
     """Copy the features into a shared block and one block per domain.
 
     Daumé III (2007) adapts any linear classifier across domains by feature
@@ -142,28 +142,6 @@ class DomainAugment(TransformerMixin, BaseEstimator):
         domain = check_domain(domain, X.shape[0], target_domain=self.target_domain)
         self.domains_ = resolve_domains(domain, self.target_domain, self.domains)
         return self
-
-    def fit_transform(self, X, y=None, *, domain=None):
-        """Fit to the domains of ``X``, then augment ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training features.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, passed to both :meth:`fit` and
-            :meth:`transform`.
-
-        Returns
-        -------
-        X_new : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
-            Augmented features.
-        """
-        return self.fit(X, y, domain=domain).transform(X, domain=domain)
 
     def transform(self, X, *, domain=None):
         """Augment the features according to each sample's domain.

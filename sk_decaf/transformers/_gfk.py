@@ -13,12 +13,13 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._subspace_alignment import _fit_domain_subspaces, _transform_target_mask
+from ._domain import DomainTransformerMixin
+from ._subspace_alignment import _fit_domain_subspaces
 
 __all__ = ["GeodesicFlowKernel"]
 
 
-class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Features whose dot product is the geodesic flow kernel (GFK).
 
     Gong et al. (2012) join the ``d``-dimensional PCA subspaces of the source
@@ -185,28 +186,6 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.projection_, self.principal_angles_ = _gfk_factor(basis_source, basis_target)
         return self
 
-    def fit_transform(self, X, y=None, *, domain=None):
-        """Fit to ``X`` and its domains, then map it to GFK features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features of both domains.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, passed to both :meth:`fit` and
-            :meth:`transform`.
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, 2 * n_components_)
-            GFK features.
-        """
-        return self.fit(X, y, domain=domain).transform(X, domain=domain)
-
     def transform(self, X, *, domain=None):
         """Map rows to ``Z = X @ projection_`` (after centring if ``center``).
 
@@ -228,7 +207,7 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_target = _transform_target_mask(X, domain, self.target_domain, self.domains_)
+        is_target = self._target_mask(domain, X.shape[0])
         X_centred = X
         if self.center:
             X_centred = X - np.where(is_target[:, None], self.mean_target_, self.mean_source_)

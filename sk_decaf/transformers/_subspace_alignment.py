@@ -13,12 +13,12 @@ from sklearn.decomposition import PCA
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._domain import check_domain, domain_mask, encode_domain, resolve_domains
+from ._domain import DomainTransformerMixin, check_domain, domain_mask, resolve_domains
 
 __all__ = ["SubspaceAlignment"]
 
 
-class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Project both domains on PCA subspaces, the source one aligned to the target.
 
     Subspace alignment (Fernando et al., 2013, Algorithm 1) learns
@@ -158,28 +158,6 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.alignment_ = basis_source.T @ basis_target
         return self
 
-    def fit_transform(self, X, y=None, *, domain=None):
-        """Fit to ``X`` and its domains, then project it.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features of both domains.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, passed to both :meth:`fit` and
-            :meth:`transform`.
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_components_)
-            Projected features.
-        """
-        return self.fit(X, y, domain=domain).transform(X, domain=domain)
-
     def transform(self, X, *, domain=None):
         """Project source rows on the aligned source basis, target rows on ``Pt``.
 
@@ -201,7 +179,7 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_target = _transform_target_mask(X, domain, self.target_domain, self.domains_)
+        is_target = self._target_mask(domain, X.shape[0])
         X_new = np.empty((X.shape[0], self.n_components_), dtype=X.dtype)
         X_new[is_target] = (X[is_target] - self.mean_target_) @ self.components_target_.T
         source_map = self.components_source_.T @ self.alignment_
@@ -266,10 +244,3 @@ def _pca_basis(X, n_components):
         return X[0].copy(), np.eye(X.shape[1], n_components)
     pca = PCA(n_components=n_components, svd_solver="full").fit(X)
     return pca.mean_, pca.components_.T
-
-
-def _transform_target_mask(X, domain, target_domain, domains):
-    """Validate ``domain`` against the fitted ``domains`` and return the target mask."""
-    domain = check_domain(domain, X.shape[0], target_domain=target_domain)
-    encode_domain(domain, domains)  # rejects labels unseen in fit
-    return domain_mask(domain, target_domain)
