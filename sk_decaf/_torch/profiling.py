@@ -94,8 +94,7 @@ def profiled_modules(model):
 class _Timer:
     """Forward pre/post hooks that accumulate the exclusive time of each layer in one pass."""
 
-    def __init__(self, layers, sync):
-        self.layers = layers
+    def __init__(self, sync):
         self.sync = sync
         self.stack = []  # [layer index, start, time of nested layers]
         self.seconds = {}
@@ -160,7 +159,7 @@ def time_layers(model, batch, *, n_repeats=3, device=None):
     model(batch)  # warm-up: lazy initialisation, allocator, oneDNN kernel selection
     runs, totals = [], []
     for _ in range(n_repeats):
-        timer = _Timer(layers, sync)
+        timer = _Timer(sync)
         handles = []
         for index, (_, module) in enumerate(layers):
             handles.append(module.register_forward_pre_hook(timer.pre(index)))

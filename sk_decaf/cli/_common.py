@@ -17,6 +17,8 @@ def add_backbone_options(parser):
     group.add_argument("--n-jobs", type=int, default=None, help="image-decoding worker processes")
     group.add_argument("--cache", default=None, help="SQLite activation cache file (default: none, or a "
                                                       "temporary one where a command needs it)")
+    group.add_argument("--weights-seed", type=int, default=0,
+                       help="seed of random weights (--weights random), the same for every fit (default: %(default)s)")
     group.add_argument("-v", "--verbose", action="store_true", help="progress bars")
 
 
@@ -35,4 +37,4 @@ def parse_pooling(value):
 def transformer_kwargs(args):
     return dict(backbone=args.backbone, weights=args.weights, pooling=parse_pooling(args.pooling),
                 preprocess=args.preprocess, device=args.device, engine=args.engine, batch_size=args.batch_size,
-                n_jobs=args.n_jobs, verbose=args.verbose)
+                n_jobs=args.n_jobs, verbose=args.verbose, random_state=args.weights_seed)

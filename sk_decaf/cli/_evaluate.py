@@ -8,6 +8,7 @@ splits by mean per-class accuracy; the network runs once per image thanks to an 
 """
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ def _table(rows, office):
     for layer, setting, res in rows:
         line = f"{layer:<{width}}" + (f"{setting:<9}" if office else "")
         cell = f"{100 * res.mean:.2f} ± {100 * res.std:.2f}"
-        line += f"{cell:>25} {len(res.scores):>7} {int(np.mean(res.n_train)):>7} {int(np.mean(res.n_test)):>7}"
+        n_train, n_test = int(np.mean(res.n_train)), int(np.mean(res.n_test))
+        line += f"{cell:>25} {len(res.scores):>7} {n_train:>7} {n_test:>7}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -105,6 +107,7 @@ def _save(fig, folder, name):
 
 def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
     """t-SNE of source and target features: one colour per class, one marker per domain (DeCAF Fig. 5)."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
@@ -112,8 +115,6 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
                      random_state=seed).fit_transform(np.asarray(features, dtype=float))
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     ax = fig.subplots()
-    from matplotlib import colormaps
-
     colors = colormaps["tab10" if len(target_names) <= 10 else "turbo"]
     classes = np.unique(y)
     for k, c in enumerate(classes):
@@ -124,7 +125,8 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
                        edgecolors="k" if marker == "^" else "none", linewidths=0.4,
                        label=str(target_names[c]) if name == source else None)
     for name, marker in ((source, "o"), (target, "^")):  # domain legend entries, in grey
-        ax.scatter([], [], marker=marker, color="0.5", label=f"{name} ({'source' if name == source else 'target'})")
+        role = "source" if name == source else "target"
+        ax.scatter([], [], marker=marker, color="0.5", label=f"{name} ({role})")
     ax.legend(fontsize="small", ncols=2, loc="best")
     ax.set(xticks=[], yticks=[], title=f"t-SNE of DeCAF features: {source} (o) and {target} (^)")
     return fig
@@ -174,8 +176,8 @@ def run_evaluate(args):
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
 
         def make_decaf(layer):
-            # A fixed random_state: with --weights random, every clone must draw the same weights.
-            return DeCAFTransformer(layer=layer, cache=cache, random_state=0, **transformer_kwargs(args))
+            # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
+            return DeCAFTransformer(layer=layer, cache=cache, **transformer_kwargs(args))
 
         names = {}
         for layer in args.layer or [None]:
@@ -204,7 +206,10 @@ def run_evaluate(args):
         saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
         info = make_decaf(names[next(iter(names))]).fit(data.paths[:1]).cache_info()
     clf = type(_classifier(args)).__name__
-    print(f"backbone {args.backbone}, {clf}(C={args.C}); protocol {rows[0][2].protocol}\n")
+    protocol = rows[0][2].protocol
+    if office:  # one description for all settings
+        protocol = re.sub(r", setting \w+", "", protocol) + f"; settings {', '.join(args.settings)}"
+    print(f"backbone {args.backbone}, {clf}(C={args.C}); protocol {protocol}\n")
     print(_table(rows, office))
     print(f"\n{time.perf_counter() - start:.1f} s; {info['computed']} images went through the network")
     for path in saved:

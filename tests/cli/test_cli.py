@@ -105,7 +105,8 @@ def test_evaluate_office(office_folder, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "27 images, 3 classes" in out
-    assert "amazon -> webcam" in out
+    assert ("protocol office: amazon -> webcam: 3 source + 1 target images per class, rest of the "
+            "target tested, 2 random splits; settings S, T, ST") in out
     settings = [line.split()[1] for line in out.splitlines() if "±" in line]
     assert settings == ["S", "T", "ST"]
     if layout == "office_caltech10":
@@ -173,12 +174,13 @@ def test_empty_folder_exit_2(tmp_path, capsys):
 
 
 def test_demo_on_a_folder(class_folder, capsys):
-    assert main(["demo", "--data", str(class_folder), "--cv", "2", *NET]) == 0
+    assert main(["demo", "--data", str(class_folder), "--cv", "2", "--layers", "-1", "-2", *NET]) == 0
     out = capsys.readouterr().out
     assert "15 images, 3 classes" in out
     assert "2-fold stratified CV" in out
     match = re.search(r"best layer: (\S+) \(mean accuracy (\d\.\d+)", out)
-    assert match is not None and 0.0 <= float(match.group(2)) <= 1.0
+    assert match is not None and match.group(1) in ("-1", "-2")
+    assert 0.0 <= float(match.group(2)) <= 1.0
 
 
 @pytest.mark.parametrize("layers", [["-1"], ["-1", "-2"]])
@@ -198,3 +200,5 @@ def test_extract_writes_npz(class_folder, tmp_path, capsys, layers):
         assert npz["paths"].tolist() == data.paths
         assert npz["target"].tolist() == data.target.tolist()
         assert npz["target_names"].tolist() == data.target_names.tolist()
+        # --weights random is seeded (--weights-seed 0): the file holds exactly the library's features
+        np.testing.assert_allclose(npz["features"], decaf.transform(data.paths), rtol=1e-5, atol=1e-6)
