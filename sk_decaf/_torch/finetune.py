@@ -14,17 +14,20 @@ Nothing here knows scikit-learn or skorch.
 from __future__ import annotations
 
 import math
+import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .data import build_transform
 from .images import ImageLoadError, describe, load_rgb
 from .layers import FeatureExtractor, resolve_layers
 
-__all__ = ["ImageItems", "FineTuneModule", "build_train_transform", "frozen_modules", "DEFAULT_AUGMENT"]
+__all__ = ["ImageItems", "FineTuneModule", "build_train_transform", "frozen_modules", "seeded_global_rngs",
+           "DEFAULT_AUGMENT"]
 
 #: timm training-transform settings used by ``augment=True``: random-resized crop keeping at least a
 #: quarter of the image, horizontal flip, no colour jitter and no auto-augment (small target sets
@@ -49,6 +52,24 @@ def build_train_transform(data_config, augment=True):
     cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std") if k in data_config}
     cfg.update(options)
     return create_transform(**cfg, is_training=True, use_prefetcher=True)
+
+
+@contextmanager
+def seeded_global_rngs(seed, device):
+    """Seed torch's and Python's global RNGs inside, restore them after.
+
+    timm's random-resized crop draws from Python's ``random``, flips and dropout from torch's global
+    generator: seeding both makes a training run reproducible without leaving a trace on the caller.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            yield
+    finally:
+        random.setstate(state)
 
 
 class ImageItems(Dataset):
@@ -99,7 +120,7 @@ def _module_for_layer(backbone, layer, modules):
             # Everything but the classifier; after ``reset_classifier(0)`` that is everything.
             classifier = model.pretrained_cfg.get("classifier", "classifier")
             names = [n for n in modules if n and not (n == classifier or n.startswith(classifier + "."))]
-            return names[-1] if names else None
+            return names[-1] if names else None  # modules is in registration order
         return layer if layer in modules else None  # a stage pruned away lies past the taps: all
     name = backbone.nodes.get(layer, layer)
     # An FX node of a functional op (``add_3``) has no module: keep its prefix up to a real module.
@@ -134,7 +155,7 @@ def frozen_modules(backbone, until):
         return [""]
     try:
         layer = resolve_layers(until, backbone)[0]
-        target = _module_for_layer(backbone, layer, set(modules))
+        target = _module_for_layer(backbone, layer, modules)
     except ValueError:
         if not isinstance(until, str) or until not in modules:
             raise ValueError(
@@ -201,6 +222,8 @@ class FineTuneModule(nn.Module):
 
     def train(self, mode=True):
         super().train(mode)
+        if "" in self.frozen:
+            self.backbone.eval()
         for module in self._frozen_modules:
             module.eval()  # frozen BatchNorm keeps its statistics, frozen dropout is off
         return self
@@ -213,3 +236,22 @@ class FineTuneModule(nn.Module):
         """``(backbone parameters, head parameters)`` that require gradients."""
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         return backbone, list(self.head.parameters())
+
+    @torch.inference_mode()
+    def features(self, dataset, *, batch_size=32, device="cpu", num_workers=0):
+        """Features at the layer (evaluation mode) of every image of ``dataset``, as float32 numpy."""
+        was_training = self.training
+        self.eval().to(device)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                            generator=torch.Generator())  # its worker seed must not touch the global RNG
+        try:
+            return np.concatenate([self.backbone(images.to(device))[0].float().cpu().numpy()
+                                   for images, _ in loader])
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def set_head(self, weight, bias):
+        """Load a linear classifier ``(n_classes, n_features)``, ``(n_classes,)`` into the new layer."""
+        self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
+        self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import random
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -25,8 +24,8 @@ from torch.utils.data import Subset
 from .._torch.backbones import load_backbone
 from .._torch.data import build_transform, resolve_workers
 from .._torch.featurizer import resolve_device
-from .._torch.finetune import FineTuneModule, ImageItems, build_train_transform
-from .._torch.images import as_image_sequence, check_files
+from .._torch.finetune import FineTuneModule, ImageItems, build_train_transform, seeded_global_rngs
+from .._torch.images import as_image_sequence, check_files, load_rgb
 from .._torch.layers import resolve_layers
 
 __all__ = ["FineTunedClassifier"]
@@ -53,36 +52,28 @@ class _EvalValidSplit:
         self.seed = seed
         self.eval_transform = eval_transform
 
+    def _cv(self):
+        return StratifiedShuffleSplit(n_splits=1, test_size=self.n_valid, random_state=self.seed)
+
+    def indices(self, y):
+        """``(train, valid)`` indices: the split that :meth:`__call__` makes."""
+        return next(self._cv().split(np.zeros(len(y)), y))
+
     def __call__(self, dataset, y=None, **fit_params):
-        cv = StratifiedShuffleSplit(n_splits=1, test_size=self.n_valid, random_state=self.seed)
-        train, valid = ValidSplit(cv, stratified=True)(dataset, y)
+        train, valid = ValidSplit(self._cv(), stratified=True)(dataset, y)
         return train, Subset(dataset.with_transform(self.eval_transform), valid.indices)
-
-
-@contextmanager
-def _seeded_global_rngs(seed, device):
-    """Seed torch's and Python's global RNGs (augmentation, dropout) inside, restore them after."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    state = random.getstate()
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            yield
-    finally:
-        random.setstate(state)
 
 
 class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained network with a new linear layer on one of its layers.
 
     The classifier of Azizpour et al. (§3.2.3, Table 4): the network's features at ``layer`` (exactly
-    what :class:`~sk_decaf.DeCAFTransformer` returns for it, with ``pooling``) feed a freshly initialised
-    linear layer, and the whole network is trained on the target task with cross-entropy, the
-    pretrained part at a smaller learning rate (``lr * backbone_lr_scale``) so that what was learned on
-    ImageNet is adapted rather than forgotten. Layers up to ``freeze_until`` can be frozen instead.
-    Training images are augmented with timm's training transform; a stratified validation split
-    stops training early and restores the best epoch. Built on skorch's ``NeuralNetClassifier``,
+    what :class:`~sk_decaf.DeCAFTransformer` returns for it, with ``pooling``) feed a new linear layer
+    (initialised by a linear probe, see ``head_init``), and the whole network is trained on the target
+    task with cross-entropy, the pretrained part at a smaller learning rate (``lr * backbone_lr_scale``)
+    so that what was learned on ImageNet is adapted rather than forgotten. Layers up to ``freeze_until``
+    can be frozen instead. Training images are augmented with timm's training transform; a stratified
+    validation split stops training early and restores the best epoch. Built on skorch's ``NeuralNetClassifier``,
     held as ``net_``.
 
     Parameters
@@ -110,6 +101,12 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         BatchNorm statistics and dropout of the frozen part in evaluation mode. ``"all"`` freezes the
         whole backbone (a linear probe on augmented DeCAF features). Freezing early layers also
         makes each step cheaper: no backward pass runs through them.
+    head_init : {"linear_probe", "random"}, default="linear_probe"
+        ``"linear_probe"``: the new layer starts as a multinomial ``LogisticRegression(C=1)`` fitted on
+        the frozen features of the training images (evaluation transform, validation images left out),
+        then everything is fine-tuned (LP-FT [3]_): the first steps do not distort the pretrained
+        features with the gradients of a random layer, and a short run starts from the probe's accuracy
+        rather than from chance. ``"random"``: ``nn.Linear``'s initialisation, drawn from ``random_state``.
     optimizer : {"adamw", "sgd"} or torch optimizer class, default="adamw"
         ``"sgd"`` uses momentum 0.9. A class is called with the parameter groups, ``lr`` and
         ``weight_decay``.
@@ -176,6 +173,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
        Representations for Visual Recognition. CVPR Workshops 2015, §3.2.3 and Table 4.
     .. [2] J. Donahue, Y. Jia, O. Vinyals, J. Hoffman, N. Zhang, E. Tzeng and T. Darrell. DeCAF: A Deep
        Convolutional Activation Feature for Generic Visual Recognition. ICML 2014.
+    .. [3] A. Kumar, A. Raghunathan, R. Jones, T. Ma and P. Liang. Fine-Tuning can Distort Pretrained
+       Features and Underperform Out-of-Distribution. ICLR 2022.
 
     Examples
     --------
@@ -199,6 +198,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "backbone_lr_scale": [Interval(numbers.Real, 0, None, closed="left")],
         "freeze_until": [None, str, Interval(numbers.Integral, None, -1, closed="right")],
+        "head_init": [StrOptions({"linear_probe", "random"})],
         "optimizer": [StrOptions({"adamw", "sgd"}), type],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
@@ -215,7 +215,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, backbone="efficientnet_lite0", *, layer=None, weights=None, pooling="avg",
-                 max_epochs=10, lr=1e-3, backbone_lr_scale=0.1, freeze_until=None, optimizer="adamw",
+                 max_epochs=10, lr=1e-3, backbone_lr_scale=0.1, freeze_until=None, head_init="linear_probe",
+                 optimizer="adamw",
                  weight_decay=1e-2, lr_schedule="cosine", batch_size=32, augment=True, early_stopping=True,
                  validation_fraction=0.1, patience=3, n_jobs=None, device="auto", model_kwargs=None,
                  random_state=None, verbose=0):
@@ -227,6 +228,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.backbone_lr_scale = backbone_lr_scale
         self.freeze_until = freeze_until
+        self.head_init = head_init
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
@@ -266,6 +268,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         check_files(items)
         y = column_or_1d(y, warn=True)
         check_consistent_length(items, y)
+        for i, item in enumerate(items):  # fail now, not at the epoch that first draws a bad image
+            load_rgb(item, i)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
@@ -276,7 +280,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         n_valid = self._n_valid(y_encoded) if self.early_stopping else 0
 
-        with _seeded_global_rngs(seed, self.device_):
+        with seeded_global_rngs(seed, self.device_):
             backbone = load_backbone(self.backbone, self.weights, self.model_kwargs, seed=seed)
             (self.layer_,) = resolve_layers(self.layer, backbone)
             self.data_config_ = dict(backbone.data_config)
@@ -286,8 +290,13 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             self.n_trainable_params_ = int(sum(p.numel() for group in module.trainable_parameters()
                                                for p in group))
             eval_transform = build_transform(self.data_config_)
+            split = _EvalValidSplit(n_valid, seed, eval_transform) if n_valid else None
+            if self.head_init == "linear_probe":
+                fit_rows = split.indices(y_encoded)[0] if split else np.arange(len(items))
+                self._linear_probe(module, Subset(ImageItems(items, y_encoded, eval_transform), fit_rows),
+                                   y_encoded[fit_rows])
             train = ImageItems(items, y_encoded, build_train_transform(self.data_config_, self.augment))
-            self.net_ = self._make_net(module, len(items) - n_valid, n_valid, seed, eval_transform)
+            self.net_ = self._make_net(module, len(items) - n_valid, split, seed, eval_transform)
             self.net_.fit(train, y_encoded)
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
@@ -305,7 +314,18 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             )
         return n_valid
 
-    def _make_net(self, module, n_train, n_valid, seed, eval_transform):
+    def _linear_probe(self, module, dataset, y):
+        """Initialise the new layer with a logistic regression on the frozen features."""
+        workers = resolve_workers(self.n_jobs, len(y), self.batch_size, self.device_.type)
+        features = module.features(dataset, batch_size=self.batch_size, device=self.device_,
+                                   num_workers=workers)
+        probe = LogisticRegression(C=1.0, max_iter=1000).fit(features, y)
+        weight, bias = probe.coef_, probe.intercept_
+        if weight.shape[0] == 1:  # binary: sigmoid(z) == softmax([-z/2, z/2])
+            weight, bias = np.vstack([-weight / 2, weight / 2]), np.r_[-bias / 2, bias / 2]
+        module.set_head(weight, bias)
+
+    def _make_net(self, module, n_train, split, seed, eval_transform):
         drop_last = n_train > self.batch_size  # no 1-image batch through BatchNorm in training mode
         steps = max(1, n_train // self.batch_size if drop_last else 1)
         callbacks = []
@@ -313,7 +333,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(("lr_scheduler", LRScheduler(
                 policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs * steps,
                 step_every="batch")))
-        if n_valid:
+        if split is not None:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.patience, load_best=True)))
         optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}.get(self.optimizer, self.optimizer)
@@ -330,11 +350,13 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             optimizer__param_groups=[("backbone.*", {"lr": self.lr * self.backbone_lr_scale})],
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            train_split=_EvalValidSplit(n_valid, seed, eval_transform) if n_valid else None,
+            train_split=split,
             callbacks=callbacks,
             iterator_train__shuffle=True,
             iterator_train__drop_last=drop_last,
+            # DataLoaders draw their workers' base seed from these, not from the global RNG.
             iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_valid__generator=torch.Generator().manual_seed(seed),
             **{f"iterator_{kind}__{k}": v for kind in ("train", "valid") for k, v in loader.items()},
             dataset=ImageItems,
             dataset__transform=eval_transform,
@@ -375,6 +397,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
+        check_is_fitted(self, "net_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def __sklearn_tags__(self):

@@ -4,12 +4,14 @@ import pickle
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -22,7 +24,7 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from sk_decaf import FineTunedClassifier
+from sk_decaf import DeCAFTransformer, FineTunedClassifier
 from sk_decaf._torch.backbones import load_backbone
 from sk_decaf._torch.finetune import ImageItems, build_train_transform, frozen_modules
 from tests.conftest import TINY
@@ -31,8 +33,18 @@ from tests.conftest import TINY
 FROZEN_BY_BLOCKS_2 = ("conv_stem.", "bn1.", "blocks.0.", "blocks.1.", "blocks.2.")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The tiny network gains nothing from threads, which spin-wait when other processes hold the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(**params):
-    defaults = dict(weights="random", max_epochs=2, batch_size=8, early_stopping=False, random_state=0)
+    defaults = dict(weights="random", max_epochs=2, batch_size=8, early_stopping=False, random_state=0,
+                    head_init="random")
     return FineTunedClassifier(TINY, **{**defaults, **params})
 
 
@@ -134,16 +146,32 @@ def test_linear_probe_changes_only_the_head(colours, start_weights, params):
     assert not clf.net_.module_.backbone.training  # the whole frozen network stays in eval mode
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_linear_probe_initialisation_is_a_logistic_regression(colours, start_weights, early_stopping):
+    X, y = colours
+    path, _ = start_weights
+    # A frozen network and a vanishing learning rate: the head stays where the linear probe put it.
+    clf = tiny(weights=path, head_init="linear_probe", freeze_until="all", lr=1e-12, max_epochs=1,
+               early_stopping=early_stopping, validation_fraction=0.2).fit(X, y)
+    features = DeCAFTransformer(TINY, weights=path, layer=clf.layer_, engine="torch").fit_transform(X)
+    rows = np.arange(20)
+    if early_stopping:  # the probe never sees the validation images
+        rows = clf.net_.train_split.indices(np.unique(y, return_inverse=True)[1])[0]
+        assert len(rows) == 16
+    probe = LogisticRegression(C=1.0, max_iter=1000).fit(features[rows], y[rows])
+    assert_allclose(clf.predict_proba(X), probe.predict_proba(features), atol=1e-4)
+
+
 def test_same_random_state_same_model_and_global_rngs_untouched(colours):
     X, y = colours
     torch.manual_seed(1234)
     random.seed(1234)
     torch_state, python_state = torch.get_rng_state(), random.getstate()
-    a = tiny(lr=1e-2).fit(X, y).predict_proba(X)
+    a = tiny(lr=1e-2, head_init="linear_probe").fit(X, y).predict_proba(X)
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert random.getstate() == python_state
-    b = tiny(lr=1e-2).fit(X, y).predict_proba(X)
-    c = tiny(lr=1e-2, random_state=1).fit(X, y).predict_proba(X)
+    b = tiny(lr=1e-2, head_init="linear_probe").fit(X, y).predict_proba(X)
+    c = tiny(lr=1e-2, head_init="linear_probe", random_state=1).fit(X, y).predict_proba(X)
     assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(a, c)
 
@@ -219,13 +247,16 @@ def test_predict_proba_predict_and_score(fitted, colours):
     assert fitted.score(X, y) == accuracy_score(y, pred) == 1.0
 
 
-def test_inputs_may_be_arrays_or_pil_images(fitted, colours):
-    X, _ = colours
+def test_inputs_may_be_arrays_pil_images_or_pandas(fitted, colours):
+    X, y = colours
     arrays = [np.asarray(Image.open(p)) for p in X[:3]]
     pils = [Image.open(p) for p in X[:3]]
     expected = fitted.predict_proba(X[:3])
     assert_allclose(fitted.predict_proba(arrays), expected, rtol=1e-5)
     assert_allclose(fitted.predict_proba(pils), expected, rtol=1e-5)
+    assert_allclose(fitted.predict_proba(pd.Series(X[:3], index=[7, 8, 9])), expected, rtol=1e-5)
+    refit = clone(fitted).fit(pd.Series(X), pd.Series(y))
+    assert_allclose(refit.predict_proba(X), fitted.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
 def test_pickle_round_trip(fitted, colours):
@@ -310,7 +341,8 @@ def test_frozen_modules_follow_forward_order():
     everything_but_classifier = frozen_modules(bb, "pre_logits")
     assert "bn2" in everything_but_classifier and "classifier" not in everything_but_classifier
     assert frozen_modules(bb, -3) == frozen_modules(bb, "blocks.4")
-    assert frozen_modules(bb, "blocks.3.0") == frozen_modules(bb, "blocks.3")  # any module name
+    by_module = frozen_modules(bb, "blocks.3.0.conv_dw")  # any module name
+    assert by_module[-1] == "blocks.3.0.conv_dw" and "blocks.3.0.se" not in by_module
 
 
 def test_frozen_modules_of_alexnet_use_decaf_names():
