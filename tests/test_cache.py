@@ -120,6 +120,16 @@ def test_duplicates_are_computed_once(cache, image_files):
     assert_allclose(X[-2:], X[:2])
 
 
+def test_lookups_in_chunks_keep_hits_and_duplicates_aligned(cache, image_files, monkeypatch):
+    est = tiny(cache).fit(image_files)
+    est.transform(image_files[:2])
+    monkeypatch.setattr(type(est), "_cache_chunk", 3)  # hits, misses and repeats straddle chunk borders
+    items = image_files + image_files[::-1] + image_files[:1]
+    X = est.transform(items)
+    assert computed(est) == 5
+    assert_allclose(X, tiny(None).fit_transform(items), rtol=1e-6, atol=1e-7)
+
+
 def test_clear_cache_and_max_bytes(cache, image_files):
     est = tiny(cache, cache_layers="requested").fit(image_files)
     est.transform(image_files)

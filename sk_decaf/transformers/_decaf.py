@@ -345,25 +345,32 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                 cache.close()
         return result
 
+    #: Images looked up in the cache at a time: bounds the memory of a transform to the output array.
+    _cache_chunk = 2048
+
     def _fill_from_cache(self, cache, items, result, columns):
-        keys = []
-        for i, item in enumerate(items):
-            try:
-                keys.append(content_key(item))
-            except OSError as exc:
-                raise ImageLoadError(f"{describe(item, i)}: cannot read: {exc}") from None
+        """Copy cached rows into ``result``, chunk by chunk so that memory stays flat; return what misses."""
+        chunk = self._cache_chunk
         dims = {name: self.feature_dims_[name] for name in self.layers_}
-        hits = cache.get(self._cache_key, keys, dims)
-        todo, first, copies = [], {}, {}
-        for i, key in enumerate(keys):
-            if key in hits:
-                for name, cols in columns.items():
-                    result[i, cols] = hits[key][name]
-            elif key in first:
-                copies[i] = first[key]
-            else:
-                first[key] = i
-                todo.append(i)
+        keys, todo, first, copies = [], [], {}, {}
+        for start in range(0, len(items), chunk):
+            stop = min(start + chunk, len(items))
+            for i in range(start, stop):
+                try:
+                    keys.append(content_key(items[i]))
+                except OSError as exc:
+                    raise ImageLoadError(f"{describe(items[i], i)}: cannot read: {exc}") from None
+            hits = cache.get(self._cache_key, keys[start:stop], dims)
+            for i in range(start, stop):
+                key = keys[i]
+                if key in hits:
+                    for name, cols in columns.items():
+                        result[i, cols] = hits[key][name]
+                elif key in first:  # the same image earlier in X: computed once, copied
+                    copies[i] = first[key]
+                else:
+                    first[key] = i
+                    todo.append(i)
         return todo, copies, keys
 
     def _run_network(self, items, todo, result, columns, cache, keys):
