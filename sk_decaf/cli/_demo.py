@@ -52,7 +52,8 @@ def run_demo(args):
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
         decaf = DeCAFTransformer(cache=cache, **transformer_kwargs(args))
         pipe = Pipeline([("decaf", decaf), ("svm", LinearSVC(C=args.C))])
-        grid = GridSearchCV(pipe, {"decaf__layer": layers},
+        # error_score="raise": a bad image stops the demo at once, naming the file, instead of NaN scores.
+        grid = GridSearchCV(pipe, {"decaf__layer": layers}, error_score="raise",
                             cv=StratifiedKFold(args.cv, shuffle=True, random_state=0))
         print(f"sk-decaf demo: {len(data.paths)} images, {len(data.target_names)} classes from {source}")
         print(f"backbone {args.backbone}, LinearSVC(C={args.C}), {args.cv}-fold stratified CV over layers "

@@ -202,3 +202,20 @@ def test_extract_writes_npz(class_folder, tmp_path, capsys, layers):
         assert npz["target_names"].tolist() == data.target_names.tolist()
         # --weights random is seeded (--weights-seed 0): the file holds exactly the library's features
         np.testing.assert_allclose(npz["features"], decaf.transform(data.paths), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("command", ["demo", "extract"])
+def test_a_corrupt_image_stops_the_command_and_names_the_file(command, class_folder, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(class_folder, root)
+    first_class = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    bad = first_class / "zz_truncated.jpg"
+    bad.write_bytes(next(first_class.glob("*.jpg")).read_bytes()[:300])
+    args = ["demo", "--data", str(root), "--cv", "2"] if command == "demo" else \
+        ["extract", str(root), "-o", str(tmp_path / "f.npz")]
+    assert main([*args, *NET]) == 2
+    err = capsys.readouterr().err
+    assert "zz_truncated.jpg" in err and "error" in err
+    assert "nan" not in err.lower()  # no silent NaN scores: the first failure stops the run
