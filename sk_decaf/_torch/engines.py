@@ -86,11 +86,13 @@ class TorchEngine:
 
 
 def export_onnx(extractor, path, example):
-    """Export ``extractor`` (uint8 NCHW in, one output per layer) to ``path`` atomically."""
+    """Export a CPU ``extractor`` (uint8 NCHW in, one output per layer) to ``path`` atomically.
+
+    The extractor is left as it was: the torch engine that shares it keeps working.
+    """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    extractor = extractor.cpu().eval()
-    extractor.channels_last = False
+    channels_last, extractor.channels_last = extractor.channels_last, False  # a layout hint, not a graph op
     n_out = len(extractor.layers)
     names = [f"layer{i}" for i in range(n_out)]
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=os.path.dirname(path) or ".")
@@ -99,12 +101,13 @@ def export_onnx(extractor, path, example):
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent python code
             torch.onnx.export(
-                extractor, (example.cpu(),), tmp, dynamo=False, input_names=["images"], output_names=names,
+                extractor, (example,), tmp, dynamo=False, input_names=["images"], output_names=names,
                 dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
                 opset_version=17, do_constant_folding=True,
             )
         os.replace(tmp, path)  # readers never see a half-written model
     finally:
+        extractor.channels_last = channels_last
         if os.path.exists(tmp):
             os.remove(tmp)
     return path

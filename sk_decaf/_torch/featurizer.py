@@ -76,7 +76,6 @@ class Featurizer:
         self.onnx_dir = onnx_dir or os.path.join(default_home(), "onnx")
         self.torch_engine = TorchEngine(self.extractor, device, bf16=bf16)
         self.engine = None  # started on the first batch
-        self.engine_name = engine
 
     # -- engines -----------------------------------------------------------------------------------
     def onnx_path(self):
@@ -90,7 +89,6 @@ class Featurizer:
         try:
             if not os.path.exists(path):
                 export_onnx(self.extractor, path, first_batch[:2])
-                self.torch_engine = TorchEngine(self.extractor, self.device, bf16=self.bf16)
             engine = OnnxEngine(path)
             if not os.path.exists(verified):
                 probe = first_batch[:VERIFY_IMAGES]
@@ -100,23 +98,23 @@ class Featurizer:
                         f"onnxruntime outputs differ from torch by a relative error of {max(errors):.2e} "
                         f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
                     )
-                    return self.torch_engine, "torch"
+                    return self.torch_engine
                 with open(verified, "w") as f:
                     json.dump({"max_relative_error": max(errors)}, f)
-            return engine, "onnxruntime"
+            return engine
         except Exception as exc:  # export or session failure: torch still works
             warnings.warn(
                 f"Could not run this network with onnxruntime ({type(exc).__name__}: {exc}); "
                 "falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
             )
-            return self.torch_engine, "torch"
+            return self.torch_engine
 
     def _engine_for(self, first_batch):
         if self.engine is None:
             if self.requested_engine == "onnxruntime":
-                self.engine, self.engine_name = self._start_onnx(first_batch)
+                self.engine = self._start_onnx(first_batch)
             else:
-                self.engine, self.engine_name = self.torch_engine, "torch"
+                self.engine = self.torch_engine
         return self.engine
 
     # -- running -----------------------------------------------------------------------------------

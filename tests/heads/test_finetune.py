@@ -15,19 +15,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_set_params,
-)
 
 from sk_decaf import DeCAFTransformer, FineTunedClassifier
 from sk_decaf._torch.backbones import load_backbone
 from sk_decaf._torch.finetune import ImageItems, build_train_transform, frozen_modules
-from tests.conftest import TINY
+from tests.conftest import API_CHECKS, TINY
 
 # test_efficientnet: conv_stem, bn1, blocks.0 ... blocks.4, conv_head (256 features), bn2.
 FROZEN_BY_BLOCKS_2 = ("conv_stem.", "bn1.", "blocks.0.", "blocks.1.", "blocks.2.")
@@ -276,10 +268,7 @@ def test_clone_and_not_fitted(fitted, colours):
         cloned.predict_proba(X)
 
 
-@pytest.mark.parametrize("check", [
-    check_no_attributes_set_in_init, check_do_not_raise_errors_in_init_or_set_params,
-    check_get_params_invariance, check_set_params, check_estimator_cloneable, check_estimator_repr,
-])
+@pytest.mark.parametrize("check", API_CHECKS)
 def test_api_level_estimator_checks(check):
     est = tiny()
     check(type(est).__name__, est)

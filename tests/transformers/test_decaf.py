@@ -12,18 +12,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_estimators_overwrite_params,
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_set_params,
-)
 
 from sk_decaf import DeCAFTransformer, list_layers
-from tests.conftest import TINY
+from tests.conftest import API_CHECKS, TINY
 
 
 def tiny(**kwargs):
@@ -170,10 +161,7 @@ def test_random_weights_follow_random_state(image_files):
 
 
 # -- scikit-learn contract ------------------------------------------------------------------------
-@pytest.mark.parametrize("check", [
-    check_no_attributes_set_in_init, check_do_not_raise_errors_in_init_or_set_params,
-    check_get_params_invariance, check_set_params, check_estimator_cloneable, check_estimator_repr,
-])
+@pytest.mark.parametrize("check", API_CHECKS)
 def test_api_level_estimator_checks(check):
     est = tiny()
     check(type(est).__name__, est)
