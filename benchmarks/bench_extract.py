@@ -1,68 +1,71 @@
-"""Extraction speed: DeCAFTransformer against hand-written timm loops, in one run, as ratios.
+"""Extraction speed: DeCAFTransformer against the best hand-written timm loops, in one run, as ratios.
 
-Compared on the same images, network, weights and batch size:
+CPU mode (the default) compares, on the same images, network, weights and output (``pre_logits``):
 
-* ``DeCAFTransformer`` with each engine (onnxruntime on the CPU, torch);
-* a plain timm loop: ``timm.data.create_transform`` + a torch ``DataLoader`` + ``model(x)`` under
-  ``torch.inference_mode`` — what a user writes by hand;
-* a one-image-at-a-time loop (open, transform, forward), as img2vec-style tools do.
+* hand-written loops a skilled user would write with timm: ``timm.data.create_transform`` and PIL in the
+  main process, ``torch.inference_mode``, channels-last memory, slices of 1, 4 and 8 images; the same with
+  ``torch.compile``; a tuned ``DataLoader`` (1 worker, prefetch); a hand ONNX export run with onnxruntime;
+* the loops users often write first: one image at a time (img2vec-style), and a ``DataLoader`` with 2
+  workers and batches of 32 in contiguous (NCHW) memory;
+* ``DeCAFTransformer`` with each engine (onnxruntime, torch).
 
-Each method runs in a fresh process (so peak RSS is its own) after a warm-up batch; the first-call cost
-(model load, ONNX export and check) is reported separately. Images/s are printed for information only;
-the comparison is the ratio to the plain timm loop, measured in this run.
+Each contender runs in a fresh process (``python bench_extract.py --worker NAME``). Its *start-up* (network
+load, transform, ONNX export and check, compilation, one warm-up batch) is timed apart from the timed pass
+over every image, which gives img/s. Peak memory is the largest sum of the proportional set size (PSS) of
+the process and its worker processes, sampled every 50 ms. Every contender's features must agree with
+DeCAFTransformer's default engine (``np.allclose``, rtol 1e-3, atol 1e-4: different engines, same maths);
+the script fails otherwise. The ratio column divides by the fastest hand-written loop of the run.
 
-Usage: ``python benchmarks/bench_extract.py [--repeat 3] [--batch-size 32] [--backbone efficientnet_lite0]``
+CUDA mode (``--device cuda``) prints DeCAFTransformer's end-to-end img/s (JPEG decode in DataLoader workers,
+copies, bf16 forward) against the network alone on random tensors already on the GPU, for
+efficientnet_lite0 and resnet50 with random weights, batches of 256, bf16.
+
+Usage::
+
+    python benchmarks/bench_extract.py                      # CPU, 600 images (the demo set x 3)
+    python benchmarks/bench_extract.py --limit 64           # a quick check on 64 images
+    python benchmarks/bench_extract.py --only slices-4 decaf-onnxruntime
+    python benchmarks/bench_extract.py --device cuda        # GPU: 5,000 images per backbone
 """
 
 import argparse
-import multiprocessing as mp
+import functools
 import os
-import resource
+import sys
 import tempfile
 import time
 
+import numpy as np
+from _common import agreement, demo_paths, elapsed, format_table, run_worker, warm_files, write_result
 
-def _images(repeat):
-    from sk_decaf.datasets import load_demo
-
-    return load_demo().paths * repeat
-
-
-def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+SCRIPT = os.path.abspath(__file__)
 
 
-def run_decaf(args, engine, queue):
-    os.environ["SK_DECAF_HOME"] = tempfile.mkdtemp()  # a cold ONNX export, as a new user gets
-    from sk_decaf import DeCAFTransformer
+# -- the hand-written loops ------------------------------------------------------------------------------
+def _hand_model(backbone):
+    """The network DeCAFTransformer runs (same architecture and weights), with timm's eval transform."""
+    import timm.data
 
-    paths = _images(args.repeat)
-    start = time.perf_counter()
-    est = DeCAFTransformer(backbone=args.backbone, engine=engine, batch_size=args.batch_size).fit(paths)
-    est.transform(paths[: args.batch_size])  # warm-up: loads the network, exports and checks ONNX
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    X = est.transform(paths)
-    seconds = time.perf_counter() - start
-    queue.put((f"DeCAFTransformer(engine={engine!r})", len(paths) / seconds, first, _peak_rss_mb(), X.shape))
+    from sk_decaf._torch.backbones import load_backbone
+
+    model = load_backbone(backbone).model
+    return model, timm.data.create_transform(**timm.data.resolve_model_data_config(model))
 
 
-def _timm_model(backbone):
-    """The same network and weights as DeCAFTransformer, built by hand with timm."""
-    import timm
-    import torch
+def _pre_logits(model, x):
+    return model.forward_head(model.forward_features(x), pre_logits=True)
 
-    from sk_decaf._torch.backbones import OFFLINE_WEIGHTS, _offline_file
 
-    arch, package = OFFLINE_WEIGHTS.get(backbone, (backbone, None))
-    model = timm.create_model(arch, pretrained=package is None)
-    if package is not None:
-        state = torch.load(_offline_file(package), map_location="cpu", weights_only=True)
-        model.load_state_dict(dict(zip(model.state_dict(), state.values())))
-    return model.eval()
+def _decode(path, transform):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return transform(img.convert("RGB"))
 
 
 class _Files:
+    """A map-style dataset of decoded, transformed images, for the DataLoader loops."""
+
     def __init__(self, paths, transform):
         self.paths, self.transform = paths, transform
 
@@ -70,85 +73,290 @@ class _Files:
         return len(self.paths)
 
     def __getitem__(self, i):
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as img:
-            return self.transform(img.convert("RGB"))
+        return _decode(self.paths[i], self.transform)
 
 
-def run_plain_loop(args, queue):
-    import timm.data
+def hand_slices(args, paths, *, size, channels_last=True, compile=False):
+    """Decode ``size`` images in the main process, forward them together: the loop a skilled user writes."""
+    import torch
+
+    start = time.perf_counter()
+    model, transform = _hand_model(args.backbone)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = functools.partial(_pre_logits, model)
+    if compile:
+        forward = torch.compile(forward)
+
+    def run(chunk):
+        x = torch.stack([_decode(p, transform) for p in chunk])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return forward(x)
+
+    with torch.inference_mode():
+        run(paths[:size])  # warm-up (and, with torch.compile, compilation)
+    first = elapsed(start)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = torch.cat([run(paths[i:i + size]) for i in range(0, len(paths), size)])
+    return out.numpy(), first, elapsed(start)
+
+
+def hand_loader(args, paths, *, size, workers, channels_last, prefetch=None):
+    """A torch DataLoader decoding in ``workers`` processes, batches of ``size``."""
     import torch
     from torch.utils.data import DataLoader
 
-    paths = _images(args.repeat)
     start = time.perf_counter()
-    model = _timm_model(args.backbone)
-    transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
-    loader = DataLoader(_Files(paths, transform), batch_size=args.batch_size, num_workers=args.workers)
+    model, transform = _hand_model(args.backbone)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(_Files(paths, transform), batch_size=size, num_workers=workers, prefetch_factor=prefetch,
+                        persistent_workers=prefetch is not None)
+
+    def run(x):
+        return _pre_logits(model, x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+
     with torch.inference_mode():
-        model(next(iter(loader)))  # warm-up batch
-    first = time.perf_counter() - start
+        run(next(iter(loader)))  # warm-up batch
+    first = elapsed(start)
     start = time.perf_counter()
-    outs = []
     with torch.inference_mode():
-        for batch in loader:
-            outs.append(model.forward_head(model.forward_features(batch), pre_logits=True))
-    seconds = time.perf_counter() - start
-    shape = tuple(torch.cat(outs).shape)
-    queue.put((f"plain timm loop (DataLoader, {args.workers} workers)", len(paths) / seconds, first,
-               _peak_rss_mb(), shape))
+        out = torch.cat([run(x) for x in loader])
+    return out.numpy(), first, elapsed(start)
 
 
-def run_one_at_a_time(args, queue):
-    import timm.data
+def hand_onnx(args, paths, *, size):
+    """Export the network to ONNX by hand (``torch.onnx.export``), run it with onnxruntime's defaults."""
+    import onnxruntime as ort
     import torch
-    from PIL import Image
 
-    paths = _images(args.repeat)
+    class PreLogits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return _pre_logits(self.model, x)
+
     start = time.perf_counter()
-    model = _timm_model(args.backbone)
-    transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
-    first = time.perf_counter() - start
+    model, transform = _hand_model(args.backbone)
+    path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    example = _decode(paths[0], transform).unsqueeze(0)
+    torch.onnx.export(PreLogits(model), (example,), path, dynamo=False, input_names=["x"],
+                      output_names=["f"], dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def run(chunk):
+        x = np.stack([_decode(p, transform).numpy() for p in chunk])
+        return session.run(None, {"x": x})[0]
+
+    run(paths[:size])  # warm-up batch
+    first = elapsed(start)
     start = time.perf_counter()
-    outs = []
-    with torch.inference_mode():
-        for path in paths:
-            with Image.open(path) as img:
-                x = transform(img.convert("RGB")).unsqueeze(0)
-            outs.append(model.forward_head(model.forward_features(x), pre_logits=True))
-    seconds = time.perf_counter() - start
-    queue.put(("one image at a time", len(paths) / seconds, first, _peak_rss_mb(), tuple(torch.cat(outs).shape)))
+    out = np.concatenate([run(paths[i:i + size]) for i in range(0, len(paths), size)])
+    return out, first, elapsed(start)
+
+
+# -- the library -----------------------------------------------------------------------------------------
+def decaf(args, paths, *, engine):
+    from sk_decaf import DeCAFTransformer
+
+    start = time.perf_counter()
+    est = DeCAFTransformer(backbone=args.backbone, engine=engine, batch_size=args.batch_size, device="cpu")
+    est.fit(paths)
+    est.transform(paths[:args.batch_size])  # warm-up: loads the network, exports and checks the ONNX graph
+    first = elapsed(start)
+    start = time.perf_counter()
+    X = est.transform(paths)
+    return X, first, elapsed(start)
+
+
+def _contenders(batch_size):
+    """``{name: (label, function, keyword arguments, hand-written?)}`` in the order they run."""
+    b = batch_size
+    return {
+        "loader-2w": (f"DataLoader 2 workers, batches of {b}, NCHW (old baseline)", hand_loader,
+                      dict(size=b, workers=2, channels_last=False), True),
+        "one-at-a-time": ("one image at a time, NCHW (img2vec-style)", hand_slices,
+                          dict(size=1, channels_last=False), True),
+        "slices-1": ("hand loop, channels_last, slices of 1", hand_slices, dict(size=1), True),
+        "slices-4": ("hand loop, channels_last, slices of 4", hand_slices, dict(size=4), True),
+        "slices-8": ("hand loop, channels_last, slices of 8", hand_slices, dict(size=8), True),
+        "compile-4": ("hand loop + torch.compile, slices of 4", hand_slices, dict(size=4, compile=True), True),
+        "loader-1w": ("DataLoader 1 worker, prefetch 4, slices of 4", hand_loader,
+                      dict(size=4, workers=1, channels_last=True, prefetch=4), True),
+        "onnx-hand": (f"hand ONNX export + onnxruntime, batches of {b}", hand_onnx, dict(size=b), True),
+        "decaf-onnxruntime": ("DeCAFTransformer(engine='onnxruntime')", decaf, dict(engine="onnxruntime"), False),
+        "decaf-torch": ("DeCAFTransformer(engine='torch')", decaf, dict(engine="torch"), False),
+    }
+
+
+REFERENCE = "decaf-onnxruntime"  # the default engine on a CPU: every other contender is checked against it
+
+
+def run_cpu(args):
+    contenders = _contenders(args.batch_size)
+    names = args.only or list(contenders)
+    unknown = sorted(set(names) - set(contenders))
+    if unknown:
+        raise SystemExit(f"unknown contenders {unknown}; choose from {list(contenders)}")
+    result_dir = tempfile.mkdtemp(prefix="bench_extract_")
+    passthrough = ["--backbone", args.backbone, "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)]
+    if args.limit:
+        passthrough += ["--limit", str(args.limit)]
+    results = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name], peak = run_worker(SCRIPT, name, passthrough, result_dir)
+        results[name]["peak_mb"] = peak
+
+    reference_name = REFERENCE if REFERENCE in results else next((n for n in names if n.startswith("decaf")), None)
+    reference = np.load(os.path.join(result_dir, f"{reference_name}.npy")) if reference_name else None
+    hand = [n for n in names if contenders[n][3]]
+    best = max(hand, key=lambda n: results[n]["rate"]) if hand else None
+    n = results[names[0]]["n_images"]
+    print(f"\n{n} images (the demo set x {args.repeat}{f', first {args.limit}' if args.limit else ''}), "
+          f"backbone {args.backbone}, pre_logits features, {os.cpu_count()} CPU cores, "
+          f"load average {os.getloadavg()[0]:.1f} at the end; each contender in a fresh process\n")
+    rows, failed = [], []
+    for name in names:
+        r = results[name]
+        ratio = f"{r['rate'] / results[best]['rate']:.2f}x" if best else "-"
+        if reference is not None:
+            ok, diff = agreement(np.load(os.path.join(result_dir, f"{name}.npy")), reference)
+            check = f"{diff:.1e}" if ok else f"FAIL {diff:.1e}"
+            if not ok:
+                failed.append(name)
+        else:
+            check = "-"
+        label = contenders[name][0] + (" *" if name == best else "")
+        rows.append((label, f"{r['rate']:.1f}", ratio, f"{r['first']:.2f}", f"{r['peak_mb']:.0f}", check))
+    header = ("method", "img/s", "x best hand", "start-up s", "peak MB", f"max |diff| vs {reference_name}")
+    print("\n".join(format_table(header, rows)))
+    if best:
+        print(f"\n* the fastest hand-written loop of this run: {contenders[best][0]}")
+    if failed:
+        raise SystemExit(f"features disagree with {reference_name} (rtol 1e-3, atol 1e-4): {failed}")
+
+
+# -- CUDA ------------------------------------------------------------------------------------------------
+GPU_BACKBONES = ("efficientnet_lite0", "resnet50")
+
+
+def gpu_model_alone(args, paths, *, backbone):
+    """The network alone: random float tensors already on the GPU, channels_last, bf16 autocast."""
+    import torch
+
+    from sk_decaf._torch.backbones import load_backbone
+
+    start = time.perf_counter()
+    loaded = load_backbone(backbone, weights="random")
+    model = loaded.model.cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.randn(args.gpu_batch_size, *loaded.data_config["input_size"], device="cuda")
+    x = x.contiguous(memory_format=torch.channels_last)
+    steps = max(1, len(paths) // args.gpu_batch_size)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for _ in range(3):  # warm-up: cuDNN autotuning, allocator
+            _pre_logits(model, x)
+        torch.cuda.synchronize()
+        first = elapsed(start)
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = _pre_logits(model, x)
+        torch.cuda.synchronize()
+    seconds = elapsed(start)
+    return steps * args.gpu_batch_size, first, seconds, int(out.shape[1])
+
+
+def gpu_decaf(args, paths, *, backbone):
+    """DeCAFTransformer end to end: paths in, float32 numpy out (decode, copy, bf16 forward, copy back)."""
+    import torch
+
+    from sk_decaf import DeCAFTransformer
+
+    start = time.perf_counter()
+    est = DeCAFTransformer(backbone=backbone, weights="random", device="cuda", batch_size=args.gpu_batch_size,
+                           precision="bfloat16").fit(paths)
+    est.transform(paths[:args.gpu_batch_size])  # warm-up: network load, cuDNN autotuning, worker start
+    torch.cuda.synchronize()
+    first = elapsed(start)
+    start = time.perf_counter()
+    X = est.transform(paths)
+    return len(paths), first, elapsed(start), X.shape[1]
+
+
+def run_gpu(args):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is False here. "
+                         "Run without --device for the CPU comparison.")
+    result_dir = tempfile.mkdtemp(prefix="bench_extract_gpu_")
+    passthrough = ["--device", "cuda", "--repeat", str(args.repeat), "--gpu-batch-size", str(args.gpu_batch_size)]
+    if args.limit:
+        passthrough += ["--limit", str(args.limit)]
+    rows = []
+    for backbone in args.gpu_backbones:
+        figures = {}
+        for kind in ("model", "decaf"):
+            name = f"gpu-{kind}:{backbone}"
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            figures[kind], figures[kind + "_mb"] = run_worker(SCRIPT, name, passthrough, result_dir)
+        model, dec = figures["model"], figures["decaf"]
+        rows.append((backbone, f"{model['rate']:.0f}", f"{dec['rate']:.0f}", f"{dec['rate'] / model['rate']:.2f}",
+                     f"{model['first']:.1f}", f"{dec['first']:.1f}", f"{figures['decaf_mb']:.0f}",
+                     str(dec["n_images"])))
+    print(f"\n{torch.cuda.get_device_name()}, {os.cpu_count()} CPU cores; random weights, batches of "
+          f"{args.gpu_batch_size}, bf16 autocast, channels_last, pre_logits; each in a fresh process\n")
+    header = ("backbone", "model alone img/s", "DeCAFTransformer img/s", "ratio", "start-up s (model)",
+              "start-up s (DeCAF)", "host peak MB (DeCAF)", "images")
+    print("\n".join(format_table(header, rows)))
+    print("\nmodel alone: random tensors already on the GPU, no decoding or copies (an upper bound); "
+          "DeCAFTransformer: JPEG paths in (the demo images), float32 numpy out.")
+
+
+# -- entry points ----------------------------------------------------------------------------------------
+def worker(args):
+    """Run one contender in this (fresh) process and write its figures for the driver."""
+    os.environ["SK_DECAF_HOME"] = tempfile.mkdtemp()  # a cold ONNX export, as a new user gets
+    paths = demo_paths(args.repeat, args.limit)
+    warm_files(paths)
+    name = args.worker
+    if name.startswith("gpu-"):
+        kind, backbone = name[len("gpu-"):].split(":", 1)
+        function = gpu_model_alone if kind == "model" else gpu_decaf
+        n, first, seconds, dim = function(args, paths, backbone=backbone)
+        write_result(args.result_dir, name, rate=n / seconds, first=first, n_images=n, n_features=dim)
+        return
+    _, function, kwargs, _ = _contenders(args.batch_size)[name]
+    features, first, seconds = function(args, paths, **kwargs)
+    write_result(args.result_dir, name, features, rate=len(paths) / seconds, first=first, n_images=len(paths))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="passes over the 200 demo images (default: 3)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain loop")
-    parser.add_argument("--engines", nargs="+", default=["onnxruntime", "torch"])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="passes over the 200 demo images (default: 3 on the CPU, 25 with --device cuda)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images (quick checks)")
+    parser.add_argument("--batch-size", type=int, default=32, help="CPU: DeCAFTransformer's and the loaders' batch")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="CPU mode's network")
+    parser.add_argument("--only", nargs="+", default=None, help="CPU contenders to run (default: all)")
+    parser.add_argument("--gpu-batch-size", type=int, default=256)
+    parser.add_argument("--gpu-backbones", nargs="+", default=list(GPU_BACKBONES))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    ctx = mp.get_context("spawn")
-    jobs = [(run_plain_loop, (args,)), (run_one_at_a_time, (args,))]
-    jobs += [(run_decaf, (args, engine)) for engine in args.engines]
-    results = []
-    for target, extra in jobs:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=target, args=(*extra, queue))
-        proc.start()
-        results.append(queue.get())
-        proc.join()
-
-    n = 200 * args.repeat
-    print(f"{n} images (the demo set x {args.repeat}), backbone {args.backbone}, batch size {args.batch_size}, "
-          f"{os.cpu_count()} CPU cores\n")
-    baseline = results[0][1]
-    print(f"{'method':<44} {'img/s':>7} {'x plain loop':>13} {'first call s':>13} {'peak RSS MB':>12}")
-    for name, rate, first, rss, shape in results:
-        print(f"{name:<44} {rate:>7.1f} {rate / baseline:>12.2f}x {first:>13.2f} {rss:>12.0f}")
-    assert len({r[4] for r in results}) == 1, "every method must produce the same feature shape"
+    if args.repeat is None:
+        args.repeat = 25 if args.device == "cuda" else 3
+    if args.worker:
+        worker(args)
+    elif args.device == "cuda":
+        run_gpu(args)
+    else:
+        run_cpu(args)
 
 
 if __name__ == "__main__":

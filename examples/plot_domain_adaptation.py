@@ -1,6 +1,6 @@
 """
 Domain adaptation with DomainAugment and metadata routing (amazon → webcam)
-==========================================================================
+===========================================================================
 
 DeCAF (Donahue et al. 2014, Sec. 4.2, Table 1) trains a linear SVM on DeCAF features of product photos
 from amazon.com (the *source* domain) plus three labelled webcam photos per class (the *target*
@@ -28,6 +28,9 @@ Office-Caltech-10 root (``<root>/<domain>/<class>/*.jpg``; default ``../shared/d
 next to the repository).
 """
 
+# %%
+# The data and a figure of per-class accuracy
+# -------------------------------------------
 import argparse
 import os
 import sys
@@ -67,6 +70,9 @@ def per_class_figure(names, accuracies):
     return fig
 
 
+# %%
+# The protocol: one split in detail, then five splits
+# ---------------------------------------------------
 def main(argv=None):
     parser = argparse.ArgumentParser(description="DomainAugment vs. plain ST on amazon -> webcam.")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Office-Caltech-10 root")
@@ -121,5 +127,9 @@ def main(argv=None):
     print(f"figure saved to {path}")
 
 
+# %%
+# Run
+# ---
+# Without the data (``--data`` or ``../shared/data/office_caltech10``) the script stops with a message.
 if __name__ == "__main__":
     main()

@@ -7,32 +7,40 @@ Caltech-101 classes x 20 images):
 
 * **Fig. 3, time per layer.** :func:`~sk_decaf.evaluation.profile_layers` runs the whole network on a
   batch of 10 real, preprocessed images (DeCAF times batches of 10) and measures each layer with forward
-  hooks; :func:`~sk_decaf.plotting.plot_layer_times` draws the bars and the pie per layer type. We
-  profile EfficientNet-Lite0 (the default backbone, its ImageNet weights ship with sk_decaf) and
-  DeCAF's own architecture, AlexNet, with random weights: its ImageNet weights need a download, and
-  timing does not depend on the values of the weights. The script prints the share of each layer
-  type: on 2 CPU cores the convolutions and fully connected layers of AlexNet took about three
-  quarters of the time (DeCAF's Fig. 3 shows the same dominance), and the convolutions of
-  EfficientNet-Lite0 about 70 %, its batch norms and ReLU6 most of the rest.
-* **Fig. 1, t-SNE.** Features of an early layer (``blocks.2``) and of the generic layer
-  (``pre_logits``) embedded in 2-D by :func:`~sk_decaf.plotting.plot_tsne`: the classes separate in the
-  deep layer, much less in the early one, as DeCAF1 vs. DeCAF6 in the paper.
+  hooks; :func:`~sk_decaf.plotting.plot_layer_times` draws the bars and the pie per layer type.
+* **Fig. 1, t-SNE.** Features of an early layer (``blocks.2``) and of the generic layer (``pre_logits``)
+  embedded in 2-D by :func:`~sk_decaf.plotting.plot_tsne`.
 
-Run ``python examples/plot_figures.py [--output DIR]``; figures are saved as PNG in ``DIR`` (default: a
-new temporary folder).
+Run ``python examples/plot_figures.py [--output DIR]``: the figures are saved as PNG in ``DIR`` (default:
+a new temporary folder).
 """
 
+# %%
+# The demo set
+# ------------
+# The images ship with sk_decaf, so this example runs offline.
 import argparse
 import os
 import tempfile
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from sk_decaf import DeCAFTransformer, profile_layers
 from sk_decaf.datasets import load_demo
 from sk_decaf.plotting import plot_layer_times, plot_tsne
 
+data = load_demo()
+print(f"{len(data.paths)} images of {len(data.target_names)} classes: {', '.join(data.target_names)}")
 
+
+# %%
+# Fig. 3: time per layer
+# ----------------------
+# We profile EfficientNet-Lite0 (the default backbone, its ImageNet weights ship with sk_decaf) and DeCAF's
+# own architecture, AlexNet, with random weights: its ImageNet weights need a download, and timing does not
+# depend on the values of the weights. Each layer's own time excludes the layers nested in it; the pie sums
+# the time per layer type.
 def type_shares(profile):
     """Share of the time per layer type, in percent."""
     total = profile.seconds.sum()
@@ -40,46 +48,61 @@ def type_shares(profile):
     return {t: 100 * profile.seconds[types == t].sum() / total for t in dict.fromkeys(profile.types)}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="DeCAF Fig. 3 and Fig. 1 on the embedded demo set.")
-    parser.add_argument("--output", default=None, help="folder for the figures (default: a temporary one)")
-    parser.add_argument("--batch-size", type=int, default=10, help="images per timed forward pass")
-    args = parser.parse_args(argv)
-    output = args.output or tempfile.mkdtemp(prefix="sk_decaf_example_")
-    os.makedirs(output, exist_ok=True)
-    data = load_demo()
-
-    # Fig. 3: time per layer.
-    for backbone, weights in (("efficientnet_lite0", None), ("alexnet", "random")):
-        decaf = DeCAFTransformer(backbone, weights=weights, random_state=0)
-        profile = profile_layers(decaf, data.paths, batch_size=args.batch_size, n_repeats=3)
-        shares = ", ".join(f"{t} {s:.1f} %" for t, s in type_shares(profile).items())
-        print(f"{backbone}: {len(profile.layers)} layers, {1000 * profile.seconds.sum():.0f} ms in layers "
-              f"of a {1000 * profile.total_seconds:.0f} ms forward pass of {args.batch_size} images "
-              f"({profile.device}); {shares}")
-        slowest = np.argsort(profile.seconds)[::-1][:3]
-        print("  slowest: " + ", ".join(
-            f"{profile.layers[i]} ({profile.modules[i]}, {1000 * profile.seconds[i]:.1f} ms)" for i in slowest))
-        path = os.path.join(output, f"layer_times_{backbone}.png")
-        plot_layer_times(profile).savefig(path, dpi=100)
-        print(f"  saved {path}")
-
-    # Fig. 1: t-SNE of an early and the generic layer, from one forward pass per image.
-    from matplotlib.figure import Figure
-
-    with tempfile.TemporaryDirectory() as tmp:
-        decaf = DeCAFTransformer(layer=["blocks.2", "pre_logits"], cache=os.path.join(tmp, "act.sqlite"))
-        features = decaf.fit_transform(data.paths)
-    split = decaf.feature_dims_["blocks.2"]
-    fig = Figure(figsize=(12, 5.5), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, name, block in zip(axes, decaf.layers_, (features[:, :split], features[:, split:])):
-        plot_tsne(block, data.target, label_names=data.target_names, legend=ax is axes[1], ax=ax)
-        ax.set_title(f"{name} ({block.shape[1]} features)")
-    path = os.path.join(output, "tsne_layers.png")
-    fig.savefig(path, dpi=100)
-    print(f"t-SNE of {', '.join(decaf.layers_)} saved to {path}")
+def profile(backbone, weights=None, batch_size=10):
+    """Print where one forward pass of `batch_size` demo images spends its time; return the figure."""
+    decaf = DeCAFTransformer(backbone, weights=weights, random_state=0)
+    result = profile_layers(decaf, data.paths, batch_size=batch_size, n_repeats=3)
+    shares = ", ".join(f"{t} {s:.1f} %" for t, s in type_shares(result).items())
+    print(
+        f"{backbone}: {len(result.layers)} layers, {1000 * result.seconds.sum():.0f} ms in layers of a "
+        f"{1000 * result.total_seconds:.0f} ms forward pass of {batch_size} images ({result.device}); {shares}"
+    )
+    slowest = np.argsort(result.seconds)[::-1][:3]
+    print(
+        "  slowest: "
+        + ", ".join(f"{result.layers[i]} ({result.modules[i]}, {1000 * result.seconds[i]:.1f} ms)" for i in slowest)
+    )
+    return plot_layer_times(result)
 
 
-if __name__ == "__main__":
-    main()
+fig_lite0 = profile("efficientnet_lite0")
+
+# %%
+# On 2 CPU cores the convolutions of EfficientNet-Lite0 take about 70 % of the time, its batch norms and
+# ReLU6 most of the rest. AlexNet's convolutions and fully connected layers take about three quarters of
+# its time: DeCAF's Fig. 3 shows the same dominance.
+fig_alexnet = profile("alexnet", weights="random")
+
+# %%
+# Fig. 1: t-SNE of an early and of the generic layer
+# --------------------------------------------------
+# One forward pass per image gives both layers (``layer`` is a list; the columns of the two layers are
+# concatenated). The classes separate in the deep layer, much less in the early one, as DeCAF1 vs. DeCAF6
+# in the paper.
+with tempfile.TemporaryDirectory() as tmp:
+    decaf = DeCAFTransformer(layer=["blocks.2", "pre_logits"], cache=os.path.join(tmp, "act.sqlite"))
+    features = decaf.fit_transform(data.paths)
+split = decaf.feature_dims_["blocks.2"]
+fig_tsne = Figure(figsize=(12, 5.5), layout="constrained")
+axes = fig_tsne.subplots(1, 2)
+for ax, name, block in zip(axes, decaf.layers_, (features[:, :split], features[:, split:])):
+    plot_tsne(block, data.target, label_names=data.target_names, legend=ax is axes[1], ax=ax)
+    ax.set_title(f"{name} ({block.shape[1]} features)")
+
+# %%
+# Saving the figures
+# ------------------
+# Run as a script, the example writes the three figures as PNG files (``--output DIR``, or a new temporary
+# folder).
+parser = argparse.ArgumentParser(description="DeCAF Fig. 3 and Fig. 1 on the embedded demo set.")
+parser.add_argument("--output", default=None, help="folder for the figures (default: a temporary one)")
+args, _ = parser.parse_known_args()
+output = args.output or tempfile.mkdtemp(prefix="sk_decaf_example_")
+os.makedirs(output, exist_ok=True)
+for name, fig in {
+    "layer_times_efficientnet_lite0": fig_lite0,
+    "layer_times_alexnet": fig_alexnet,
+    "tsne_layers": fig_tsne,
+}.items():
+    fig.savefig(os.path.join(output, f"{name}.png"), dpi=100)
+print(f"figures saved to {output}")

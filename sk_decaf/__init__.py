@@ -4,10 +4,11 @@ from ._version import __version__
 from ._torch.layers import list_layers
 from .transformers import DeCAFTransformer
 from .transformers import DomainAugment, FeatureDropout, SignedSqrt
-from .transformers import CORAL, GeodesicFlowKernel, SubspaceAlignment
+from .domain import CORAL, GeodesicFlowKernel, NoAdaptation, SubspaceAlignment
 from .heads import FineTunedClassifier, RetrievalIndex, mean_average_precision, spatial_windows
 from .evaluation import evaluate, profile_layers
 from .model_selection import DomainAdaptationSplit, OfficialSplit, PerClassSplit
+from .deploy import to_onnx
 
 __all__ = [
     "__version__",
@@ -19,6 +20,7 @@ __all__ = [
     "CORAL",
     "GeodesicFlowKernel",
     "SubspaceAlignment",
+    "NoAdaptation",
     "FineTunedClassifier",
     "RetrievalIndex",
     "mean_average_precision",
@@ -28,4 +30,5 @@ __all__ = [
     "DomainAdaptationSplit",
     "OfficialSplit",
     "PerClassSplit",
+    "to_onnx",
 ]

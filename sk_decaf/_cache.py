@@ -7,14 +7,20 @@ atomic, so a process killed mid-write leaves no entry that reads back wrong; a C
 treated as a miss and recomputed. WAL mode lets many readers and one writer at a time share the file
 (GridSearchCV with ``n_jobs``, several notebooks); writers wait for each other (``busy_timeout``).
 It must live on a local file system: SQLite's WAL mode does not work over NFS.
+
+A cache whose file or folder cannot be written (a shared, read-only copy) is opened read-only: hits are
+served, nothing is stored, and one warning says so. A file that is not an sk_decaf cache is never modified.
+Every SQLite failure surfaces as a :class:`CacheError` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -47,19 +53,58 @@ class ActivationCache:
         self.path = os.fspath(path)
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.readonly = False
         self._conn = None
 
     # -- connection --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, action):
+        """Turn any SQLite failure into a :class:`CacheError` that names the file and what was attempted."""
+        try:
+            yield
+        except CacheError:
+            raise
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"Cannot {action} the activation cache {self.path!r}: {type(exc).__name__}: {exc}. Check that "
+                "the file is an sk_decaf cache on a local file system, or choose another cache path."
+            ) from None
+
+    def _writable(self):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.exists(self.path):
+            return True  # created below (makedirs fails clearly where it cannot)
+        return os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)
+
+    def _open_readonly(self):
+        """Read a cache that cannot be written: plain read-only, or immutable when even the WAL index cannot
+        be created next to it."""
+        uri = "file:" + os.path.abspath(self.path)
+        for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + suffix, uri=True, timeout=self.timeout, isolation_level=None)
+            try:
+                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        raise CacheError(f"Cannot open the read-only activation cache {self.path!r}.")
+
     def _connect(self):
         if self._conn is not None:
             return self._conn
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self._writable():
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            else:
+                self.readonly = True
+                conn = self._open_readonly()
+            # Identify the file before changing anything in it: a foreign database is left as it was.
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
+                if self.readonly:
+                    raise CacheError(f"{self.path!r} is empty and read-only: it cannot hold an activation cache.")
+                conn.execute("PRAGMA journal_mode=WAL")
                 self._create(conn)
             else:
                 meta = dict(conn.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
@@ -73,11 +118,20 @@ class ActivationCache:
                         f"{self.path!r} was written by an incompatible sk_decaf cache format "
                         f"(version {meta.get('version')}, expected {_VERSION}); delete it or use clear_cache()."
                     )
+                if not self.readonly:
+                    conn.execute("PRAGMA journal_mode=WAL")
+            if not self.readonly:
+                conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
             raise CacheError(
                 f"Cannot use {self.path!r} as an activation cache: {exc}. The file is corrupt or not a "
                 "cache; delete it (its features will be recomputed) or choose another path."
             ) from None
+        if self.readonly:
+            warnings.warn(
+                f"The activation cache {self.path!r} is read-only: cached activations are used, new ones are "
+                "not stored.", UserWarning, stacklevel=4,
+            )
         self._conn = conn
         return conn
 
@@ -125,76 +179,83 @@ class ActivationCache:
         layers = list(dims)
         found = {}
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start:start + _CHUNK]
-            q = (f"SELECT image, layer, data, crc FROM activations WHERE config=? "
-                 f"AND image IN ({','.join('?' * len(chunk))}) AND layer IN ({','.join('?' * len(layers))})")
-            for image, layer, data, crc in conn.execute(q, [config, *chunk, *layers]):
-                if len(data) != 4 * dims[layer] or zlib.crc32(data) != crc:
-                    continue  # torn or foreign vector: never return wrong features
-                found.setdefault(image, {})[layer] = np.frombuffer(data, dtype=np.float32)
+        with self._errors("read"):
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                q = (f"SELECT image, layer, data, crc FROM activations WHERE config=? "
+                     f"AND image IN ({','.join('?' * len(chunk))}) AND layer IN ({','.join('?' * len(layers))})")
+                for image, layer, data, crc in conn.execute(q, [config, *chunk, *layers]):
+                    if len(data) != 4 * dims[layer] or zlib.crc32(data) != crc:
+                        continue  # torn or foreign vector: never return wrong features
+                    found.setdefault(image, {})[layer] = np.frombuffer(data, dtype=np.float32)
         complete = {k: v for k, v in found.items() if len(v) == len(layers)}
-        if complete and self.max_bytes is not None:
+        if complete and self.max_bytes is not None and not self.readonly:
             self._touch(conn, config, list(complete))
         return complete
 
+    @contextlib.contextmanager
+    def _transaction(self, conn, action):
+        """One atomic write transaction; SQLite failures become :class:`CacheError`."""
+        with self._errors(action):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _touch(self, conn, config, keys):
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(conn, "update"):
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start:start + _CHUNK]
                 conn.execute(f"UPDATE activations SET used=? WHERE config=? AND image IN ({','.join('?' * len(chunk))})",
                              [now, config, *chunk])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     # -- writes ------------------------------------------------------------------------------------
     def put(self, config, rows, description=None):
         """Store ``rows`` of ``(key, layer, vector)`` in one atomic transaction."""
         conn = self._connect()
+        if self.readonly:
+            return
         now = time.time()
         payload = []
         for key, layer, vec in rows:
             data = np.ascontiguousarray(vec, dtype=np.float32).tobytes()
             payload.append((config, key, layer, data, zlib.crc32(data), now))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(conn, "write to"):
             conn.executemany("INSERT OR REPLACE INTO activations VALUES (?, ?, ?, ?, ?, ?)", payload)
             if description is not None:
                 conn.execute("INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
                              (config, json.dumps(description, sort_keys=True, default=str)))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def record(self, config, hits, computed, description=None):
         """Add to the per-configuration counters of cache hits and images that went through the network."""
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        if self.readonly:
+            return  # counters are statistics: a read-only cache still serves its hits
+        with self._transaction(conn, "write to"):
             conn.execute("INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
                          (config, json.dumps(description, sort_keys=True, default=str)))
             conn.execute("UPDATE configs SET hits = hits + ?, computed = computed + ? WHERE config=?",
                          (int(hits), int(computed), config))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def evict(self):
         """Drop least-recently-used vectors until the stored bytes fit ``max_bytes``."""
         if self.max_bytes is None:
             return 0
         conn = self._connect()
-        total = conn.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM activations").fetchone()[0]
+        if self.readonly:
+            return 0
+        with self._errors("read"):
+            total = conn.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM activations").fetchone()[0]
         removed = 0
         while total > self.max_bytes:
-            rows = conn.execute("SELECT config, image, layer, LENGTH(data) FROM activations "
-                                "ORDER BY used LIMIT 256").fetchall()
+            with self._errors("read"):
+                rows = conn.execute("SELECT config, image, layer, LENGTH(data) FROM activations "
+                                    "ORDER BY used LIMIT 256").fetchall()
             if not rows:
                 break
             drop = []
@@ -203,33 +264,35 @@ class ActivationCache:
                 total -= size
                 if total <= self.max_bytes:
                     break
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM activations WHERE config=? AND image=? AND layer=?", drop)
-            conn.execute("COMMIT")
+            with self._transaction(conn, "evict from"):
+                conn.executemany("DELETE FROM activations WHERE config=? AND image=? AND layer=?", drop)
             removed += len(drop)
         return removed
 
     def clear(self, config=None):
         """Delete every vector (or those of one configuration) and reset the counters."""
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        if self.readonly:
+            raise CacheError(f"The activation cache {self.path!r} is read-only; it cannot be cleared.")
+        with self._transaction(conn, "clear"):
+            if config is None:
+                conn.execute("DELETE FROM activations")
+                conn.execute("DELETE FROM configs")
+            else:
+                conn.execute("DELETE FROM activations WHERE config=?", (config,))
+                conn.execute("DELETE FROM configs WHERE config=?", (config,))
         if config is None:
-            conn.execute("DELETE FROM activations")
-            conn.execute("DELETE FROM configs")
-        else:
-            conn.execute("DELETE FROM activations WHERE config=?", (config,))
-            conn.execute("DELETE FROM configs WHERE config=?", (config,))
-        conn.execute("COMMIT")
-        if config is None:
-            conn.execute("VACUUM")
+            with self._errors("compact"):
+                conn.execute("VACUUM")
 
     def info(self, config=None):
         """Counts for one configuration (or all): entries, images, bytes, hits, computed."""
         conn = self._connect()
         where, args = ("WHERE config=?", (config,)) if config is not None else ("", ())
-        entries, images, size = conn.execute(
-            f"SELECT COUNT(*), COUNT(DISTINCT image), COALESCE(SUM(LENGTH(data)), 0) FROM activations {where}",
-            args).fetchone()
-        hits, computed = conn.execute(
-            f"SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(computed), 0) FROM configs {where}", args).fetchone()
+        with self._errors("read"):
+            entries, images, size = conn.execute(
+                f"SELECT COUNT(*), COUNT(DISTINCT image), COALESCE(SUM(LENGTH(data)), 0) FROM activations {where}",
+                args).fetchone()
+            hits, computed = conn.execute(
+                f"SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(computed), 0) FROM configs {where}", args).fetchone()
         return {"entries": entries, "images": images, "bytes": size, "hits": hits, "computed": computed}

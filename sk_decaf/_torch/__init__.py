@@ -1,1 +1,1 @@
-"""Torch machinery behind the scikit-learn estimators; knows nothing of scikit-learn."""
+"""Torch side: backbones, layer reading, image decoding, engines, fine-tuning modules; knows nothing of scikit-learn."""

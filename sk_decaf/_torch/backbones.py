@@ -23,7 +23,7 @@ import copy
 import hashlib
 import importlib.util
 import os
-import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,11 +98,19 @@ def load_state_dict_file(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path!s} does not exist.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return dict(load_file(str(path), device="cpu"))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            return dict(load_file(str(path), device="cpu"))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, zip/safetensors header errors, truncated files ...
+        # torch's own message advises weights_only=False, which would execute arbitrary code: never do that.
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"weights file {path!s} is not a PyTorch state dict (.pth/.pt, saved with torch.save) or a "
+            f".safetensors file, or it is damaged ({type(exc).__name__}: {first})."
+        ) from None
     return _unwrap_state_dict(obj, path)
 
 
@@ -127,12 +135,43 @@ def _load_into(model, state_dict, source, in_order=False):
         )
 
 
-def _host_reachable(host, port=443, timeout=3.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+_HUB_OFFLINE_LOCK = threading.Lock()
+
+
+def _timm_pretrained(arch, model_kwargs):
+    """``timm.create_model(arch, pretrained=True)``, reading the local Hugging Face cache first.
+
+    The cache is read in the hub client's offline mode, so weights downloaded before load without any
+    connection. On a miss, one metadata request without retries (the client retries for about a minute
+    offline) tells at once whether a download can work; it honours ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
+    proxies and ``HF_HUB_ETAG_TIMEOUT``, and its network error propagates.
+    """
+    import timm
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError
+
+    def create():
+        return timm.create_model(arch, pretrained=True, **model_kwargs)
+
+    # timm has no local_files_only: the hub's offline switch, restored at once (the lock keeps concurrent
+    # loads from restoring each other's value), is what makes its download read only the cache.
+    with _HUB_OFFLINE_LOCK:
+        hub_offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+        try:
+            return create()
+        except EntryNotFoundError:  # LocalEntryNotFoundError: not in the cache
+            pass
+        finally:
+            constants.HF_HUB_OFFLINE = hub_offline
+    cfg = timm.models.get_pretrained_cfg(arch)
+    if cfg is not None and cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        url = hf_hub_url(repo, cfg.hf_hub_filename or "model.safetensors", revision=revision or None)
+        try:
+            get_hf_file_metadata(url)
+        except HfHubHTTPError:
+            pass  # the hub answered (e.g. no such file): timm's own download reports what is wrong
+    return create()
 
 
 def _offline_error(name, exc=None):
@@ -164,11 +203,11 @@ def _timm_backbone(name, weights, model_kwargs, seed):
             f"Unknown backbone {name!r}: not a timm model, 'alexnet', 'torchvision:<name>' or an nn.Module."
         )
     pretrained = weights is None and offline is None
-    if pretrained and not _host_reachable("huggingface.co"):
-        # Fail in seconds rather than after the hub client's minute of retries.
-        raise _offline_error(name)
     try:
-        model = _build(lambda: timm.create_model(arch, pretrained=pretrained, **model_kwargs), weights, seed)
+        if pretrained:
+            model = _timm_pretrained(arch, model_kwargs)
+        else:
+            model = _build(lambda: timm.create_model(arch, pretrained=False, **model_kwargs), weights, seed)
     except Exception as exc:
         if pretrained:
             raise _offline_error(name, exc) from None

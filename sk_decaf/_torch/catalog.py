@@ -8,6 +8,7 @@ instead of building a network, so a cached layer sweep runs in the time of one e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -41,6 +42,8 @@ class BackboneInfo:
     data_config: dict
     dims: dict = field(default_factory=dict)  # layer -> pooled feature size
     digest: str = ""
+    head_pool: str | None = None  # how the network pools before its head ("avg", "max", ...), when it does
+    architecture: str = ""  # digest of a module backbone's structure (its repr); "" for named backbones
 
 
 def _weights_key(weights):
@@ -60,6 +63,13 @@ def _memo_key(backbone, weights, model_kwargs, seed, pooling):
         return None
     return json.dumps([backbone, _weights_key(weights), model_kwargs or {},
                        seed if weights == "random" else None, pooling], sort_keys=True, default=str)
+
+
+def head_pool(model):
+    """The global pooling a timm model applies before its head (``"avg"``, ``"max"``, ``"avgmax"`` ...)."""
+    pool = getattr(model, "global_pool", None)
+    kind = getattr(pool, "pool_type", pool)
+    return kind if isinstance(kind, str) and kind else None
 
 
 def _probe(backbone, pooling):
@@ -88,6 +98,8 @@ def backbone_info(backbone, weights, model_kwargs, seed, pooling):
         name=loaded.name, family=loaded.family, layers=list(loaded.layers), default_layer=loaded.default_layer,
         aliases=dict(loaded.aliases), data_config=dict(loaded.data_config), dims=_probe(loaded, pooling),
         digest=state_digest(loaded.model),
+        head_pool=head_pool(loaded.model) if loaded.family == "timm" else None,
+        architecture="" if isinstance(backbone, str) else hashlib.sha256(repr(loaded.model).encode()).hexdigest()[:32],
     )
     if key is not None:
         with _LOCK:

@@ -5,6 +5,10 @@ data config; ``preprocess="decaf"`` is the same transform in timm's ``"squash"``
 ``crop_pct=0.875``: warp to 256x256 ignoring the aspect ratio, then take the centre 224 crop (DeCAF §3.1,
 §4). Both stop at a uint8 tensor (timm's prefetcher mode); mean/std normalisation happens inside the
 network wrapper, so four times fewer bytes cross process boundaries and the GPU does the arithmetic.
+:class:`~sk_decaf._torch.preprocess.ResizeCrop` wraps it with reduced-size decoding and bounded memory.
+
+A bad item never stops a batch: its error travels with the batch as data, so the caller keeps every good
+row and decides whether to raise or to mark the bad rows.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import os
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageLoadError, load_rgb
+from .images import ImageLoadError, describe, load_rgb
 
-__all__ = ["build_transform", "ImageDataset", "make_loader", "iterate", "resolve_workers"]
+__all__ = ["build_transform", "make_preprocessor", "ImageDataset", "make_loader", "iterate", "resolve_workers"]
 
 
 def build_transform(data_config, preprocess="model"):
@@ -32,16 +36,24 @@ def build_transform(data_config, preprocess="model"):
     return create_transform(**cfg, is_training=False, use_prefetcher=True)
 
 
+def make_preprocessor(data_config, preprocess="model", decode="exact"):
+    """The image -> uint8 CHW tensor callable for a transformer's settings (see ``ResizeCrop``)."""
+    from .preprocess import ResizeCrop
+
+    return ResizeCrop(data_config, preprocess, decode)
+
+
 class ImageDataset(Dataset):
     """``items[i]`` -> ``(uint8 tensor or None, i, error message or None)``.
 
-    Errors are returned, not raised, so the main process can raise one clean ``ImageLoadError`` that
-    names the image's index and path, whichever worker decoded it.
+    Errors are returned, not raised, so the main process can report a clean ``ImageLoadError`` that
+    names the image's index and path, whichever worker decoded it, and keep the batch's other images.
     """
 
     def __init__(self, items, transform, indices=None):
         self.items = items
         self.transform = transform
+        self.draft = getattr(transform, "draft_size", None)
         self.indices = list(range(len(items))) if indices is None else list(indices)
 
     def __len__(self):
@@ -50,28 +62,29 @@ class ImageDataset(Dataset):
     def __getitem__(self, k):
         i = self.indices[k]
         try:
-            img = load_rgb(self.items[i], i)
+            img = load_rgb(self.items[i], i, draft=self.draft)
             return self.transform(img), i, None
         except ImageLoadError as exc:
             return None, i, str(exc)
         except Exception as exc:  # a transform failing on a degenerate image, e.g. 0-sized crop
-            return None, i, f"image {i}: preprocessing failed: {type(exc).__name__}: {exc}"
+            return None, i, f"{describe(self.items[i], i)}: preprocessing failed: {type(exc).__name__}: {exc}"
 
 
 def _collate(batch):
-    """Stack a batch; the first error (if any) travels back as a message, raised by :func:`iterate`."""
-    errors = [error for _, _, error in batch if error is not None]
-    if errors:
-        return None, None, errors[0]
-    return torch.stack([t for t, _, _ in batch]), torch.tensor([i for _, i, _ in batch]), None
+    """Stack the good images of a batch; bad ones travel along as ``[(index, message), ...]``."""
+    good = [(t, i) for t, i, error in batch if error is None]
+    errors = [(i, error) for _, i, error in batch if error is not None]
+    images = torch.stack([t for t, _ in good]) if good else None
+    return images, torch.tensor([i for _, i in good], dtype=torch.long), errors
 
 
 def iterate(loader):
-    """Yield ``(uint8 batch, indices)`` from a loader made by :func:`make_loader`, raising bad images."""
-    for images, indices, error in loader:
-        if error is not None:
-            raise ImageLoadError(error)
-        yield images, indices
+    """Yield ``(uint8 batch or None, indices, errors)`` from a loader made by :func:`make_loader`.
+
+    ``errors`` lists ``(index, message)`` for the batch's items that could not be decoded; ``indices``
+    are those of the images in the batch, which is ``None`` when every item failed.
+    """
+    yield from loader
 
 
 def resolve_workers(n_jobs, n_items, batch_size, device_type="cpu"):

@@ -1,6 +1,6 @@
 """Inference engines: run a :class:`FeatureExtractor` on uint8 batches, return float32 numpy arrays.
 
-``TorchEngine`` runs the module itself (``inference_mode``, channels_last, bf16 autocast on CUDA).
+``TorchEngine`` runs the module itself (``inference_mode``, channels_last, bf16 autocast when asked).
 ``OnnxEngine`` runs the same module exported once to ONNX with onnxruntime, which is several times faster on
 CPU for the small convolutional networks DeCAF users run; its outputs are checked against torch on the first
 batch before they are trusted.
@@ -19,9 +19,24 @@ import torch
 __all__ = ["TorchEngine", "OnnxEngine", "export_onnx", "relative_error", "onnxruntime_available"]
 
 
+def _onnxruntime():
+    """Import onnxruntime with its telemetry off, unless the user set ``ORT_DISABLE_TELEMETRY`` otherwise.
+
+    On Linux, importing onnxruntime (1.32) writes a device id under ``~/.cache/Microsoft/DeveloperTools`` and
+    starts an uploader that resolves ``mobile.events.data.microsoft.com`` seconds later. Only the variable, read
+    at import, stops both (``disable_telemetry_events()`` alone does not); the call stops the Windows events.
+    """
+    disable = os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1") == "1"
+    import onnxruntime
+
+    if disable:
+        onnxruntime.disable_telemetry_events()
+    return onnxruntime
+
+
 def onnxruntime_available():
     try:
-        import onnxruntime  # noqa: F401
+        _onnxruntime()
     except ImportError:
         return False
     return True
@@ -50,10 +65,10 @@ class TorchEngine:
         # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
         self.extractor.channels_last = True
         self.extractor.to(memory_format=torch.channels_last)
-        self.bf16 = bf16 and device.type == "cuda"
+        self.bf16 = bf16
 
     def _amp(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def __call__(self, images):
         return self.result(self.submit(images))
@@ -63,7 +78,7 @@ class TorchEngine:
         so the caller can prepare the next batch while the GPU computes; :meth:`result` waits for it."""
         if self.device.type != "cuda":
             parts = []
-            with torch.inference_mode():
+            with torch.inference_mode(), self._amp():
                 for start in range(0, len(images), self.cpu_slice):
                     parts.append([o.float() for o in self.extractor(images[start:start + self.cpu_slice])])
             return [torch.cat(cols).numpy() for cols in zip(*parts)]
@@ -119,8 +134,7 @@ class OnnxEngine:
     name = "onnxruntime"
 
     def __init__(self, path, threads=None):
-        import onnxruntime as ort
-
+        ort = _onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -14,11 +14,11 @@ import warnings
 import numpy as np
 import torch
 
-from .data import build_transform, iterate, make_loader
+from .data import iterate, make_loader, make_preprocessor
 from .engines import OnnxEngine, TorchEngine, export_onnx, relative_error
 from .layers import FeatureExtractor
 
-__all__ = ["Featurizer", "resolve_device", "default_home", "ONNX_TOLERANCE"]
+__all__ = ["Featurizer", "resolve_device", "default_home", "one_line", "ONNX_TOLERANCE"]
 
 #: Largest relative error ``max|onnx - torch| / max|torch|`` accepted on the first batch.
 ONNX_TOLERANCE = 1e-4
@@ -34,6 +34,14 @@ def resolve_device(device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} was requested but CUDA is not available; use device='auto'.")
     return device
+
+
+def one_line(exc, limit=300):
+    """``"Type: first line of the message"``, at most ``limit`` characters: warnings stay one line long
+    even when an exporter's message carries a whole traced graph."""
+    text = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {text[0] if text else ''}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def default_home():
@@ -54,20 +62,20 @@ class Featurizer:
     device : torch.device
     engine : {"torch", "onnxruntime"}
     bf16 : bool
-        bf16 autocast (CUDA only).
+        bf16 autocast (on the CPU too; the torch engine only).
     identity : dict
-        Everything that determines the activations (backbone, weights digest, preprocessing ...): keys the
-        exported ONNX graph.
+        Everything that determines the activations (the transformer's activation description): keys the
+        exported ONNX graph, together with the layers and the torch version.
     onnx_dir : str
         Where exported graphs are kept.
     """
 
     def __init__(self, backbone, layers, *, pooling, preprocess, device, engine="torch", bf16=False,
-                 identity=None, onnx_dir=None):
+                 identity=None, onnx_dir=None, decode="exact"):
         self.layers = list(layers)
         self.model = backbone.model
         self.extractor = FeatureExtractor(backbone, self.layers, pooling)
-        self.transform = build_transform(backbone.data_config, preprocess)
+        self.transform = make_preprocessor(backbone.data_config, preprocess, decode)
         self.input_size = tuple(backbone.data_config["input_size"])
         self.device = device
         self.bf16 = bf16
@@ -96,7 +104,7 @@ class Featurizer:
                 if max(errors) > ONNX_TOLERANCE:
                     warnings.warn(
                         f"onnxruntime outputs differ from torch by a relative error of {max(errors):.2e} "
-                        f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
+                        f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.", RuntimeWarning, stacklevel=5,
                     )
                     return self.torch_engine
                 with open(verified, "w") as f:
@@ -104,8 +112,8 @@ class Featurizer:
             return engine
         except Exception as exc:  # export or session failure: torch still works
             warnings.warn(
-                f"Could not run this network with onnxruntime ({type(exc).__name__}: {exc}); "
-                "falling back to engine='torch'.", RuntimeWarning, stacklevel=4,
+                f"Could not run this network with onnxruntime ({one_line(exc)}); falling back to "
+                "engine='torch'.", RuntimeWarning, stacklevel=5,
             )
             return self.torch_engine
 
@@ -119,26 +127,31 @@ class Featurizer:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, items, indices=None, *, batch_size=32, n_jobs=None, progress=None):
-        """Yield ``(indices, [array per layer])`` for ``items`` (or the subset ``indices``), in order.
+        """Yield ``(indices, [array per layer], errors)`` for ``items`` (or the subset ``indices``), in order.
 
-        One batch stays in flight: batch ``i + 1`` is decoded and submitted before the outputs of batch
-        ``i`` are collected, so on a GPU decoding, copies and compute overlap.
+        ``errors`` lists ``(index, message)`` for the items of the batch that could not be decoded; the
+        batch's other images are computed all the same. One batch stays in flight: batch ``i + 1`` is
+        decoded and submitted before the outputs of batch ``i`` are collected, so on a GPU decoding, copies
+        and compute overlap.
         """
         loader = make_loader(items, self.transform, indices=indices, batch_size=batch_size, n_jobs=n_jobs,
                              device_type=self.device.type)
 
         def collect(pending):
-            idx, engine, handle = pending
+            idx, engine, handle, errors = pending
             if progress is not None:
-                progress.update(len(idx))
-            return idx.numpy(), [np.asarray(o, dtype=np.float32) for o in engine.result(handle)]
+                progress.update(len(idx) + len(errors))
+            outputs = [] if handle is None else [np.asarray(o, dtype=np.float32) for o in engine.result(handle)]
+            return idx.numpy(), outputs, errors
 
         pending = None
-        for images, idx in iterate(loader):
-            engine = self._engine_for(images)
-            handle = engine.submit(images)
+        for images, idx, errors in iterate(loader):
+            engine = handle = None
+            if images is not None:
+                engine = self._engine_for(images)
+                handle = engine.submit(images)
             if pending is not None:
                 yield collect(pending)
-            pending = (idx, engine, handle)
+            pending = (idx, engine, handle, errors)
         if pending is not None:
             yield collect(pending)

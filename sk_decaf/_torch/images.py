@@ -36,8 +36,10 @@ def describe(item, index):
 def as_image_sequence(X):
     """Return ``X`` as an indexable sequence of image items, validating its container type.
 
-    A single path or a single PIL image is rejected (scikit-learn expects a sequence of samples);
-    a 4-D array or a 3-D array of grayscale images is split along its first axis.
+    A single image is rejected whatever its kind (a path, a PIL image, an ``(H, W, 3)`` or ``(H, W, 4)``
+    array): scikit-learn expects a sequence of samples, and an ``(H, W, 3)`` array would otherwise read as
+    ``H`` grayscale images. A 4-D array, or a 3-D array of grayscale images ``(N, H, W)``, is split along
+    its first axis.
     """
     if isinstance(X, (str, os.PathLike, Image.Image)):
         raise ValueError(
@@ -45,6 +47,12 @@ def as_image_sequence(X):
             f"{type(X).__name__}. Wrap it in a list: [X]."
         )
     if isinstance(X, np.ndarray):
+        if X.ndim == 3 and X.dtype != object and X.shape[-1] in (3, 4):
+            raise ValueError(
+                f"Got one array of shape {X.shape}: a single (H, W, 3) or (H, W, 4) image is ambiguous with "
+                f"{X.shape[0]} grayscale images of shape {X.shape[1:]}. Wrap one image in a list: [X]; pass "
+                "several grayscale images as a list of (H, W) arrays or an (N, H, W, 1) array."
+            )
         if X.ndim == 4 or (X.ndim == 3 and X.dtype != object):
             return X  # (N, H, W, C) or (N, H, W): indexing yields one image
         if X.ndim == 1:
@@ -64,27 +72,31 @@ def as_image_sequence(X):
     return X
 
 
-def check_files(items):
+def check_files(items, errors=None):
     """Fail fast, before any computation, on paths that are missing, not files, or empty.
 
     Only lists and tuples are scanned: lazy sequences (crops decoded on access) are checked as they load.
+    With ``errors`` (a dict), bad items are recorded there as ``{index: message}`` instead of raising.
     """
     if not isinstance(items, (list, tuple)):
         return
     for i, item in enumerate(items):
+        problem = None
         if isinstance(item, (str, os.PathLike)):
             path = os.fspath(item)
             if not os.path.exists(path):
-                raise ImageLoadError(f"{describe(item, i)}: file does not exist.")
-            if not os.path.isfile(path):
-                raise ImageLoadError(f"{describe(item, i)}: not a regular file.")
-            if os.path.getsize(path) == 0:
-                raise ImageLoadError(f"{describe(item, i)}: file is empty.")
+                problem = "file does not exist."
+            elif not os.path.isfile(path):
+                problem = "not a regular file."
+            elif os.path.getsize(path) == 0:
+                problem = "file is empty."
         elif not isinstance(item, (Image.Image, np.ndarray)):
-            raise ImageLoadError(
-                f"{describe(item, i)}: unsupported item type; expected a file path, "
-                "a PIL image or a numpy array."
-            )
+            problem = "unsupported item type; expected a file path, a PIL image or a numpy array."
+        if problem is not None:
+            message = f"{describe(item, i)}: {problem}"
+            if errors is None:
+                raise ImageLoadError(message)
+            errors[i] = message
 
 
 def _array_to_pil(arr):
@@ -126,8 +138,32 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def load_rgb(item, index=0):
+#: EXIF orientations that swap width and height.
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _draft(img, draft):
+    """Ask a JPEG decoder for the smallest DCT-scaled size that is at least ``draft(width, height)``."""
+    if draft is None or img.format != "JPEG":
+        return
+    width, height = img.size
+    swap = img.getexif().get(0x0112) in _TRANSPOSED_ORIENTATIONS  # the size as displayed, after EXIF
+    size = draft(height, width) if swap else draft(width, height)
+    if size is not None:
+        img.draft(None, tuple(size[::-1]) if swap else tuple(size))
+
+
+def load_rgb(item, index=0, draft=None):
     """Load one item as an RGB PIL image with EXIF orientation applied.
+
+    Parameters
+    ----------
+    item : path, PIL image or array
+    index : int
+        Position of the item, for error messages.
+    draft : callable, default=None
+        ``draft(width, height) -> (w, h) or None``: the smallest size the caller needs; a JPEG file is
+        then decoded at a reduced DCT scale no smaller than that (``Image.draft``).
 
     Raises
     ------
@@ -137,6 +173,7 @@ def load_rgb(item, index=0):
     try:
         if isinstance(item, (str, os.PathLike)):
             with Image.open(os.fspath(item)) as img:
+                _draft(img, draft)
                 img.load()  # decode now, inside the try: truncated files fail here
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
@@ -151,8 +188,8 @@ def load_rgb(item, index=0):
         raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{describe(item, index)}: not an image file (cannot identify format).") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(f"{describe(item, index)}: cannot decode: {exc}") from None
+    except Exception as exc:  # OSError, ValueError, SyntaxError, DecompressionBombError, plugin bugs ...
+        raise ImageLoadError(f"{describe(item, index)}: cannot decode: {type(exc).__name__}: {exc}") from None
     raise ImageLoadError(
         f"{describe(item, index)}: unsupported item type; expected a file path, a PIL image or a numpy array."
     )
@@ -168,24 +205,37 @@ def _file_digest(path, size, mtime_ns, inode):
     return h.hexdigest()
 
 
-def content_key(item):
+def content_key(item, index=0):
     """Digest of an item's content: the file's bytes, or the pixels with their shape and mode.
 
     Two copies of the same file at different paths share a key; editing a file changes it. File digests
     are remembered per process by (path, size, modification time, inode), so the folds of a
     cross-validation do not re-read every file.
+
+    Raises
+    ------
+    ImageLoadError
+        Naming ``index`` and the item, whatever went wrong (unreadable file, unsupported item, a PIL image
+        whose pixels cannot be read).
     """
-    if isinstance(item, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(item))
-        st = os.stat(path)
-        return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino)
-    h = hashlib.blake2b(digest_size=20)
-    if isinstance(item, Image.Image):
-        h.update(f"pil\0{item.mode}\0{item.size}\0".encode())
-        h.update(item.tobytes())
-    elif isinstance(item, np.ndarray):
-        h.update(f"array\0{item.dtype.str}\0{item.shape}\0".encode())
-        h.update(np.ascontiguousarray(item).tobytes())
-    else:
-        raise ImageLoadError(f"cannot use a {type(item).__name__} as an image.")
+    try:
+        if isinstance(item, (str, os.PathLike)):
+            path = os.path.abspath(os.fspath(item))
+            st = os.stat(path)
+            return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino)
+        h = hashlib.blake2b(digest_size=20)
+        if isinstance(item, Image.Image):
+            h.update(f"pil\0{item.mode}\0{item.size}\0".encode())
+            h.update(item.tobytes())
+        elif isinstance(item, np.ndarray):
+            h.update(f"array\0{item.dtype.str}\0{item.shape}\0".encode())
+            h.update(np.ascontiguousarray(item).tobytes())
+        else:
+            raise ImageLoadError(
+                f"{describe(item, index)}: unsupported item type; expected a file path, a PIL image or a numpy array."
+            )
+    except ImageLoadError:
+        raise
+    except Exception as exc:
+        raise ImageLoadError(f"{describe(item, index)}: cannot read: {type(exc).__name__}: {exc}") from None
     return h.hexdigest()

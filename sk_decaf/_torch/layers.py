@@ -91,8 +91,25 @@ def resolve_layers(layer, backbone):
     return out
 
 
+def _grid_pool(t, k):
+    """``adaptive_avg_pool2d(t, k)`` written as static slices and means, which ONNX can export.
+
+    The bins are torch's: row ``i`` spans ``[floor(i * H / k), ceil((i + 1) * H / k))``, so they overlap
+    when ``H`` is not a multiple of ``k``. The map size is fixed by the input size, so the bins are constants.
+    """
+    h, w = int(t.shape[2]), int(t.shape[3])
+    rows = [(i * h // k, -(-(i + 1) * h // k)) for i in range(k)]
+    cols = [(j * w // k, -(-(j + 1) * w // k)) for j in range(k)]
+    cells = [t[:, :, r0:r1, c0:c1].mean(dim=(2, 3)) for r0, r1 in rows for c0, c1 in cols]
+    return torch.stack(cells, dim=2).flatten(1)  # channel-major: c * k * k + row * k + col
+
+
 def pool(t, pooling):
-    """Pool an activation to ``(N, D)``: 4-D maps and 3-D token sequences are reduced over space."""
+    """Pool an activation to ``(N, D)``: 4-D maps and 3-D token sequences are reduced over space.
+
+    An int ``k`` average-pools a map into a ``k x k`` grid of torch's adaptive bins (overlapping on maps whose
+    size is not a multiple of ``k``); the output is channel-major, feature ``c * k * k + row * k + col``.
+    """
     if t.ndim == 2:
         return t
     if t.ndim == 4:
@@ -102,6 +119,8 @@ def pool(t, pooling):
             return t.amax(dim=(2, 3))
         if pooling == "flatten":
             return t.flatten(1)
+        if torch.onnx.is_in_onnx_export() and (t.shape[2] % pooling or t.shape[3] % pooling):
+            return _grid_pool(t, pooling)  # the exporter has no adaptive pool with uneven bins
         return F.adaptive_avg_pool2d(t, pooling).flatten(1)
     if t.ndim == 3:  # (N, tokens, C)
         if pooling == "avg":
@@ -152,18 +171,38 @@ class _TimmTaps(nn.Module):
 
 
 class _GraphTaps(nn.Module):
-    """FX-traceable models (AlexNet, torchvision): ``create_feature_extractor`` prunes the graph."""
+    """FX-traceable models (AlexNet, torchvision): ``create_feature_extractor`` prunes the graph.
+
+    Each tap is copied the moment it is computed, so a later in-place operation (AlexNet's
+    ``ReLU(inplace=True)`` after ``classifier.1``) cannot change it.
+    """
 
     def __init__(self, model, layers, nodes):
         super().__init__()
         from torchvision.models.feature_extraction import create_feature_extractor
 
         self.layers = list(layers)
-        self.graph = create_feature_extractor(model, return_nodes={nodes[n]: n for n in layers})
+        self.graph = _copy_taps(create_feature_extractor(model, return_nodes={nodes[n]: n for n in layers}))
 
     def forward(self, x):
         out = self.graph(x)
         return [out[name] for name in self.layers]
+
+
+def _copy_taps(graph_module):
+    """Insert a ``clone`` right after every node the graph returns and return the copies instead."""
+    graph = graph_module.graph
+    output = next(node for node in graph.nodes if node.op == "output")
+    copies, returned = {}, {}
+    for name, node in output.args[0].items():
+        if node not in copies:
+            with graph.inserting_after(node):
+                copies[node] = graph.call_method("clone", (node,))
+        returned[name] = copies[node]
+    output.args = (returned,)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
 
 
 class _StopForward(Exception):
@@ -187,7 +226,7 @@ class _HookTaps(nn.Module):
 
         def hook_for(name):
             def hook(module, args, output):
-                store[name] = output
+                store[name] = output.clone()  # immune to later in-place operations on the output
                 if "logits" not in self.layers and len(store) == len(self._taps):
                     raise _StopForward
 

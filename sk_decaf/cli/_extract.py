@@ -1,6 +1,14 @@
-"""``sk-decaf extract DIR -o features.npz``: features, paths and labels of an image folder."""
+"""``sk-decaf extract DIR -o OUT``: the features of an image folder, in one ``.npz`` file or in resumable shards.
 
+Without sharding options the output is one ``.npz`` file, written to a temporary name and renamed when
+complete, so a failed run leaves no file that looks valid. With ``--shard-size``, ``--resume`` or
+``--scheduler`` the output is a folder of ``.npy`` shards and a manifest (:func:`sk_decaf.parallel.extract_shards`).
+"""
+
+import os
+import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -8,33 +16,122 @@ from ._common import add_backbone_options, parse_layer, transformer_kwargs
 
 
 def add_extract_parser(sub):
-    p = sub.add_parser("extract", help="write the features of a <class>/<image> folder to an .npz file",
+    p = sub.add_parser("extract", help="write the features of a <class>/<image> folder to an .npz file or shards",
                        description="Extract DeCAF features of every image under DIR (layout DIR/<class>/<image>) "
-                                   "and write features, paths, target and target_names to an .npz file.")
+                                   "and write features, paths, target and target_names to an .npz file, or, with "
+                                   "--shard-size/--resume/--scheduler, to a folder of .npy shards and a "
+                                   "manifest.json that a killed job resumes.")
     p.add_argument("data", metavar="DIR", help="image folder, one sub-folder per class")
-    p.add_argument("-o", "--output", required=True, help="output .npz file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output .npz file, or output folder of a sharded extraction")
     p.add_argument("--layer", nargs="+", type=parse_layer, default=None,
                    help="layer name(s) or negative int(s); several are concatenated (default: the generic layer)")
+    p.add_argument("--on-error", choices=["raise", "nan"], default="raise",
+                   help="a bad image stops the command (raise, the default), or gets a NaN row and is listed "
+                        "in the output (nan: failed_index/failed_path/failed_message in the .npz, 'failures' "
+                        "in a shard folder's manifest.json)")
+    shards = p.add_argument_group("sharded output (a folder; resumable)")
+    shards.add_argument("--shard-size", type=int, default=None, metavar="N",
+                        help="write OUT as a folder of .npy shards of N images each (default with --resume or "
+                             "--scheduler: the resumed job's, else 1024)")
+    shards.add_argument("--resume", action="store_true",
+                        help="continue the interrupted sharded job in OUT: compute only its missing shards")
+    shards.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="compute the shards on this Dask scheduler (tcp://host:8786 or a scheduler .json "
+                             "file; needs sk-decaf[dask]); OUT is written by this process")
     add_backbone_options(p)
     p.set_defaults(func=run_extract)
 
 
-def run_extract(args):
-    from ..datasets import load_image_folder
+def _transformer(args):
+    from ..parallel._worker import has_on_error
     from ..transformers import DeCAFTransformer
 
-    data = load_image_folder(args.data)
     layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
     decaf = DeCAFTransformer(layer=layer, cache=args.cache, **transformer_kwargs(args))
+    if has_on_error(decaf):
+        decaf.set_params(on_error=args.on_error)
+    elif args.on_error != "raise":
+        raise ValueError("--on-error nan needs a DeCAFTransformer with the on_error parameter.")
+    return decaf
+
+
+def _save_npz(path, **arrays):
+    """``np.savez`` to a temporary file next to ``path``, renamed over it once complete."""
+    path = os.fspath(path)
+    path = path if path.endswith(".npz") else path + ".npz"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _report_failures(failures, n, where):
+    if failures:
+        print(f"{len(failures)} of {n} images could not be featurised (NaN rows), listed in {where}; first: "
+              f"{failures[0]['message']}")
+
+
+def _run_npz(args, data, decaf):
+    from ..parallel._worker import FAILURES_WARNING, transform_block
+
     start = time.perf_counter()
-    features = decaf.fit_transform(data.paths)
+    with warnings.catch_warnings():  # the failures are printed below, once, and stored in the file
+        warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
+        features, failures = transform_block(decaf.fit(data.paths), data.paths, 0)
     seconds = time.perf_counter() - start
-    np.savez(
-        args.output, features=features, paths=np.asarray(data.paths), target=data.target,
-        target_names=np.asarray(data.target_names, dtype=str), layers=np.asarray(decaf.layers_),
-        feature_names=np.asarray(decaf.get_feature_names_out(), dtype=str),
-    )
+    arrays = dict(features=features, paths=np.asarray(data.paths), target=data.target,
+                  target_names=np.asarray(data.target_names, dtype=str), layers=np.asarray(decaf.layers_),
+                  feature_names=np.asarray(decaf.get_feature_names_out(), dtype=str))
+    if args.on_error == "nan":
+        arrays.update(failed_index=np.asarray([f["index"] for f in failures], dtype=np.int64),
+                      failed_path=np.asarray([f["item"] for f in failures], dtype=str),
+                      failed_message=np.asarray([f["message"] for f in failures], dtype=str))
+    output = _save_npz(args.output, **arrays)
     print(f"{len(data.paths)} images x {features.shape[1]} features ({', '.join(decaf.layers_)}) of "
           f"{args.backbone} in {seconds:.1f} s ({len(data.paths) / seconds:.1f} img/s, engine "
-          f"{decaf.engine_}) -> {args.output}")
+          f"{decaf.engine_}) -> {output}")
+    _report_failures(failures, len(data.paths), f"{output} (failed_index, failed_path, failed_message)")
     return 0
+
+
+def _run_shards(args, data, decaf):
+    from ..parallel import extract_shards, get_client
+    from ..parallel._worker import FAILURES_WARNING
+
+    if args.output.endswith(".npz"):
+        raise ValueError(f"A sharded output is a folder; drop the .npz suffix of {args.output!r}.")
+    client = get_client(args.scheduler) if args.scheduler else None
+    try:
+        with warnings.catch_warnings():  # the failures are reported below, once
+            warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
+            report = extract_shards(decaf, data.paths, args.output, shard_size=args.shard_size, resume=args.resume,
+                                    client=client, verbose=args.verbose,
+                                    metadata={"target": data.target.tolist(),
+                                              "target_names": [str(t) for t in data.target_names]})
+    finally:
+        if client is not None:
+            client.close()
+    where = f"on {args.scheduler}" if client is not None else "locally"
+    print(f"{len(data.paths)} images x {report.n_features} features in {report.n_shards} shards: "
+          f"{len(report.computed)} computed {where}, {len(report.skipped)} already present, in "
+          f"{report.seconds:.1f} s -> {args.output}")
+    _report_failures(report.failures, len(data.paths), os.path.join(args.output, "manifest.json"))
+    return 0
+
+
+def run_extract(args):
+    from ..datasets import load_image_folder
+
+    if args.shard_size is not None and args.shard_size < 1:
+        raise ValueError(f"--shard-size must be a positive number of images, got {args.shard_size}.")
+    data = load_image_folder(args.data)
+    decaf = _transformer(args)
+    if args.shard_size is not None or args.resume or args.scheduler is not None:
+        return _run_shards(args, data, decaf)
+    return _run_npz(args, data, decaf)

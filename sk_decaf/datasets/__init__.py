@@ -1,4 +1,4 @@
-"""datasets: loaders that read local copies of the DeCAF benchmarks (no downloads)."""
+"""Dataset loaders: the embedded demo set, any class-per-folder tree, local copies of the benchmarks (no downloads)."""
 
 from ._base import CroppedImages
 from ._demo import load_demo, load_image_folder

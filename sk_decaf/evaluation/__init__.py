@@ -1,4 +1,4 @@
-"""evaluation: DeCAF's protocols, scored by mean per-class accuracy."""
+"""DeCAF's evaluation protocols scored by mean per-class accuracy, few-shot curves, Office shifts, time per layer."""
 
 from ._office import evaluate_office
 from ._profile import profile_layers

@@ -1,4 +1,4 @@
-"""heads."""
+"""Heads other than a plain classifier: fine-tuning the backbone end to end, instance retrieval and its metric."""
 
 from ._finetune import FineTunedClassifier
 from ._metrics import mean_average_precision

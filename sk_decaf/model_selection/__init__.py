@@ -1,4 +1,4 @@
-"""model_selection: splitters for the DeCAF evaluation protocols."""
+"""Cross-validation splitters of the DeCAF protocols: n images per class, source/target domains, official splits."""
 
 from ._split import DomainAdaptationSplit, OfficialSplit, PerClassSplit
 

@@ -176,18 +176,27 @@ class DomainAdaptationSplit(BaseCrossValidator):
     remaining target images form the test set. ``setting`` chooses the training
     set: source images only ("S"), labelled target images only ("T") or both
     ("ST"). The draws do not depend on ``setting``, so the three settings share
-    their test sets for a given ``random_state``. The domain of each sample is
-    passed as ``groups``.
+    their test sets for a given ``random_state``.
+
+    The domain of each sample is the ``sample_domain`` argument of :meth:`split`,
+    as in skada's splitters: readable names or skada's integers. It is requested
+    by default, so with ``sklearn.set_config(enable_metadata_routing=True)``
+    ``GridSearchCV(..., cv=DomainAdaptationSplit(...)).fit(X, y, sample_domain=d)``
+    passes the labels to the splitter and to the pipeline's domain-adaptation
+    steps alike. Without routing, scikit-learn passes them as ``groups``
+    (``cross_val_score(..., groups=d)``), which is accepted too.
 
     Parameters
     ----------
-    source, target : str
-        Names of the source and target domains, as found in ``groups``.
+    source, target : str or int
+        Labels of the source and target domains, as found in ``sample_domain``
+        (e.g. "amazon" and "webcam", or skada's 1 and -2).
     setting : {"S", "T", "ST"}, default="ST"
         Which labelled images are used for training.
     n_source_per_class : int or None, default=None
         Source images per class; None picks 20 for amazon and caltech10 and 8
-        for dslr and webcam, as in the standard protocol.
+        for dslr and webcam, as in the standard protocol (an integer ``source``
+        needs an explicit value).
     n_target_per_class : int, default=3
         Labelled target images per class (0 for the unsupervised setting "S").
     n_splits : int, default=5
@@ -210,18 +219,20 @@ class DomainAdaptationSplit(BaseCrossValidator):
     >>> import numpy as np
     >>> from sk_decaf.model_selection import DomainAdaptationSplit
     >>> y = np.tile(np.repeat([0, 1], 10), 2)
-    >>> domain = np.repeat(["amazon", "webcam"], 20)
+    >>> sample_domain = np.repeat(["amazon", "webcam"], 20)
     >>> cv = DomainAdaptationSplit("webcam", "amazon", n_splits=1, random_state=0)
-    >>> train, test = next(cv.split(y, y, groups=domain))
+    >>> train, test = next(cv.split(y, y, sample_domain=sample_domain))
     >>> len(train), len(test)  # 2 * (8 webcam + 3 amazon) train, 2 * 7 test
     (22, 14)
+    >>> cv.get_n_source_per_class()
+    8
     """
 
-    __metadata_request__split = {"groups": True}
+    __metadata_request__split = {"sample_domain": True}
 
     _parameter_constraints = {
-        "source": [str],
-        "target": [str],
+        "source": [str, Integral],
+        "target": [str, Integral],
         "setting": [StrOptions({"S", "T", "ST"})],
         "n_source_per_class": [Interval(Integral, 1, None, closed="left"), None],
         "n_target_per_class": [Interval(Integral, 0, None, closed="left")],
@@ -251,22 +262,30 @@ class DomainAdaptationSplit(BaseCrossValidator):
         self.too_few = too_few
         self.random_state = random_state
 
-    def get_n_splits(self, X=None, y=None, groups=None):
+    def get_n_splits(self, X=None, y=None, sample_domain=None):
         """Return the number of splits, `n_splits`."""
         return self.n_splits
 
-    def _n_source(self):
+    def get_n_source_per_class(self):
+        """Source images per class that each split draws.
+
+        Returns
+        -------
+        n : int
+            ``n_source_per_class``, or the standard number of the protocol for
+            ``source``: 20 for amazon and caltech10, 8 for dslr and webcam.
+        """
         if self.n_source_per_class is not None:
             return self.n_source_per_class
         try:
-            return SOURCE_IMAGES_PER_CLASS[self.source.lower()]
+            return SOURCE_IMAGES_PER_CLASS[str(self.source).lower()]
         except KeyError:
             raise ValueError(
                 f"No standard number of source images for domain {self.source!r}; "
                 f"set n_source_per_class (known: {SOURCE_IMAGES_PER_CLASS})."
             ) from None
 
-    def split(self, X, y, groups=None):
+    def split(self, X, y, sample_domain=None, *, groups=None):
         """Generate train and test indices.
 
         Parameters
@@ -275,34 +294,44 @@ class DomainAdaptationSplit(BaseCrossValidator):
             Samples; only their number is used.
         y : array-like of shape (n_samples,)
             Class labels.
-        groups : array-like of shape (n_samples,)
-            Domain of each sample.
+        sample_domain : array-like of shape (n_samples,)
+            Domain of each sample. Requested by default through metadata routing.
+        groups : array-like of shape (n_samples,), default=None
+            The same labels under scikit-learn's name: without metadata routing,
+            ``cross_validate`` and the searches pass the domains as ``groups``.
 
         Yields
         ------
         train, test : ndarray
             Sorted indices of the training and test samples of each split.
         """
+        if groups is not None:
+            if sample_domain is not None:
+                raise TypeError("Pass the domains once, as sample_domain (or scikit-learn's groups).")
+            sample_domain = groups
         _validate(self)
         if self.source == self.target:
             raise ValueError(f"source and target are both {self.source!r}.")
         if self.setting == "T" and self.n_target_per_class == 0:
             raise ValueError("setting='T' needs n_target_per_class >= 1.")
-        if groups is None or y is None:
-            raise ValueError("DomainAdaptationSplit needs y and the domains as `groups`.")
-        y, groups = column_or_1d(y, dtype=None), column_or_1d(groups, dtype=None)
-        if len(groups) != len(y) or (X is not None and _num_samples(X) != len(y)):
-            raise ValueError("X, y and groups must have the same number of samples.")
+        if sample_domain is None or y is None:
+            raise ValueError(
+                "DomainAdaptationSplit needs y and the domain of each sample as sample_domain "
+                "(enable metadata routing to pass it through a search)."
+            )
+        y, domain = column_or_1d(y, dtype=None), column_or_1d(sample_domain, dtype=None)
+        if len(domain) != len(y) or (X is not None and _num_samples(X) != len(y)):
+            raise ValueError("X, y and sample_domain must have the same number of samples.")
         for name in (self.source, self.target):
-            if not np.any(groups == name):
-                raise ValueError(f"Domain {name!r} not in groups {np.unique(groups)}.")
+            if not np.any(domain == name):
+                raise ValueError(f"Domain {name!r} not in sample_domain {np.unique(domain)}.")
         classes = np.unique(y)
-        src = [np.flatnonzero((groups == self.source) & (y == c)) for c in classes]
-        tgt = [np.flatnonzero((groups == self.target) & (y == c)) for c in classes]
+        src = [np.flatnonzero((domain == self.source) & (y == c)) for c in classes]
+        tgt = [np.flatnonzero((domain == self.target) & (y == c)) for c in classes]
         # A source class needs n_source images (none is tested), a target class
         # n_target labelled images plus at least one test image.
         n_src, _, short_src = _plan(
-            [len(i) for i in src], self._n_source(), None, self.too_few, classes,
+            [len(i) for i in src], self.get_n_source_per_class(), None, self.too_few, classes,
             f"{self.source} (source) images", min_test=0,
         )
         n_tgt, n_te, short_tgt = _plan(

@@ -1,8 +1,11 @@
 """Figures of DeCAF (Fig. 1-5) and Azizpour et al. (Fig. 6) with matplotlib.
 
-matplotlib is imported inside each function (it is an optional dependency), and
-figures are built with the object API (``matplotlib.figure.Figure``): no pyplot
-state, safe under the Agg backend, and a returned Figure displays in Jupyter.
+matplotlib is imported inside each function (it is an optional dependency). New
+figures are made with ``matplotlib.pyplot``, as scikit-learn's ``*Display`` objects
+make theirs, so they show wherever pyplot figures show: below the cell in Jupyter,
+on ``plt.show()`` in a script, in sphinx-gallery; headless (Agg) they are saved
+with ``savefig``. pyplot holds each figure until ``plt.close(fig)``: close those
+made in a loop, or draw into given axes (``ax=``).
 """
 
 from collections.abc import Mapping
@@ -14,14 +17,13 @@ LAYER_TYPES = ("conv", "fc", "pool", "neuron", "norm", "other")
 
 
 def _axes(ax, ncols=1, figsize=(6.4, 4.8)):
-    """(figure, axes): the figure of `ax`, or a new Figure with `ncols` axes."""
+    """(figure, axes): the figure of `ax`, or a new pyplot figure with `ncols` axes."""
     if ax is not None:
         first = ax[0] if isinstance(ax, (list, tuple, np.ndarray)) else ax
         return first.figure, ax
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.subplots(1, ncols)
+    return plt.subplots(1, ncols, figsize=figsize, layout="constrained")
 
 
 def _colors(n):
@@ -76,11 +78,12 @@ def plot_tsne(
     legend : "auto" or bool, default="auto"
         Draw a legend; "auto" draws it for at most 20 labels.
     ax : matplotlib Axes, default=None
-        Axes to draw in; a new Figure is made when None.
+        Axes to draw in; a new pyplot figure is made when None.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure of ``ax``, or the new pyplot figure.
 
     References
     ----------
@@ -142,11 +145,12 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
         Parameter giving the classifier (one line each); None picks the first
         other parameter whose values are estimators, if any.
     ax : matplotlib Axes, default=None
-        Axes to draw in; a new Figure is made when None.
+        Axes to draw in; a new pyplot figure is made when None.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure of ``ax``, or the new pyplot figure.
 
     References
     ----------
@@ -229,11 +233,12 @@ def plot_few_shot(results, *, ax=None):
         Output(s) of :func:`sk_decaf.evaluation.few_shot_curve`; a mapping draws
         one line per entry, labelled by its key (e.g. "SVM", "LogReg").
     ax : matplotlib Axes, default=None
-        Axes to draw in; a new Figure is made when None.
+        Axes to draw in; a new pyplot figure is made when None.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure of ``ax``, or the new pyplot figure.
 
     Examples
     --------
@@ -280,11 +285,12 @@ def plot_layer_times(profile, *, top_k=5, axes=None):
     top_k : int, default=5
         Number of most time-consuming layers labelled on the bar chart.
     axes : pair of matplotlib Axes, default=None
-        Axes for the bars and the pie; a new Figure is made when None.
+        Axes for the bars and the pie; a new pyplot figure is made when None.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure of ``axes``, or the new pyplot figure.
 
     References
     ----------

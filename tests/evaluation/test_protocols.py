@@ -13,7 +13,8 @@ from sklearn.utils import Bunch
 
 from sk_decaf import PerClassSplit, evaluate
 from sk_decaf.evaluation import EvaluationResult, FewShotCurve, few_shot_curve
-from sk_decaf.evaluation import _runner
+from sk_decaf.transformers import DeCAFTransformer
+from tests.conftest import TINY
 
 CALLS = []  # rows seen by the featurizer, one entry per call
 
@@ -88,14 +89,37 @@ def test_precompute_featurizes_once_with_same_scores():
     assert_allclose(fast.scores, slow.scores)
 
 
-def test_precompute_auto_only_for_frozen_featurizers(monkeypatch):
+def test_precompute_auto_only_for_frozen_featurizers():
+    # Any other first step is refitted per split (fit_transform + transform each time).
     X, y = _blobs([40, 40])
     evaluate(_pipe(), (X, y), n_splits=2)
     assert len(CALLS) == 4
+
+
+class CountingDeCAF(DeCAFTransformer):
+    """The real DeCAFTransformer (a tiny random-weight network), recording the images it featurizes."""
+
+    def transform(self, X, out=None):
+        CALLS.append(len(X))
+        return super().transform(X, out=out)
+
+
+def test_precompute_auto_featurizes_images_once_with_decaf(rgb_arrays):
+    # precompute="auto" recognises a real DeCAFTransformer as a frozen first step: every image used by
+    # some split goes through the network once, and the scores equal those of refitting it per split.
+    y = np.arange(16) % 2
+    # Class 1: negative images, an easy contrast even for random weights.
+    images = [np.roll(rgb_arrays[i % 5], 3 * i, axis=1) for i in range(16)]
+    images = [255 - im if label else im for im, label in zip(images, y)]
+    decaf = CountingDeCAF(TINY, weights="random", random_state=0, engine="torch", n_jobs=1)
+    pipe = make_pipeline(decaf, LinearSVC())
+    auto = evaluate(pipe, (images, y), protocol="per-class", n_train=3, n_splits=3)
+    assert CALLS == [16]
     CALLS.clear()
-    monkeypatch.setattr(_runner, "_is_frozen_featurizer", lambda step: True)
-    evaluate(_pipe(), (X, y), n_splits=2)
-    assert len(CALLS) == 1
+    per_split = evaluate(pipe, (images, y), protocol="per-class", n_train=3, n_splits=3,
+                         precompute=False)
+    assert CALLS == [6, 10] * 3
+    assert_allclose(auto.scores, per_split.scores)
 
 
 def test_precompute_true_errors():

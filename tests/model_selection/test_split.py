@@ -1,10 +1,12 @@
 """Protocol arithmetic of the splitters."""
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn
 from numpy.testing import assert_array_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -46,7 +48,8 @@ def test_per_class_reproducible():
     cv = PerClassSplit(5, n_splits=3, random_state=42)
     first, second = list(cv.split(y, y)), list(cv.split(y, y))
     for (a, b), (c, d) in zip(first, second):
-        assert_array_equal(a, c) and assert_array_equal(b, d)
+        assert_array_equal(a, c)
+        assert_array_equal(b, d)
     other = list(PerClassSplit(5, n_splits=3, random_state=43).split(y, y))
     assert any(not np.array_equal(a, c) for (a, _), (c, _) in zip(first, other))
 
@@ -105,7 +108,7 @@ def _office(source=25, target=10, n_classes=3):
 def test_domain_adaptation_counts(setting, n_amazon, n_webcam):
     y, domain = _office()
     cv = DomainAdaptationSplit("amazon", "webcam", setting=setting, random_state=0)
-    splits = list(cv.split(y, y, groups=domain))
+    splits = list(cv.split(y, y, sample_domain=domain))
     assert len(splits) == cv.get_n_splits() == 5
     for train, test in splits:
         amazon, webcam = train[domain[train] == "amazon"], train[domain[train] == "webcam"]
@@ -124,7 +127,8 @@ def test_domain_adaptation_settings_share_test_sets():
         for s in ("S", "T", "ST")
     }
     for a, b, c in zip(tests["S"], tests["T"], tests["ST"]):
-        assert_array_equal(a, b) and assert_array_equal(a, c)
+        assert_array_equal(a, b)
+        assert_array_equal(a, c)
 
 
 @pytest.mark.parametrize("source, expected", [("dslr", 8), ("webcam", 8), ("caltech10", 20)])
@@ -141,9 +145,9 @@ def test_domain_adaptation_errors():
     y, domain = _office()
     with pytest.raises(ValueError, match="n_source_per_class"):
         next(DomainAdaptationSplit("art", "webcam").split(y, y, np.where(domain == "amazon", "art", domain)))
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match="sample_domain"):
         next(DomainAdaptationSplit("amazon", "webcam").split(y, y))
-    with pytest.raises(ValueError, match="'dslr' not in groups"):
+    with pytest.raises(ValueError, match="'dslr' not in sample_domain"):
         next(DomainAdaptationSplit("dslr", "webcam").split(y, y, domain))
     y_few, domain_few = _office(target=3)  # needs 3 labelled + 1 test
     with pytest.raises(ValueError, match="webcam"):
@@ -165,11 +169,42 @@ def test_domain_adaptation_too_few_policies():
 
 
 def test_domain_adaptation_with_cross_val_score():
+    # Without routing, scikit-learn passes `groups` as the third argument of split: sample_domain.
     y, domain = _office()
     X = np.random.RandomState(0).normal(size=(len(y), 2)) + 3 * y[:, None]
     cv = DomainAdaptationSplit("amazon", "webcam", random_state=0)
-    scores = cross_val_score(LogisticRegression(), X, y, groups=domain, cv=cv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = cross_val_score(LogisticRegression(), X, y, groups=domain, cv=cv)
     assert scores.shape == (5,) and scores.min() > 0.9
+    # With routing, sample_domain is requested by default.
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = cross_val_score(LogisticRegression(), X, y, cv=cv, params={"sample_domain": domain})
+    assert_array_equal(routed, scores)
+
+
+def test_domain_adaptation_groups_is_sample_domain():
+    # scikit-learn's name for the labels, as passed without routing, gives the same splits.
+    y, domain = _office()
+    cv = DomainAdaptationSplit("amazon", "webcam", n_splits=2, random_state=0)
+    for (a, b), (c, d) in zip(cv.split(y, y, groups=domain), cv.split(y, y, sample_domain=domain)):
+        assert_array_equal(a, c)
+        assert_array_equal(b, d)
+    with pytest.raises(TypeError, match="once"):
+        next(cv.split(y, y, domain, groups=domain))
+
+
+def test_domain_adaptation_skada_integer_domains():
+    # skada's labels: 1 for the source, -2 for the target; the standard count needs a name.
+    y, domain = _office()
+    codes = np.where(domain == "amazon", 1, -2)
+    named = DomainAdaptationSplit("amazon", "webcam", random_state=0)
+    coded = DomainAdaptationSplit(1, -2, n_source_per_class=20, random_state=0)
+    for (a, b), (c, d) in zip(named.split(y, y, domain), coded.split(y, y, codes)):
+        assert_array_equal(a, c)
+        assert_array_equal(b, d)
+    with pytest.raises(ValueError, match="n_source_per_class"):
+        next(DomainAdaptationSplit(1, -2).split(y, y, codes))
 
 
 def test_domain_adaptation_shared_office_caltech10():
@@ -192,7 +227,8 @@ def test_official_split_1d_and_2d():
     cv = OfficialSplit(labels)
     assert cv.get_n_splits() == 1
     [(train, test)] = list(cv.split(np.zeros((5, 1))))
-    assert_array_equal(train, [0, 4]) and assert_array_equal(test, [1])
+    assert_array_equal(train, [0, 4])
+    assert_array_equal(test, [1])
     [(train, _)] = list(OfficialSplit(labels, train=("train", "val")).split())
     assert_array_equal(train, [0, 3, 4])
     two = OfficialSplit(np.vstack([labels, labels[::-1]]))

@@ -1,4 +1,6 @@
-"""Each figure draws the expected artists."""
+"""Each figure draws the expected artists, and shows where pyplot figures show."""
+
+import io
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from sklearn.svm import LinearSVC
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureManagerBase  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from sk_decaf.evaluation import FewShotCurve  # noqa: E402
@@ -25,6 +30,37 @@ from sk_decaf.plotting import (  # noqa: E402
 
 def _legend(ax):
     return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+class FigureManager(FigureManagerBase):
+    """This module is also a matplotlib backend (``module://<this module>``) whose ``plt.show()`` records each
+    figure it shows as PNG bytes, as Jupyter's inline backend sends figures to the notebook."""
+
+    shown = []
+
+    def show(self):
+        buffer = io.BytesIO()
+        self.canvas.figure.savefig(buffer, format="png")
+        self.shown.append((self.canvas.figure, buffer.getvalue()))
+
+
+class FigureCanvas(FigureCanvasAgg):
+    manager_class = FigureManager
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def shown():
+    """Figures shown by ``plt.show()`` while the test runs, with their PNG bytes."""
+    plt.switch_backend(f"module://{__name__}")
+    FigureManager.shown.clear()
+    yield FigureManager.shown
+    plt.switch_backend("Agg")
 
 
 class PickLayer(TransformerMixin, BaseEstimator):
@@ -148,3 +184,34 @@ def test_plot_layer_times_validates_profile():
         plot_layer_times(bad)
     with pytest.raises(ValueError, match="same length"):
         plot_layer_times({**_profile(), "seconds": [1.0]})
+
+
+def _draw(kind):
+    """(figure, the y values of its first artist, the values they must equal) for each plotting function."""
+    if kind == "tsne":
+        X, y = make_blobs(n_samples=30, n_features=5, centers=3, random_state=0)
+        fig = plot_tsne(X, y)
+        return fig, len(fig.axes[0].collections[0].get_offsets()), np.sum(y == 0)
+    if kind == "layer_sweep":
+        search = _search(with_classifier=False)
+        fig = plot_layer_sweep(search)
+        return fig, fig.axes[0].containers[0].lines[0].get_ydata(), search.cv_results_["mean_test_score"]
+    if kind == "few_shot":
+        curve = FewShotCurve(np.array([1, 5]), np.array([[0.4, 0.6], [0.7, 0.9]]), "p")
+        fig = plot_few_shot(curve)
+        return fig, fig.axes[0].containers[0].lines[0].get_ydata(), curve.mean
+    fig = plot_layer_times(_profile())
+    return fig, [bar.get_height() for bar in fig.axes[0].patches], _profile()["seconds"]
+
+
+@pytest.mark.parametrize("kind", ["tsne", "layer_sweep", "few_shot", "layer_times"])
+def test_new_figures_show_with_pyplot(kind, shown):
+    """A new figure is pyplot's: plt.show() (and Jupyter's inline backend, which shows pyplot's figures after
+    each cell) displays it, with the data drawn."""
+    fig, drawn, expected = _draw(kind)
+    assert isinstance(fig, Figure)
+    assert_allclose(drawn, expected)
+    plt.show()
+    assert [figure for figure, _ in shown] == [fig]
+    assert shown[0][1].startswith(b"\x89PNG")
+

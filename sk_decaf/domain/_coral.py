@@ -4,16 +4,17 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
+from sklearn.base import OneToOneFeatureMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._domain import DomainTransformerMixin, check_domain, domain_mask, resolve_domains
+from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["CORAL"]
 
 
-class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+@fill_doc
+class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
     """Align the covariance of the source domain to that of the target domain.
 
     CORAL (Sun, Feng and Saenko, 2016) whitens the source features with the
@@ -28,22 +29,14 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
 
     so that ``A.T @ Cs @ A == Ct``: the regularised covariances match exactly.
 
-    The domain of each sample is passed as the ``domain`` metadata of
-    :meth:`fit` and :meth:`transform`. Rows whose domain is ``target_domain``
-    (or None / NaN) are target rows; every other label is a source domain, and
-    several source labels are pooled into one source domain. Inside a
-    :class:`~sklearn.pipeline.Pipeline` the labels travel through metadata
-    routing, which must be enabled with
-    ``sklearn.set_config(enable_metadata_routing=True)`` and requested with
-    ``CORAL().set_fit_request(domain=True).set_transform_request(domain=True)``.
-    Then ``pipe.fit(X, y, domain=d)`` trains on aligned source plus target rows
-    and ``pipe.predict(X_test)`` (no domain: target rows) leaves test rows as
-    they are.
+    %(routing)s
+    Then ``pipe.fit(X, y, sample_domain=d)`` trains on aligned source plus target rows and
+    ``pipe.predict(X_test)`` (no labels: target rows) leaves test rows as they are. Several source
+    labels are pooled into one source domain; it is unsupervised (``y`` is not used).
 
     Parameters
     ----------
-    target_domain : str or int, default="target"
-        Label of the target domain, the domain of samples without a label.
+    %(target_domain)s
 
     reg : float, default=1.0
         Ridge ``reg * I`` added to both covariances; 1 is the paper's choice.
@@ -71,8 +64,11 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
         Mean of the target rows seen in :meth:`fit`.
 
     domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by ``target_domain``;
+        Source labels seen in fit (sorted) followed by the target label(s);
         :meth:`transform` rejects other labels.
+
+    target_domain_ : str or int
+        Domain of the samples without a label.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -89,7 +85,10 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
 
     Notes
     -----
-    ``fit`` without ``domain`` (as in scikit-learn's estimator checks) treats
+    skada's ``CORALAdapter`` implements the same paper with another regulariser
+    (Ledoit-Wolf shrinkage by default) and always centres both domains; see
+    :doc:`/domain_adaptation` for the comparison. ``fit`` without
+    ``sample_domain`` (as in scikit-learn's estimator checks) treats
     every row as target: there is nothing to align, ``alignment_`` is the
     identity and :meth:`transform` returns its input. ``fit`` needs at least
     one target row. Computation is in float64 (an SVD of each domain when it
@@ -104,13 +103,13 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
     Examples
     --------
     >>> import numpy as np
-    >>> from sk_decaf.transformers import CORAL
+    >>> from sk_decaf.domain import CORAL
     >>> rng = np.random.RandomState(0)
     >>> X = np.vstack([rng.normal(scale=3.0, size=(100, 2)),
     ...                rng.normal(scale=0.5, size=(100, 2))])
-    >>> domain = ["amazon"] * 100 + ["webcam"] * 100
+    >>> sample_domain = ["amazon"] * 100 + ["webcam"] * 100
     >>> coral = CORAL(target_domain="webcam", reg=0.0)
-    >>> X_new = coral.fit_transform(X, domain=domain)
+    >>> X_new = coral.fit_transform(X, sample_domain=sample_domain)
     >>> bool(np.allclose(np.cov(X_new[:100].T), np.cov(X[100:].T)))
     True
     >>> bool(np.array_equal(coral.transform(X[100:]), X[100:]))  # target rows
@@ -118,18 +117,18 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
     """
 
     _parameter_constraints: dict = {
-        "target_domain": [str, Integral],
+        "target_domain": [str, Integral, None],
         "reg": [Interval(Real, 0, None, closed="left")],
         "center": ["boolean"],
     }
 
-    def __init__(self, target_domain="target", *, reg=1.0, center=False):
+    def __init__(self, target_domain=None, *, reg=1.0, center=False):
         self.target_domain = target_domain
         self.reg = reg
         self.center = center
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, domain=None):
+    def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn the alignment matrix from the source and target rows.
 
         Parameters
@@ -138,27 +137,21 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
             Training features of both domains.
 
         y : Ignored
-            Not used, present here for API consistency by convention.
+            Not used (skada's masked target labels, -1, are fine).
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample; None (or None / NaN entries) means
-            ``target_domain``. Routed by meta-estimators when metadata routing
-            is enabled and requested with ``set_fit_request(domain=True)``.
+        %(sample_domain_fit)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         self : object
             Fitted transformer.
         """
+        sample_domain = _renamed(sample_domain, domain)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        domain = check_domain(domain, X.shape[0], target_domain=self.target_domain)
-        self.domains_ = resolve_domains(domain, self.target_domain)
-        is_target = domain_mask(domain, self.target_domain)
-        if not is_target.any():
-            raise ValueError(
-                f"No sample of target_domain={self.target_domain!r} in fit; "
-                f"domains seen: {list(self.domains_[:-1])!r}."
-            )
+        _, is_target = self._fit_domains(sample_domain, X.shape[0])
+        self._require_target(is_target)
         X = X.astype(np.float64, copy=False)
         X_target = X[is_target]
         self.mean_target_ = X_target.mean(axis=0)
@@ -173,7 +166,7 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
         self.alignment_ = whiten @ recolour
         return self
 
-    def transform(self, X, *, domain=None):
+    def transform(self, X, *, sample_domain=None, domain=None):
         """Map source rows with ``alignment_``; leave target rows unchanged.
 
         Parameters
@@ -181,20 +174,19 @@ class CORAL(DomainTransformerMixin, OneToOneFeatureMixin, TransformerMixin, Base
         X : array-like of shape (n_samples, n_features)
             Features to transform.
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, each one in ``domains_``; None (or
-            None / NaN entries) means ``target_domain``. Routed by
-            meta-estimators when metadata routing is enabled and requested
-            with ``set_transform_request(domain=True)``.
+        %(sample_domain_transform)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_features)
             A new array with the dtype of ``X``.
         """
+        sample_domain = _renamed(sample_domain, domain)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_source = ~self._target_mask(domain, X.shape[0])
+        is_source = ~self._transform_domains(sample_domain, X.shape[0])[1]
         X_new = np.array(X, copy=True)
         if is_source.any():
             X_source, offset = X[is_source].astype(np.float64), 0.0

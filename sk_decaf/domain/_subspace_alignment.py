@@ -3,22 +3,18 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, _fit_context
 from sklearn.decomposition import PCA
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._domain import DomainTransformerMixin, check_domain, domain_mask, resolve_domains
+from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["SubspaceAlignment"]
 
 
-class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+@fill_doc
+class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
     """Project both domains on PCA subspaces, the source one aligned to the target.
 
     Subspace alignment (Fernando et al., 2013, Algorithm 1) learns
@@ -33,14 +29,9 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
     domain is centred by its own mean, as the paper's features are z-scored
     per domain before PCA; scaling is left to the user.
 
-    The domain of each sample is passed as the ``domain`` metadata of
-    :meth:`fit` and :meth:`transform`. Rows whose domain is ``target_domain``
-    (or None / NaN) are target rows; every other label is a source domain, and
-    several source labels are pooled into one. Inside a
-    :class:`~sklearn.pipeline.Pipeline` the labels travel through metadata
-    routing, which must be enabled with
-    ``sklearn.set_config(enable_metadata_routing=True)`` and requested with
-    ``set_fit_request(domain=True).set_transform_request(domain=True)``.
+    %(routing)s
+    Several source labels are pooled into one source domain; it is unsupervised (``y`` is not
+    used).
 
     Parameters
     ----------
@@ -50,8 +41,7 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
         The papers pick ``d`` with a stability bound (SA) or the subspace
         disagreement measure (GFK); tune it by cross-validation here.
 
-    target_domain : str or int, default="target"
-        Label of the target domain, the domain of samples without a label.
+    %(target_domain)s
 
     Attributes
     ----------
@@ -74,7 +64,10 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
         Dimension of the subspaces and of the output.
 
     domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by ``target_domain``.
+        Source labels seen in fit (sorted) followed by the target label(s).
+
+    target_domain_ : str or int
+        Domain of the samples without a label.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -91,7 +84,14 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
 
     Notes
     -----
-    ``fit`` without ``domain`` (as in scikit-learn's estimator checks) treats
+    This is the algorithm of skada's ``SubspaceAlignmentAdapter``, and the two give the same
+    output on the same data (tested). It is not delegated to skada, an optional dependency:
+    here readable labels and unlabelled target rows work, the default ``n_components`` is
+    valid for both domains (skada's, ``min(n_samples, n_features)`` over both domains, fails
+    when one domain is smaller), the PCAs are exact (``svd_solver="full"``) rather than
+    randomized on large inputs, float32 stays float32, and the bases are shared with
+    :class:`GeodesicFlowKernel`. ``fit`` without ``sample_domain`` (as in scikit-learn's
+    estimator checks) treats
     every row as target: the source subspace is then the target one, ``M`` is
     the identity and every row is projected with the target PCA. ``fit``
     needs at least one target row. The PCAs use ``svd_solver="full"``, so the
@@ -105,12 +105,12 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
     Examples
     --------
     >>> import numpy as np
-    >>> from sk_decaf.transformers import SubspaceAlignment
+    >>> from sk_decaf.domain import SubspaceAlignment
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(40, 5))
-    >>> domain = ["amazon"] * 20 + ["webcam"] * 20
+    >>> sample_domain = ["amazon"] * 20 + ["webcam"] * 20
     >>> sa = SubspaceAlignment(2, target_domain="webcam")
-    >>> sa.fit_transform(X, domain=domain).shape
+    >>> sa.fit_transform(X, sample_domain=sample_domain).shape
     (40, 2)
     >>> sa.alignment_.shape
     (2, 2)
@@ -118,15 +118,15 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "target_domain": [str, Integral],
+        "target_domain": [str, Integral, None],
     }
 
-    def __init__(self, n_components=None, *, target_domain="target"):
+    def __init__(self, n_components=None, *, target_domain=None):
         self.n_components = n_components
         self.target_domain = target_domain
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, domain=None):
+    def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn both PCA bases and the alignment matrix.
 
         Parameters
@@ -135,22 +135,20 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
             Training features of both domains.
 
         y : Ignored
-            Not used, present here for API consistency by convention.
+            Not used (skada's masked target labels, -1, are fine).
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample; None (or None / NaN entries) means
-            ``target_domain``. Routed by meta-estimators when metadata routing
-            is enabled and requested with ``set_fit_request(domain=True)``.
+        %(sample_domain_fit)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         self : object
             Fitted transformer.
         """
+        sample_domain = _renamed(sample_domain, domain)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.domains_, subspaces = _fit_domain_subspaces(
-            X, domain, self.target_domain, self.n_components
-        )
+        subspaces = _fit_domain_subspaces(self, X, sample_domain, self.n_components)
         self.mean_source_, basis_source, self.mean_target_, basis_target = subspaces
         self.components_source_ = basis_source.T
         self.components_target_ = basis_target.T
@@ -158,7 +156,7 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
         self.alignment_ = basis_source.T @ basis_target
         return self
 
-    def transform(self, X, *, domain=None):
+    def transform(self, X, *, sample_domain=None, domain=None):
         """Project source rows on the aligned source basis, target rows on ``Pt``.
 
         Parameters
@@ -166,20 +164,19 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
         X : array-like of shape (n_samples, n_features)
             Features to transform.
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, each one in ``domains_``; None (or
-            None / NaN entries) means ``target_domain``. Routed by
-            meta-estimators when metadata routing is enabled and requested
-            with ``set_transform_request(domain=True)``.
+        %(sample_domain_transform)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components_)
             Projected features with the dtype of ``X``.
         """
+        sample_domain = _renamed(sample_domain, domain)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_target = self._target_mask(domain, X.shape[0])
+        _, is_target = self._transform_domains(sample_domain, X.shape[0])
         X_new = np.empty((X.shape[0], self.n_components_), dtype=X.dtype)
         X_new[is_target] = (X[is_target] - self.mean_target_) @ self.components_target_.T
         source_map = self.components_source_.T @ self.alignment_
@@ -196,28 +193,20 @@ class SubspaceAlignment(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin,
         return tags
 
 
-def _fit_domain_subspaces(X, domain, target_domain, n_components):
-    """Split ``X`` by domain and fit one PCA basis per domain.
+def _fit_domain_subspaces(estimator, X, sample_domain, n_components):
+    """Split ``X`` by domain and fit one PCA basis per domain; sets ``estimator.domains_``.
 
     Shared by :class:`SubspaceAlignment` and :class:`GeodesicFlowKernel`.
 
     Returns
     -------
-    domains : ndarray, dtype=object
-        Fitted ``domains_`` (source labels, then ``target_domain``).
     subspaces : tuple
         ``(mean_source, Ps, mean_target, Pt)`` in float64; ``Ps`` and ``Pt``
         have shape ``(n_features, d)`` with orthonormal columns. Without
         source rows the source statistics are the target ones.
     """
-    domain = check_domain(domain, X.shape[0], target_domain=target_domain)
-    domains = resolve_domains(domain, target_domain)
-    is_target = domain_mask(domain, target_domain)
-    if not is_target.any():
-        raise ValueError(
-            f"No sample of target_domain={target_domain!r} in fit; domains seen: "
-            f"{list(domains[:-1])!r}."
-        )
+    _, is_target = estimator._fit_domains(sample_domain, X.shape[0])
+    estimator._require_target(is_target)
     X = X.astype(np.float64, copy=False)
     X_target, X_source = X[is_target], X[~is_target]
     limit = min(X_target.shape[0], X.shape[1])
@@ -231,9 +220,9 @@ def _fit_domain_subspaces(X, domain, target_domain, n_components):
         )
     mean_target, basis_target = _pca_basis(X_target, d)
     if X_source.shape[0] == 0:
-        return domains, (mean_target, basis_target, mean_target, basis_target)
+        return mean_target, basis_target, mean_target, basis_target
     mean_source, basis_source = _pca_basis(X_source, d)
-    return domains, (mean_source, basis_source, mean_target, basis_target)
+    return mean_source, basis_source, mean_target, basis_target
 
 
 def _pca_basis(X, n_components):

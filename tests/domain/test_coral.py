@@ -46,7 +46,7 @@ CASES = [(reg, 60, 40, 6) for reg in (1.0, 0.1, 0.0)] + [
 @pytest.mark.parametrize("reg, n_source, n_target, n_features", CASES)
 def test_matches_algorithm_1_and_keeps_target_rows(reg, n_source, n_target, n_features):
     X, domain = _two_domains(n_source, n_target, n_features)
-    Xt = CORAL(target_domain="webcam", reg=reg).fit_transform(X, domain=domain)
+    Xt = CORAL(target_domain="webcam", reg=reg).fit_transform(X, sample_domain=domain)
     if n_source == 1:  # Matlab's cov of one row is 0 (numpy's is NaN)
         Cs = reg * np.eye(n_features)
         Ct = np.cov(X[1:], rowvar=False) + reg * np.eye(n_features)
@@ -61,14 +61,14 @@ def test_matches_algorithm_1_and_keeps_target_rows(reg, n_source, n_target, n_fe
 @pytest.mark.parametrize("reg", [1.0, 0.5, 0.0])
 def test_regularised_covariances_match(reg):
     X, domain = _two_domains()
-    coral = CORAL(target_domain="webcam", reg=reg).fit(X, domain=domain)
+    coral = CORAL(target_domain="webcam", reg=reg).fit(X, sample_domain=domain)
     A = coral.alignment_
     eye = np.eye(X.shape[1])
     Cs = np.cov(X[:60], rowvar=False) + reg * eye
     Ct = np.cov(X[60:], rowvar=False) + reg * eye
     # Whitening then re-colouring: A^T Cs A = Ct.
     assert_allclose(A.T @ Cs @ A, Ct, rtol=1e-9, atol=1e-9)
-    Xt = coral.transform(X, domain=domain)
+    Xt = coral.transform(X, sample_domain=domain)
     # Equivalently cov(X_s A) = Ct - reg A^T A (exactly Ct for reg=0).
     assert_allclose(
         np.cov(Xt[:60], rowvar=False), Ct - reg * A.T @ A, rtol=1e-9, atol=1e-9
@@ -78,7 +78,7 @@ def test_regularised_covariances_match(reg):
 def test_few_target_samples_are_well_posed():
     # 5 target rows in 20 dimensions: cov(X_target) has rank 4, reg=1 fixes it.
     X, domain = _two_domains(n_source=50, n_target=5, n_features=20)
-    coral = CORAL(target_domain="webcam").fit(X, domain=domain)
+    coral = CORAL(target_domain="webcam").fit(X, sample_domain=domain)
     Cs = np.cov(X[:50], rowvar=False) + np.eye(20)
     Ct = np.cov(X[50:], rowvar=False) + np.eye(20)
     assert np.isfinite(coral.alignment_).all()
@@ -88,14 +88,14 @@ def test_few_target_samples_are_well_posed():
 def test_center_matches_first_and_second_moments():
     X, domain = _two_domains()
     coral = CORAL(target_domain="webcam", reg=0.0, center=True)
-    Xt = coral.fit_transform(X, domain=domain)
+    Xt = coral.fit_transform(X, sample_domain=domain)
     assert_allclose(coral.mean_source_, X[:60].mean(axis=0))
     assert_allclose(coral.mean_target_, X[60:].mean(axis=0))
     assert_allclose(Xt[:60].mean(axis=0), X[60:].mean(axis=0), atol=1e-10)
     assert_allclose(np.cov(Xt[:60], rowvar=False), np.cov(X[60:], rowvar=False), atol=1e-9)
     assert_array_equal(Xt[60:], X[60:])
     # Without centring the source mean is mapped, not moved to the target's.
-    Xu = CORAL(target_domain="webcam", reg=0.0).fit_transform(X, domain=domain)
+    Xu = CORAL(target_domain="webcam", reg=0.0).fit_transform(X, sample_domain=domain)
     assert_allclose(Xu[:60].mean(axis=0), X[:60].mean(axis=0) @ coral.alignment_)
 
 
@@ -103,13 +103,13 @@ def test_without_domain_everything_is_target_and_unchanged():
     X, _ = _two_domains()
     coral = CORAL().fit(X)
     assert_array_equal(coral.alignment_, np.eye(X.shape[1]))
-    assert list(coral.domains_) == ["target"]
+    assert list(coral.domains_) == [-1]  # skada's label of unlabelled (target) rows
     assert_array_equal(coral.transform(X), X)
     # None / NaN entries are target rows too.
     X_aligned, domain = _two_domains()
-    coral = CORAL(target_domain="webcam").fit(X_aligned, domain=domain)
+    coral = CORAL(target_domain="webcam").fit(X_aligned, sample_domain=domain)
     mixed = np.array(["amazon", None, np.nan, "webcam"], dtype=object)
-    out = coral.transform(X_aligned[:4], domain=mixed)
+    out = coral.transform(X_aligned[:4], sample_domain=mixed)
     assert_allclose(out[0], X_aligned[0] @ coral.alignment_)
     assert_array_equal(out[1:], X_aligned[1:4])
 
@@ -118,22 +118,22 @@ def test_several_source_labels_are_pooled():
     X, domain = _two_domains()
     split = domain.copy()
     split[:30] = "dslr"
-    pooled = CORAL(target_domain="webcam").fit(X, domain=domain)
-    several = CORAL(target_domain="webcam").fit(X, domain=split)
+    pooled = CORAL(target_domain="webcam").fit(X, sample_domain=domain)
+    several = CORAL(target_domain="webcam").fit(X, sample_domain=split)
     assert list(several.domains_) == ["amazon", "dslr", "webcam"]
     assert_allclose(several.alignment_, pooled.alignment_)
-    assert_allclose(several.transform(X, domain=split), pooled.transform(X, domain=domain))
+    assert_allclose(several.transform(X, sample_domain=split), pooled.transform(X, sample_domain=domain))
 
 
 def test_errors():
     X, domain = _two_domains()
-    with pytest.raises(ValueError, match="No sample of target_domain='dslr'"):
-        CORAL(target_domain="dslr").fit(X, domain=domain)
-    coral = CORAL(target_domain="webcam").fit(X, domain=domain)
+    with pytest.raises(ValueError, match="No target sample in fit \\(target_domain='dslr'\\)"):
+        CORAL(target_domain="dslr").fit(X, sample_domain=domain)
+    coral = CORAL(target_domain="webcam").fit(X, sample_domain=domain)
     with pytest.raises(ValueError, match="Unknown domain label.*'caltech'"):
-        coral.transform(X[:2], domain=["caltech", "webcam"])
+        coral.transform(X[:2], sample_domain=["caltech", "webcam"])
     with pytest.raises(ValueError, match="one domain label per sample"):
-        coral.transform(X[:3], domain=["webcam"])
+        coral.transform(X[:3], sample_domain=["webcam"])
     with pytest.raises(NotFittedError):
         CORAL().transform(X)
     with pytest.raises(ValueError, match="reg"):
@@ -142,8 +142,8 @@ def test_errors():
 
 def test_float32_stays_float32():
     X, domain = _two_domains()
-    out64 = CORAL(target_domain="webcam").fit_transform(X, domain=domain)
-    out32 = CORAL(target_domain="webcam").fit_transform(X.astype(np.float32), domain=domain)
+    out64 = CORAL(target_domain="webcam").fit_transform(X, sample_domain=domain)
+    out32 = CORAL(target_domain="webcam").fit_transform(X.astype(np.float32), sample_domain=domain)
     assert out32.dtype == np.float32
     assert_allclose(out32, out64, rtol=1e-4, atol=1e-4)
 
@@ -153,7 +153,7 @@ def test_pandas_output_and_feature_names():
     X, domain = _two_domains()
     df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
     coral = CORAL(target_domain="webcam").set_output(transform="pandas")
-    out = coral.fit_transform(df, domain=domain)
+    out = coral.fit_transform(df, sample_domain=domain)
     assert isinstance(out, pd.DataFrame)
     assert list(out.columns) == list(df.columns)
     assert_array_equal(coral.get_feature_names_out(), df.columns)
@@ -161,9 +161,9 @@ def test_pandas_output_and_feature_names():
 
 def test_pickle_and_clone():
     X, domain = _two_domains()
-    coral = CORAL(target_domain="webcam", reg=0.5, center=True).fit(X, domain=domain)
+    coral = CORAL(target_domain="webcam", reg=0.5, center=True).fit(X, sample_domain=domain)
     restored = pickle.loads(pickle.dumps(coral))
-    assert_array_equal(restored.transform(X, domain=domain), coral.transform(X, domain=domain))
+    assert_array_equal(restored.transform(X, sample_domain=domain), coral.transform(X, sample_domain=domain))
     fresh = clone(coral)
     assert fresh.get_params() == coral.get_params()
     assert not hasattr(fresh, "alignment_")
@@ -173,17 +173,16 @@ def test_metadata_routing_in_pipeline():
     X, domain = _two_domains()
     y = (X[:, 0] > np.median(X[:, 0])).astype(int)
     with sklearn.config_context(enable_metadata_routing=True):
-        coral = CORAL(target_domain="webcam").set_fit_request(domain=True)
-        coral.set_transform_request(domain=True)
-        pipe = make_pipeline(coral, LogisticRegression()).fit(X, y, domain=domain)
+        coral = CORAL(target_domain="webcam")  # sample_domain requested by default
+        pipe = make_pipeline(coral, LogisticRegression()).fit(X, y, sample_domain=domain)
         by_hand = LogisticRegression().fit(
-            CORAL(target_domain="webcam").fit_transform(X, domain=domain), y
+            CORAL(target_domain="webcam").fit_transform(X, sample_domain=domain), y
         )
         step = pipe[0]
         # Test rows without domain are target rows: passed through unchanged.
         assert_array_equal(pipe.predict(X[60:]), by_hand.predict(X[60:]))
-        aligned = step.transform(X, domain=domain)
-        assert_array_equal(pipe.predict(X, domain=domain), by_hand.predict(aligned))
+        aligned = step.transform(X, sample_domain=domain)
+        assert_array_equal(pipe.predict(X, sample_domain=domain), by_hand.predict(aligned))
         assert_allclose(
-            pipe.decision_function(X, domain=domain), by_hand.decision_function(aligned)
+            pipe.decision_function(X, sample_domain=domain), by_hand.decision_function(aligned)
         )

@@ -4,22 +4,18 @@ from numbers import Integral
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._domain import DomainTransformerMixin
+from ._base import BaseDomainTransformer, _renamed, fill_doc
 from ._subspace_alignment import _fit_domain_subspaces
 
 __all__ = ["GeodesicFlowKernel"]
 
 
-class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+@fill_doc
+class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
     """Features whose dot product is the geodesic flow kernel (GFK).
 
     Gong et al. (2012) join the ``d``-dimensional PCA subspaces of the source
@@ -42,15 +38,9 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
     ``Rs``: its columns ``Rs U2`` come from the component of ``Pt V``
     orthogonal to ``Ps``, so memory stays ``O(n_features * d)``.
 
-    The domain of each sample is passed as the ``domain`` metadata of
-    :meth:`fit` and :meth:`transform`. Rows whose domain is ``target_domain``
-    (or None / NaN) are target rows; every other label is a source domain, and
-    several source labels are pooled into one. The domain only matters for
-    :meth:`transform` when ``center=True``. Inside a
-    :class:`~sklearn.pipeline.Pipeline` the labels travel through metadata
-    routing, which must be enabled with
-    ``sklearn.set_config(enable_metadata_routing=True)`` and requested with
-    ``set_fit_request(domain=True).set_transform_request(domain=True)``.
+    %(routing)s
+    Several source labels are pooled into one source domain; it is unsupervised (``y`` is not
+    used). The labels only matter for :meth:`transform` when ``center=True``.
 
     Parameters
     ----------
@@ -60,8 +50,7 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
         The paper selects ``d`` with its subspace disagreement measure; tune it
         by cross-validation here.
 
-    target_domain : str or int, default="target"
-        Label of the target domain, the domain of samples without a label.
+    %(target_domain)s
 
     center : bool, default=False
         If False, ``Z = X @ L`` and ``Z_i . Z_j = x_i.T G x_j`` exactly as in
@@ -95,7 +84,10 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
         Dimension of the subspaces; the output has twice as many columns.
 
     domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by ``target_domain``.
+        Source labels seen in fit (sorted) followed by the target label(s).
+
+    target_domain_ : str or int
+        Domain of the samples without a label.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -115,7 +107,7 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
     eq. 6 prints ``L1 = 1 + sin(2 theta) / (2 theta)`` etc., twice these values,
     which only rescales the regularisation of a classifier. When both
     subspaces coincide (all angles zero) ``G = Pt @ Pt.T``, the projection on
-    that subspace. ``fit`` without ``domain`` (as in scikit-learn's estimator
+    that subspace. ``fit`` without ``sample_domain`` (as in scikit-learn's estimator
     checks) treats every row as target, which gives exactly that case. ``fit``
     needs at least one target row.
 
@@ -129,11 +121,11 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
     Examples
     --------
     >>> import numpy as np
-    >>> from sk_decaf.transformers import GeodesicFlowKernel
+    >>> from sk_decaf.domain import GeodesicFlowKernel
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(40, 6))
-    >>> domain = ["amazon"] * 20 + ["webcam"] * 20
-    >>> gfk = GeodesicFlowKernel(2, target_domain="webcam").fit(X, domain=domain)
+    >>> sample_domain = [1] * 20 + [-2] * 20  # skada's labels: >= 0 source, < 0 target
+    >>> gfk = GeodesicFlowKernel(2).fit(X, sample_domain=sample_domain)
     >>> Z = gfk.transform(X)
     >>> Z.shape
     (40, 4)
@@ -144,17 +136,17 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "target_domain": [str, Integral],
+        "target_domain": [str, Integral, None],
         "center": ["boolean"],
     }
 
-    def __init__(self, n_components=None, *, target_domain="target", center=False):
+    def __init__(self, n_components=None, *, target_domain=None, center=False):
         self.n_components = n_components
         self.target_domain = target_domain
         self.center = center
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, domain=None):
+    def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn both PCA bases and the factor of the geodesic flow kernel.
 
         Parameters
@@ -163,22 +155,20 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
             Training features of both domains.
 
         y : Ignored
-            Not used, present here for API consistency by convention.
+            Not used (skada's masked target labels, -1, are fine).
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample; None (or None / NaN entries) means
-            ``target_domain``. Routed by meta-estimators when metadata routing
-            is enabled and requested with ``set_fit_request(domain=True)``.
+        %(sample_domain_fit)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         self : object
             Fitted transformer.
         """
+        sample_domain = _renamed(sample_domain, domain)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.domains_, subspaces = _fit_domain_subspaces(
-            X, domain, self.target_domain, self.n_components
-        )
+        subspaces = _fit_domain_subspaces(self, X, sample_domain, self.n_components)
         self.mean_source_, basis_source, self.mean_target_, basis_target = subspaces
         self.components_source_ = basis_source.T
         self.components_target_ = basis_target.T
@@ -186,7 +176,7 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
         self.projection_, self.principal_angles_ = _gfk_factor(basis_source, basis_target)
         return self
 
-    def transform(self, X, *, domain=None):
+    def transform(self, X, *, sample_domain=None, domain=None):
         """Map rows to ``Z = X @ projection_`` (after centring if ``center``).
 
         Parameters
@@ -194,20 +184,19 @@ class GeodesicFlowKernel(DomainTransformerMixin, ClassNamePrefixFeaturesOutMixin
         X : array-like of shape (n_samples, n_features)
             Features to transform.
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, each one in ``domains_``; None (or
-            None / NaN entries) means ``target_domain``. Routed by
-            meta-estimators when metadata routing is enabled and requested
-            with ``set_transform_request(domain=True)``.
+        %(sample_domain_transform)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         Z : ndarray of shape (n_samples, 2 * n_components_)
             GFK features with the dtype of ``X``: ``Z @ Z.T == X @ G @ X.T``.
         """
+        sample_domain = _renamed(sample_domain, domain)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_target = self._target_mask(domain, X.shape[0])
+        _, is_target = self._transform_domains(sample_domain, X.shape[0])
         X_centred = X
         if self.center:
             X_centred = X - np.where(is_target[:, None], self.mean_target_, self.mean_source_)
@@ -233,11 +222,19 @@ def _gfk_factor(basis_source, basis_target):
     ``sqrt(l3 - l2^2 / l1) b``.
     """
     U, cos_theta, Vt = linalg.svd(basis_source.T @ basis_target)
+    # The SVD fixes each pair (u_i, v_i) up to a joint sign, which flips columns i and d + i of L:
+    # pick the sign that makes the largest entry of each a_i positive, so that the output does not
+    # depend on the LAPACK build (as sklearn's svd_flip does for PCA).
     a = basis_source @ U
+    signs = np.sign(a[np.argmax(np.abs(a), axis=0), np.arange(a.shape[1])])
+    signs[signs == 0] = 1.0
+    a, Vt = a * signs, Vt * signs[:, None]
     target_dirs = basis_target @ Vt.T
     # Rs U2 sin(theta) = Ps Ps^T Pt V - Pt V: the part of Pt V outside Ps.
     c = a @ (a.T @ target_dirs) - target_dirs
     sin_theta = np.linalg.norm(c, axis=0)
+    # The SVD returns cosines of 1 + eps for shared directions: clipped, the angles stay real (no
+    # arccos NaN), and atan2 keeps the small ones accurate.
     theta = np.arctan2(sin_theta, np.clip(cos_theta, 0.0, 1.0))
     b = np.divide(c, sin_theta, out=np.zeros_like(c), where=sin_theta > 0)
 

@@ -4,19 +4,16 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.base import _fit_context
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ._domain import DomainTransformerMixin, check_domain, encode_domain, resolve_domains
+from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["DomainAugment"]
 
 
-class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
+@fill_doc
+class DomainAugment(BaseDomainTransformer):
     """Copy the features into a shared block and one block per domain.
 
     Daumé III (2007) adapts any linear classifier across domains by feature
@@ -27,37 +24,31 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
     dataset. With K domains ``d_1, ..., d_K`` a sample of domain ``d`` becomes
     ``[x, x * [d == d_1], ..., x * [d == d_K]]``.
 
-    The domain of each sample is passed as the ``domain`` metadata of
-    :meth:`fit` and :meth:`transform`. Inside a
-    :class:`~sklearn.pipeline.Pipeline` or
-    :class:`~sklearn.model_selection.GridSearchCV` it travels through
-    scikit-learn's metadata routing, which must be enabled with
-    ``sklearn.set_config(enable_metadata_routing=True)`` and requested with
-    ``DomainAugment().set_fit_request(domain=True).set_transform_request(domain=True)``;
-    then ``pipe.fit(X, y, domain=d)`` and ``pipe.predict(X, domain=d)`` work.
+    %(routing)s
 
-    Samples without a domain (``domain=None``, or ``None`` / NaN entries) are
-    treated as ``target_domain``, which is what new images at predict time
-    usually are. A label not seen in fit (and not in ``domains``) raises a
-    ``ValueError``.
+    It is a *supervised* method: the classifier must see labelled target samples to learn the
+    target block (in ``skada.make_da_pipeline``, pass ``mask_target_labels=False``).
 
     Parameters
     ----------
-    target_domain : str or int, default="target"
-        Label of the target domain, the domain of samples without a label.
+    %(target_domain)s
 
     domains : array-like of str or int, default=None
         Fixes the set and order of the per-domain blocks (it must contain
         ``target_domain``). If None, the domains are those seen in :meth:`fit`
-        plus ``target_domain``, ordered as described in ``domains_``.
+        plus the target, ordered as described in ``domains_``.
 
     Attributes
     ----------
     domains_ : ndarray of shape (n_domains,), dtype=object
         Domains with a block in the output, in block order: ``domains`` if
-        given, else the non-target labels seen in fit in sorted order followed
-        by ``target_domain`` (the two-domain layout is then
+        given, else the source labels seen in fit in sorted order followed
+        by the target label(s) (the two-domain layout is then
         ``[shared, source, target]``).
+
+    target_domain_ : str or int
+        Domain of the samples without a label: ``target_domain``, or the
+        target label seen in fit (skada's -1 if none).
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -68,7 +59,8 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
 
     See Also
     --------
-    sk_decaf.transformers.FeatureDropout : Another post-processing step.
+    CORAL : Align the source covariance to the target one.
+    sk_decaf.model_selection.DomainAdaptationSplit : The Office protocol's splits.
 
     Notes
     -----
@@ -86,28 +78,30 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from sk_decaf.transformers import DomainAugment
+    >>> from sk_decaf.domain import DomainAugment
     >>> X = np.array([[1.0, 2.0], [3.0, 4.0]])
     >>> aug = DomainAugment(target_domain="webcam")
-    >>> aug.fit_transform(X, domain=["amazon", "webcam"])
+    >>> aug.fit_transform(X, sample_domain=["amazon", "webcam"])
     array([[1., 2., 1., 2., 0., 0.],
            [3., 4., 0., 0., 3., 4.]])
     >>> aug.domains_
     array(['amazon', 'webcam'], dtype=object)
-    >>> aug.transform(X)  # no domain: target domain
+    >>> aug.transform(X)  # no sample_domain: target domain
     array([[1., 2., 0., 0., 1., 2.],
            [3., 4., 0., 0., 3., 4.]])
     >>> aug.get_feature_names_out()
     array(['shared__x0', 'shared__x1', 'amazon__x0', 'amazon__x1',
            'webcam__x0', 'webcam__x1'], dtype=object)
+    >>> DomainAugment().fit(X, sample_domain=[1, -2]).domains_  # skada's labels
+    array([1, -2], dtype=object)
     """
 
     _parameter_constraints: dict = {
-        "target_domain": [str, Integral],
+        "target_domain": [str, Integral, None],
         "domains": ["array-like", None],
     }
 
-    def __init__(self, target_domain="target", *, domains=None):
+    def __init__(self, target_domain=None, *, domains=None):
         self.target_domain = target_domain
         self.domains = domains
 
@@ -117,7 +111,7 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, domain=None):
+    def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn the set of domains.
 
         Parameters
@@ -128,22 +122,21 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
         y : Ignored
             Not used, present here for API consistency by convention.
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample; None (or None / NaN entries) means
-            ``target_domain``. Routed by meta-estimators when metadata routing
-            is enabled and requested with ``set_fit_request(domain=True)``.
+        %(sample_domain_fit)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
         self : object
             Fitted transformer.
         """
+        sample_domain = _renamed(sample_domain, domain)
         X = self._validate(X, reset=True)
-        domain = check_domain(domain, X.shape[0], target_domain=self.target_domain)
-        self.domains_ = resolve_domains(domain, self.target_domain, self.domains)
+        self._fit_domains(sample_domain, X.shape[0], domains=self.domains)
         return self
 
-    def transform(self, X, *, domain=None):
+    def transform(self, X, *, sample_domain=None, domain=None):
         """Augment the features according to each sample's domain.
 
         Parameters
@@ -151,11 +144,9 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Features to augment.
 
-        domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, each one in ``domains_``; None (or
-            None / NaN entries) means ``target_domain``. Routed by
-            meta-estimators when metadata routing is enabled and requested
-            with ``set_transform_request(domain=True)``.
+        %(sample_domain_transform)s
+
+        %(domain_deprecated)s
 
         Returns
         -------
@@ -164,13 +155,11 @@ class DomainAugment(DomainTransformerMixin, TransformerMixin, BaseEstimator):
             ``[x, x * [d == domains_[0]], x * [d == domains_[1]], ...]`` for
             each sample ``x`` of domain ``d``; same dtype as ``X``.
         """
+        sample_domain = _renamed(sample_domain, domain)
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        domain = check_domain(domain, X.shape[0], target_domain=self.target_domain)
-        codes = encode_domain(domain, self.domains_)
-        blocks = [X] + [
-            _keep_rows(X, codes == k) for k in range(len(self.domains_))
-        ]
+        labels, _ = self._transform_domains(sample_domain, X.shape[0])
+        blocks = [X] + [_keep_rows(X, labels == d) for d in self.domains_]
         if sp.issparse(X):
             return sp.hstack(blocks, format="csr", dtype=X.dtype)
         return np.hstack(blocks)

@@ -1,0 +1,345 @@
+"""Run a model exported by :func:`sk_decaf.to_onnx` with onnxruntime, numpy and Pillow only.
+
+This file is the whole runtime. It imports nothing from ``sk_decaf``, torch, timm or scikit-learn, so it
+works in an environment with only ``pip install onnxruntime numpy pillow``: copy it next to the model and
+run ``python runtime.py model.onnx photo.jpg ...``, or ``import runtime`` and use :class:`OnnxPipeline`.
+
+Preprocessing lives here, beside the graph, and reads its settings from the model's metadata
+(``sk_decaf.preprocess``): it reproduces the uint8 tensors that ``DeCAFTransformer`` feeds its network —
+EXIF orientation, conversion to RGB (alpha composited on white), then timm's evaluation transform on the
+PIL image: a resize with Pillow's filter (what torchvision's ``Resize`` calls on PIL images) followed by
+timm's centre crop. Normalisation by the model's mean and std is inside the graph, whose input is
+``uint8 (N, 3, H, W)`` RGB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = ["OnnxPipeline", "read_metadata", "load_rgb", "preprocess", "preprocess_image", "jpeg_draft_size",
+           "main"]
+
+#: Metadata keys written by ``sk_decaf.to_onnx`` (JSON values).
+PREPROCESS_KEY = "sk_decaf.preprocess"
+OUTPUTS_KEY = "sk_decaf.outputs"
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+# -- images --------------------------------------------------------------------------------------------------
+def _to_rgb(img):
+    """Any PIL mode to RGB as sk_decaf's loader does: 16/32-bit grey scaled by range, alpha on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
+        shift = 8 if img.mode != "I" or arr.max(initial=0) < 65536 else 24
+        img = Image.fromarray((arr >> shift).astype(np.uint8))
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(item, config=None):
+    """Open a path (or take a PIL image / uint8 array) as an RGB PIL image, EXIF orientation applied.
+
+    With ``config["decode"] == "reduced"``, a JPEG file is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
+    that still has at least the resized size (``Image.draft``), as the fitted pipeline did.
+    """
+    if isinstance(item, np.ndarray):
+        return _to_rgb(Image.fromarray(np.ascontiguousarray(item)))
+    if isinstance(item, Image.Image):
+        item.load()
+        return _to_rgb(ImageOps.exif_transpose(item))
+    with Image.open(os.fspath(item)) as img:
+        need = jpeg_draft_size(img, config) if config is not None else None
+        if need is not None:
+            img.draft(None, need)
+        img.load()
+        return _to_rgb(ImageOps.exif_transpose(img))
+
+
+def jpeg_draft_size(img, config):
+    """The size to ask ``img.draft`` for (in the file's orientation), or None to decode at full size."""
+    if config.get("decode") != "reduced" or img.format != "JPEG" or not _fused(config):
+        return None
+    width, height = img.size
+    turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # the resize sees the image after EXIF rotation
+    new_w, new_h = _resized_size(height, width, config) if turned else _resized_size(width, height, config)
+    return (new_h, new_w) if turned else (new_w, new_h)
+
+
+# -- resize and crop -----------------------------------------------------------------------------------------
+# timm's evaluation transform on PIL images (torchvision's Resize calls Pillow's resize), and the faster path
+# of sk_decaf's preprocessing that resamples only the crop's box of the source image.
+
+#: With ``decode="exact"``, resized images above this many pixels are resampled on the crop's box only.
+MAX_RESIZED_PIXELS = 16 * 224 * 224
+#: Pillow's ``reducing_gap`` of ``decode="reduced"``.
+REDUCING_GAP = 2.0
+
+
+def _crop_size(config):
+    height, width = config["input_size"][-2:]
+    return int(height), int(width)
+
+
+def _scale_size(config):
+    crop_h, crop_w = _crop_size(config)
+    pct = config.get("crop_pct") or 0.875
+    return math.floor(crop_h / pct), math.floor(crop_w / pct)
+
+
+def _fused(config):
+    """Whether the box path applies: square centre or squash crops that never upsample past the crop."""
+    crop_h, crop_w = _crop_size(config)
+    return (config.get("crop_mode") in ("center", "squash") and crop_h == crop_w
+            and _scale_size(config)[1] >= crop_w)
+
+
+def _resized_size(width, height, config):
+    """``(w, h)`` of the whole resized image for a square crop (torchvision's integer arithmetic)."""
+    scale = _scale_size(config)[1]
+    if config.get("crop_mode") == "squash":
+        return scale, scale
+    if width <= height:
+        return scale, int(scale * height / width)
+    return int(scale * width / height), scale
+
+
+def _keep_ratio(h, w, target, longest):
+    """timm's ``ResizeKeepRatio``: scale by a ratio between the shortest (0) and longest (1) side's."""
+    ratio_h, ratio_w = h / target[0], w / target[1]
+    ratio = max(ratio_h, ratio_w) * longest + min(ratio_h, ratio_w) * (1.0 - longest)
+    return round(h / ratio), round(w / ratio)
+
+
+def _timm_resize_size(h, w, config):
+    """``(new_h, new_w)`` of timm's resize step for every crop mode."""
+    scale = _scale_size(config)
+    mode = config.get("crop_mode") or "center"
+    if mode == "squash":
+        return scale
+    if mode == "border":
+        return _keep_ratio(h, w, scale, 1.0)
+    if scale[0] != scale[1]:
+        return _keep_ratio(h, w, scale, 0.0)
+    # torchvision Resize(int): the shorter side becomes ``scale``, the longer one is truncated.
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = scale[0], int(scale[0] * long / short)
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+def _center_crop(img, crop_h, crop_w, fill):
+    """torchvision's ``center_crop``: pad symmetrically when too small, then crop at rounded offsets."""
+    w, h = img.size
+    if crop_w > w or crop_h > h:
+        left, top = max(crop_w - w, 0) // 2, max(crop_h - h, 0) // 2
+        right, bottom = (max(crop_w - w, 0) + 1) // 2, (max(crop_h - h, 0) + 1) // 2
+        img = ImageOps.expand(img, border=(left, top, right, bottom), fill=fill)
+        w, h = img.size
+        if (w, h) == (crop_w, crop_h):
+            return img
+    top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
+    return img.crop((left, top, left + crop_w, top + crop_h))
+
+
+def _timm_transform(img, config, resample):
+    w, h = img.size
+    new_h, new_w = _timm_resize_size(h, w, config)
+    if (new_h, new_w) != (h, w):
+        img = img.resize((new_w, new_h), resample)
+    fill = tuple(round(255 * m) for m in config["mean"]) if config.get("crop_mode") == "border" else 0
+    return _center_crop(img, *_crop_size(config), fill)
+
+
+def preprocess_image(img, config):
+    """One RGB PIL image to the model's ``uint8 (3, H, W)`` input."""
+    resample = _RESAMPLE.get(config.get("interpolation"), Image.Resampling.BILINEAR)
+    reduced = config.get("decode") == "reduced"
+    if _fused(config):
+        width, height = img.size
+        new_w, new_h = _resized_size(width, height, config)
+        if reduced or new_w * new_h > MAX_RESIZED_PIXELS:
+            crop_h, crop_w = _crop_size(config)
+            # torchvision's CenterCrop offsets in resized pixels, mapped back onto the source image.
+            left, top = int(round((new_w - crop_w) / 2.0)), int(round((new_h - crop_h) / 2.0))
+            sx, sy = width / new_w, height / new_h
+            box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+            img = img.resize((crop_w, crop_h), resample, box=box, reducing_gap=REDUCING_GAP if reduced else None)
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    return np.asarray(_timm_transform(img, config, resample), dtype=np.uint8).transpose(2, 0, 1)
+
+
+def preprocess(items, config):
+    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch."""
+    return np.stack([preprocess_image(load_rgb(item, config), config) for item in items])
+
+
+# -- the model -----------------------------------------------------------------------------------------------
+def read_metadata(model):
+    """The ``sk_decaf.*`` metadata of an exported model (path, or onnxruntime session), JSON-decoded."""
+    import onnxruntime as ort
+
+    session = model if isinstance(model, ort.InferenceSession) else ort.InferenceSession(
+        os.fspath(model), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    return {key: json.loads(value) for key, value in props.items() if key.startswith("sk_decaf.")}
+
+
+class OnnxPipeline:
+    """An exported pipeline: images in, the final step's outputs out.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A model written by ``sk_decaf.to_onnx``.
+    threads : int, default=None
+        onnxruntime intra-op threads (None: every core).
+    batch_size : int, default=32
+        Images decoded and run per call of the session.
+
+    Attributes
+    ----------
+    config : dict
+        Preprocessing settings read from the model.
+    outputs : dict
+        What each graph output holds (``label``, ``decision_function``, ``predict_proba`` or ``features``)
+        and the ``classes``.
+    classes_ : ndarray or None
+        Class labels, in the column order of the scores.
+    """
+
+    def __init__(self, path, *, threads=None, batch_size=32):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads would steal the cores that decode the next images.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        meta = read_metadata(self.session)
+        if PREPROCESS_KEY not in meta:
+            raise ValueError(f"{os.fspath(path)!r} was not written by sk_decaf.to_onnx: no {PREPROCESS_KEY!r} "
+                             "metadata.")
+        self.config = meta[PREPROCESS_KEY]
+        self.outputs = meta.get(OUTPUTS_KEY, {})
+        classes = self.outputs.get("classes")
+        self.classes_ = None if classes is None else np.asarray(classes)
+        self.batch_size = batch_size
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, images):
+        """Every output of the graph for ``images`` (paths, PIL images or uint8 arrays), as a dict."""
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            batch = preprocess(images[start:start + self.batch_size], self.config)
+            parts.append(self.session.run(None, {self.input_name: batch}))
+        if not parts:
+            raise ValueError("OnnxPipeline got no images.")
+        return {name: np.concatenate(cols) for name, cols in zip(self.output_names, zip(*parts))}
+
+    def _output(self, images, name):
+        if name not in self.output_names:
+            raise AttributeError(f"This model has no {name!r} output; it has {self.output_names}.")
+        return self.run(images)[name]
+
+    def predict(self, images):
+        """The label of each image."""
+        return self._output(images, "label")
+
+    def decision_function(self, images):
+        """The final step's ``decision_function``, shaped as scikit-learn's."""
+        return self._output(images, "decision_function")
+
+    def predict_proba(self, images):
+        """The final step's ``predict_proba``."""
+        return self._output(images, "predict_proba")
+
+    def transform(self, images):
+        """The features, for a pipeline that ends with a transformer."""
+        return self._output(images, "features")
+
+
+def label_scores(outputs, classes=None):
+    """The score of each image's predicted label: its probability when the model has one, else its
+    decision value (for two classes, the decision function's sign is flipped for the first class)."""
+    labels = outputs["label"]
+    scores = outputs.get("predict_proba", outputs.get("decision_function"))
+    if scores is None:
+        return None
+    if scores.ndim == 1:  # binary decision_function: > 0 means classes[1]
+        first = labels == classes[0] if classes is not None else np.zeros(len(labels), dtype=bool)
+        return np.where(first, -scores, scores)
+    if classes is None:
+        return scores.max(axis=1)
+    column = {c: i for i, c in enumerate(classes.tolist())}
+    return scores[np.arange(len(labels)), [column[c] for c in labels.tolist()]]
+
+
+# -- command line --------------------------------------------------------------------------------------------
+def add_predict_arguments(parser):
+    parser.add_argument("model", help="a model written by sk_decaf.to_onnx or 'sk-decaf train'")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: every core)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per image with every output, instead of 'image<TAB>label<TAB>score'")
+    return parser
+
+
+def run_predict(args, stream=None):
+    """Print one line per image: ``image<TAB>label<TAB>score``, or JSON with ``--json``."""
+    stream = stream or sys.stdout
+    model = OnnxPipeline(args.model, threads=args.threads, batch_size=args.batch_size)
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {missing[0]!r}")
+    outputs = model.run(args.images)
+    if "label" not in outputs:
+        raise ValueError(f"{args.model!r} does not predict labels (its outputs: {model.output_names}).")
+    scores = label_scores(outputs, model.classes_)
+    for i, path in enumerate(args.images):
+        label = outputs["label"][i].item()
+        if args.json:
+            row = {"image": path, **{name: value[i].tolist() for name, value in outputs.items()}}
+            print(json.dumps(row), file=stream)
+        else:
+            print(f"{path}\t{label}" + ("" if scores is None else f"\t{scores[i]:.6g}"), file=stream)
+    return 0
+
+
+def main(argv=None):
+    """``python runtime.py model.onnx IMAGE...``: the label and score of each image."""
+    parser = add_predict_arguments(argparse.ArgumentParser(
+        prog="runtime.py", description="Predict with a model exported by sk_decaf.to_onnx (onnxruntime, "
+                                       "numpy and Pillow only)."))
+    args = parser.parse_args(argv)
+    try:
+        return run_predict(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

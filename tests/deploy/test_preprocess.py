@@ -1,0 +1,100 @@
+"""The runtime's Pillow + numpy preprocessing gives the pipeline's uint8 tensors, byte for byte."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sk_decaf._torch.data import ImageDataset, make_preprocessor
+from sk_decaf.deploy import preprocess
+from sk_decaf.deploy._network import preprocess_config
+
+#: (data config, preprocess): square and non-square crops, every crop mode, up- and down-sampling crops.
+CONFIGS = {
+    "lite0": ({"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center",
+               "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
+    "tiny": ({"input_size": (3, 160, 160), "interpolation": "bicubic", "crop_pct": 0.95,
+              "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "model"),
+    "decaf-squash": ({"input_size": (3, 224, 224), "interpolation": "bilinear", "crop_pct": 0.875,
+                      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "decaf"),
+    "border": ({"input_size": (3, 96, 96), "interpolation": "bilinear", "crop_pct": 0.9, "crop_mode": "border",
+                "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "model"),
+    "non-square": ({"input_size": (3, 112, 96), "interpolation": "bilinear", "crop_pct": 0.9,
+                    "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
+    "pad": ({"input_size": (3, 128, 128), "interpolation": "lanczos", "crop_pct": 1.15,
+             "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
+}
+
+
+def _pattern(h, w, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx * 7 + yy * 3) % 256], axis=-1)
+    return np.clip(base + rng.integers(0, 60, size=(h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Files and in-memory images of many sizes, aspect ratios and modes."""
+    folder = tmp_path_factory.mktemp("preprocess")
+    items = []
+
+    def save(name, img, **kwargs):
+        path = folder / name
+        img.save(path, **kwargs)
+        items.append(str(path))
+
+    save("large.jpg", Image.fromarray(_pattern(900, 1200, 0)), quality=90)
+    save("larger.jpg", Image.fromarray(_pattern(1600, 2400, 1)), quality=90)
+    rotated = Image.fromarray(_pattern(1000, 1500, 2))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    save("rotated.jpg", rotated, exif=exif, quality=90)
+    save("grey.jpg", Image.fromarray(_pattern(600, 800, 3)).convert("L"))
+    save("cmyk.jpg", Image.fromarray(_pattern(400, 300, 4)).convert("CMYK"))
+    save("tiny.png", Image.fromarray(_pattern(20, 30, 5)))
+    save("wide.png", Image.fromarray(_pattern(100, 3000, 6)))  # 30:1, past the exact path's pixel bound
+    save("tall.png", Image.fromarray(_pattern(1300, 90, 7)))
+    rgba = np.dstack([_pattern(120, 90, 8), np.linspace(0, 255, 120 * 90).reshape(120, 90).astype(np.uint8)])
+    save("rgba.png", Image.fromarray(rgba, "RGBA"))
+    save("la.png", Image.fromarray(rgba).convert("LA"))
+    palette = Image.fromarray(_pattern(90, 140, 9)).convert("P")
+    save("palette.png", palette, transparency=0)
+    save("grey16.png", Image.fromarray((_pattern(70, 50, 10)[..., 0].astype(np.uint16) * 257)))
+    save("binary.png", Image.fromarray(_pattern(64, 80, 11)).convert("1"))
+    items.append(Image.fromarray(_pattern(333, 500, 12)))
+    items.append(_pattern(256, 200, 13))
+    return items
+
+
+def _pipeline_tensors(items, data_config, preprocess_mode, decode):
+    """What DeCAFTransformer's DataLoader feeds the network (decoding included)."""
+    dataset = ImageDataset(items, make_preprocessor(data_config, preprocess_mode, decode))
+    out = []
+    for k in range(len(dataset)):
+        tensor, _, error = dataset[k]
+        assert error is None, error
+        out.append(tensor.numpy())
+    return out
+
+
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_runtime_preprocessing_equals_pipeline(images, name, decode):
+    data_config, preprocess_mode = CONFIGS[name]
+    expected = _pipeline_tensors(images, data_config, preprocess_mode, decode)
+    config = preprocess_config(data_config, preprocess_mode, decode)
+    got = preprocess(images, config)
+    assert got.dtype == np.uint8
+    assert got.shape == (len(images), 3, *data_config["input_size"][-2:])
+    for i, tensor in enumerate(expected):
+        assert np.array_equal(got[i], tensor), f"image {i} ({images[i]})"
+
+
+def test_reduced_decoding_is_exercised(images):
+    """The equality above covers JPEG draft decoding and box resampling: they change the pixels."""
+    data_config, preprocess_mode = CONFIGS["lite0"]
+    large = [images[1], images[6]]  # a 2400x1600 JPEG (decoded at 1/4), a 30:1 strip
+    exact = preprocess(large, preprocess_config(data_config, preprocess_mode, "exact"))
+    reduced = preprocess(large, preprocess_config(data_config, preprocess_mode, "reduced"))
+    assert not np.array_equal(exact[0], reduced[0])
+    assert 0 < np.abs(exact.astype(int) - reduced.astype(int)).mean() < 8

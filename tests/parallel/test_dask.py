@@ -1,0 +1,188 @@
+"""sk_decaf.parallel on a two-process Dask LocalCluster: transform_dask, sharded extraction, GridSearchCV
+under joblib's dask backend, dask-ml's ParallelPostFit; all on the tiny random-weight backbone."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from sk_decaf import DeCAFTransformer
+from tests.conftest import TINY
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from sk_decaf.parallel import extract_shards, load_shards, transform_dask  # noqa: E402
+
+
+def _decaf(**params):
+    return DeCAFTransformer(TINY, **{"weights": "random", "random_state": 0, "engine": "torch", **params})
+
+
+def _network_builds():
+    """In a worker: how many timm networks this process built (counting starts at the first call)."""
+    import timm
+
+    if not hasattr(timm, "_sk_decaf_builds"):
+        timm._sk_decaf_builds = [0]
+        build = timm.create_model
+
+        def counted(*args, **kwargs):
+            timm._sk_decaf_builds[0] += 1
+            return build(*args, **kwargs)
+
+        timm.create_model = counted
+    return timm._sk_decaf_builds[0]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    # The workers start before the per-test home is set: give them their own, never ~/.cache.
+    home = str(tmp_path_factory.mktemp("worker_home"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  env={"SK_DECAF_HOME": home}) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster):
+    with distributed.Client(cluster) as client:
+        client.run(_network_builds)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def paths(demo):
+    return demo.paths[::4]  # 50 images, 5 per class
+
+
+@pytest.fixture(scope="module")
+def local(paths):
+    return _decaf().fit(paths).transform(paths)
+
+
+def test_import_sk_decaf_does_not_import_dask():
+    code = ("import sys, sk_decaf, sk_decaf.parallel, sk_decaf.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'dask_ml'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("fitted", [True, False])
+def test_transform_dask_equals_local_and_loads_once_per_worker(client, paths, local, fitted):
+    before = client.run(_network_builds)
+    est = _decaf().fit(paths) if fitted else _decaf()
+    features = transform_dask(est, paths, chunksize=7)  # 8 tasks, the last one of 1 image
+    assert isinstance(features, da.Array)
+    assert features.shape == (len(paths), local.shape[1]) and features.dtype == np.float32
+    assert features.numblocks == (8, 1)
+    X = features.compute()
+    assert X.dtype == np.float32
+    assert_allclose(X, local, rtol=1e-4, atol=1e-4)
+    # A second call with the same fitted transformer finds the network loaded on every worker.
+    if fitted:
+        assert_allclose(transform_dask(est, paths[::-1], chunksize=5).compute(), local[::-1], rtol=1e-4, atol=1e-4)
+    after = client.run(_network_builds)
+    builds = [after[w] - before[w] for w in after]
+    assert sum(builds) >= 1 and max(builds) <= 1, builds  # at most once per worker, not once per task
+
+
+def test_transform_dask_of_a_dask_array_keeps_its_chunks(client, paths, local):
+    arr = da.from_array(np.asarray(paths, dtype=object), chunks=20)
+    features = transform_dask(_decaf(), arr)
+    assert features.chunks[0] == (20, 20, 10)
+    assert_allclose(features.compute(), local, rtol=1e-4, atol=1e-4)
+
+
+def test_transform_dask_bad_image_names_its_global_index(client, paths, tmp_path):
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(open(paths[0], "rb").read()[:300])
+    items = list(paths[:30])
+    items[23] = str(bad)  # the third item of the fourth block
+    with pytest.raises(ValueError, match=r"image 23 \('.*truncated\.jpg'\)") as info:
+        transform_dask(_decaf(), items, chunksize=7).compute()
+    assert "\n" not in str(info.value)
+
+
+def test_transform_dask_on_error_nan(client, paths, local, tmp_path):
+    est = _decaf()
+    if "on_error" not in est.get_params():
+        pytest.skip("DeCAFTransformer has no on_error parameter yet")
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(open(paths[0], "rb").read()[:300])
+    items = list(paths[:30])
+    items[23] = str(bad)
+    X = transform_dask(est.set_params(on_error="nan"), items, chunksize=7).compute()
+    assert np.isnan(X[23]).all()
+    keep = np.arange(30) != 23
+    assert_allclose(X[keep], local[:30][keep], rtol=1e-4, atol=1e-4)
+
+
+def test_extract_shards_on_the_cluster_equals_local(client, paths, local, tmp_path):
+    report = extract_shards(_decaf(), paths, tmp_path / "out", shard_size=8, client=client)
+    assert (report.n_shards, report.computed, report.skipped) == (7, list(range(7)), [])
+    assert_allclose(load_shards(tmp_path / "out").features, local, rtol=1e-4, atol=1e-4)
+    # Resume after losing two shards: only those are computed again.
+    for k in (2, 5):
+        (tmp_path / "out" / f"shard-00000{k}.npy").unlink()
+    again = extract_shards(_decaf(), paths, tmp_path / "out", resume=True, client=client)
+    assert again.computed == [2, 5] and again.skipped == [0, 1, 3, 4, 6]
+    assert_allclose(load_shards(tmp_path / "out").features, local, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_extract_on_a_scheduler_address(cluster, demo, tmp_path, capsys):
+    from sk_decaf.cli import main
+
+    root = tmp_path / "data"
+    for c in range(2):
+        (root / demo.target_names[c]).mkdir(parents=True)
+        for path in [p for p, t in zip(demo.paths, demo.target) if t == c][:6]:
+            shutil.copy(path, root / demo.target_names[c])
+    out = tmp_path / "shards"
+    argv = ["extract", str(root), "-o", str(out), "--shard-size", "5", "--scheduler", cluster.scheduler_address,
+            "--backbone", TINY, "--weights", "random", "--engine", "torch"]
+    assert main(argv) == 0
+    assert f"12 images x 256 features in 3 shards: 3 computed on {cluster.scheduler_address}" in \
+        capsys.readouterr().out
+    data = load_shards(out)
+    assert data.target == [0] * 6 + [1] * 6
+    assert_allclose(data.features, _decaf().fit(data.paths).transform(data.paths), rtol=1e-4, atol=1e-4)
+
+
+def test_grid_search_under_the_dask_backend_uses_the_cache(client, demo, tmp_path):
+    """GridSearchCV over the layer, run by joblib's dask backend: every image goes through the network once."""
+    import joblib
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    paths, y = demo.paths[::5], demo.target[::5]  # 40 images, 4 per class
+    decaf = _decaf(cache=str(tmp_path / "activations.sqlite"))
+    # Warm the cache on the cluster first: later fits of every clone, fold and layer are cache hits.
+    transform_dask(decaf, paths, chunksize=10).compute()
+    grid = GridSearchCV(Pipeline([("decaf", decaf), ("svm", LinearSVC())]), {"decaf__layer": [-2, -3, -4]},
+                        cv=StratifiedKFold(2, shuffle=True, random_state=0), n_jobs=-1, error_score="raise")
+    with joblib.parallel_backend("dask"):
+        grid.fit(paths, y)
+    info = grid.best_estimator_.named_steps["decaf"].cache_info()
+    assert info["computed"] == len(paths)
+    assert info["hits"] >= 2 * 3 * len(paths)  # each fold's fit and score of each layer, all hits
+    # The same scores as a sequential search.
+    seq = GridSearchCV(Pipeline([("decaf", _decaf()), ("svm", LinearSVC())]), {"decaf__layer": [-2, -3, -4]},
+                       cv=StratifiedKFold(2, shuffle=True, random_state=0)).fit(paths, y)
+    assert_allclose(grid.cv_results_["mean_test_score"], seq.cv_results_["mean_test_score"], atol=1e-6)
+
+
+def test_dask_ml_parallel_post_fit(client, paths, local):
+    """dask-ml's ParallelPostFit maps transform over the blocks of a dask array of paths."""
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    before = client.run(_network_builds)
+    model = wrappers.ParallelPostFit(_decaf()).fit(paths[:2])
+    arr = da.from_array(np.asarray(paths, dtype=object), chunks=10)
+    X = model.transform(arr).compute()
+    assert_allclose(X, local, rtol=1e-4, atol=1e-4)
+    after = client.run(_network_builds)
+    return [after[w] - before[w] for w in after]
