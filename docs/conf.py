@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
@@ -49,7 +50,6 @@ myst_enable_extensions = ["colon_fence"]
 # -- API reference -----------------------------------------------------------------------------------------
 autosummary_generate = True
 autodoc_typehints = "none"  # numpydoc's Parameters section gives the types, in words
-autodoc_default_options = {"members": True, "inherited-members": True}
 numpydoc_show_class_members = False  # the class template lists the methods itself
 numpydoc_class_members_toctree = False
 
@@ -62,8 +62,9 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/(%s)\.py$" % "|".join(_run),  # the others are shown, not run
-    "image_scrapers": ("figure_scraper.scrape",),  # sk_decaf.plotting returns Figures, not pyplot state
-    "reset_modules": ("figure_scraper.reset",),
+    "image_scrapers": ("gallery_hooks.scrape",),  # sk_decaf.plotting returns Figures, not pyplot state
+    "reset_modules": ("gallery_hooks.reset",),
+    "reset_argv": "gallery_hooks.reset_argv",
     "within_subsection_order": "FileNameSortKey",
     "remove_config_comments": True,
     "show_memory": False,
@@ -112,22 +113,36 @@ def _public_subpackages():
 
 
 def _kind(obj):
-    return "class" if inspect.isclass(obj) else "function"
+    return "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
 
 
 def api_entries():
-    """``{subpackage: [(documented name, object)]}``; names exported by ``sk_decaf`` keep their short path."""
-    top = {id(getattr(sk_decaf, name)): f"sk_decaf.{name}" for name in sk_decaf.__all__ if not name.startswith("_")}
-    entries, problems = {}, []
-    for sub in _public_subpackages():
+    """``({section: [(documented name, object)]}, problems)``: each public object once, in its home section.
+
+    An object's section is the public subpackage its code lives in (``CORAL`` lives in ``sk_decaf.domain``
+    even if ``sk_decaf.transformers`` re-exports it), else ``sk_decaf`` itself. Its documented name is the
+    shortest public path: ``sk_decaf.CORAL`` when ``sk_decaf`` exports it.
+    """
+    subpackages, problems = _public_subpackages(), []
+    exports = {"": [n for n in sk_decaf.__all__ if not n.startswith("_")]}  # "" is sk_decaf itself
+    for sub in subpackages:
         module = importlib.import_module(f"sk_decaf.{sub}")
         if not hasattr(module, "__all__"):
             problems.append(f"sk_decaf.{sub} has no __all__: its public names cannot be listed")
-            continue
-        entries[sub] = [(top.get(id(getattr(module, n)), f"sk_decaf.{sub}.{n}"), getattr(module, n)) for n in module.__all__]
-    listed = {id(obj) for items in entries.values() for _, obj in items}
-    problems += [f"{top[key]} is exported by sk_decaf but by no public subpackage" for key in top if key not in listed]
-    return entries, problems
+        exports[sub] = list(getattr(module, "__all__", []))
+    found = {}  # id(object) -> (object, [public paths])
+    for sub, names in exports.items():
+        module = importlib.import_module(f"sk_decaf.{sub}".rstrip("."))
+        for name in names:
+            obj = getattr(module, name)
+            found.setdefault(id(obj), (obj, []))[1].append(module.__name__ + "." + name)
+    entries = {section: [] for section in ["", *subpackages]}
+    for obj, paths in found.values():
+        home = next((sub for sub in subpackages if obj.__module__.startswith(f"sk_decaf.{sub}.")), None)
+        owners = [path.split(".")[1] for path in paths if path.count(".") == 2]  # subpackages exporting it
+        section = home if home in owners else (owners[0] if owners else "")
+        entries[section].append((min(paths, key=len), obj))
+    return {section: items for section, items in entries.items() if items}, problems
 
 
 def write_api_page(path):
@@ -139,18 +154,25 @@ def write_api_page(path):
         "API reference",
         "=============",
         "",
-        "Every public name of ``sk_decaf``, by subpackage. Names importable from ``sk_decaf`` itself are listed "
-        "under their short name (``sk_decaf.DeCAFTransformer``).",
+        "Every public name of ``sk_decaf``, by subpackage. Names importable from ``sk_decaf`` itself are "
+        "documented under that short name (``sk_decaf.DeCAFTransformer``).",
         "",
     ]
-    for sub, items in entries.items():
-        title = f"``sk_decaf.{sub}``"
-        lines += [title, "-" * len(title), "", f".. automodule:: sk_decaf.{sub}", "   :no-members:", ""]
-        for kind in ("class", "function"):
+    for section, items in entries.items():
+        module = f"sk_decaf.{section}".rstrip(".")
+        title = f"``{module}``"
+        lines += [title, "-" * len(title), ""]
+        if section:  # the subpackage's docstring says what it holds
+            lines += [f".. automodule:: {module}", ""]
+        else:
+            lines += ["Top-level names without a subpackage of their own.", ""]
+        lines += [".. currentmodule:: sk_decaf", ""]
+        for kind in ("class", "function", "data"):
             names = [name for name, obj in items if _kind(obj) == kind]
             if names:
-                lines += [".. autosummary::", "   :toctree: generated/", f"   :template: {kind}.rst", ""]
-                lines += [f"   ~{name}" for name in names] + [""]
+                template = [] if kind == "data" else [f"   :template: {kind}.rst"]
+                lines += [".. autosummary::", "   :toctree: generated/", *template, ""]
+                lines += [f"   {name.removeprefix('sk_decaf.')}" for name in names] + [""]
     Path(path).write_text("\n".join(lines))
     return problems
 
@@ -158,15 +180,15 @@ def write_api_page(path):
 def _resolve_alias(app, env, node, contnode):
     """Resolve ``sk_decaf.sub.Name`` to the page of ``sk_decaf.Name`` (and back): one object, one page."""
     target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith("sk_decaf."):
+    if node.get("refdomain") != "py" or "sk_decaf." not in target:
         return None
+    target = target[target.index("sk_decaf.") :]
     module_name, _, attr = target.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):
         return None
-    entries, _ = api_entries()
-    for items in entries.values():
+    for items in _API_ENTRIES.values():
         for name, other in items:
             if other is obj and name != target:
                 domain = env.get_domain("py")
@@ -174,14 +196,61 @@ def _resolve_alias(app, env, node, contnode):
     return None
 
 
-def _on_builder_inited(app):
+_API_ENTRIES = {}
+
+# -- scikit-learn's text in inherited docstrings -------------------------------------------------------------
+# Inherited methods (get_params, set_output, set_fit_request ...) carry scikit-learn's docstrings, whose
+# :term: and :ref: targets live in scikit-learn's documentation. The build is offline (no intersphinx), so
+# glossary terms link to scikit-learn's glossary and its labels below become links or plain text.
+SKLEARN = "https://scikit-learn.org/stable/"
+SKLEARN_LABELS = {
+    "metadata_routing": "metadata_routing.html",
+    "sphx_glr_auto_examples_miscellaneous_plot_set_output.py": "auto_examples/miscellaneous/plot_set_output.html",
+    "accuracy_score": "modules/model_evaluation.html#accuracy-score",
+    "df_output_transform": None,  # no stable address: text only
+}
+
+
+def _resolve_sklearn(app, env, node, contnode):
+    from docutils import nodes
+
+    if node.get("refdomain") != "std" or node.get("reftype") not in ("term", "ref"):
+        return None
+    target = node["reftarget"]
+    if node["reftype"] == "term":
+        url = f"{SKLEARN}glossary.html#term-{nodes.make_id(target)}"
+    elif target in SKLEARN_LABELS:
+        url = SKLEARN_LABELS[target] and SKLEARN + SKLEARN_LABELS[target]
+    else:
+        return None  # one of ours: let Sphinx warn
+    if url is None:
+        return contnode
+    return nodes.reference("", "", contnode, refuri=url, internal=False)
+
+
+_TYPE_LINE = re.compile(r"^(\s*\*\*[^*]+\*\* : )(.*)$")  # numpydoc's rendering of "name : type"
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\w`\\])([A-Za-z]\w*[A-Za-z0-9])_(?![\w`])")
+
+
+def _escape_types(app, what, name, obj, options, lines):
+    """Let types say ``(n_samples, n_components_)``: a trailing underscore is a link in reST, escape it."""
+    for i, line in enumerate(lines):
+        match = _TYPE_LINE.match(line)
+        if match and "`" not in match.group(2):
+            lines[i] = match.group(1) + _TRAILING_UNDERSCORE.sub(r"\1\\_", match.group(2))
+
+
+def _on_config_inited(app, config):
     from sphinx.util import logging
 
     logger = logging.getLogger("sk_decaf.api")
     for problem in write_api_page(HERE / "api.rst"):
         logger.warning(problem)
+    _API_ENTRIES.update(api_entries()[0])
 
 
 def setup(app):
-    app.connect("builder-inited", _on_builder_inited, priority=100)  # before autosummary reads api.rst
+    app.connect("config-inited", _on_config_inited)  # api.rst exists before Sphinx looks for documents
     app.connect("missing-reference", _resolve_alias)
+    app.connect("missing-reference", _resolve_sklearn)
+    app.connect("autodoc-process-docstring", _escape_types, priority=600)  # after numpydoc (500)

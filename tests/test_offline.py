@@ -93,7 +93,8 @@ def _seeded_weights():
 
 @pytest.fixture
 def hub_cache(tmp_path):
-    """A Hugging Face cache (``HF_HOME/hub``) holding TINY's weights, laid out as the hub client stores them."""
+    """``HF_HOME`` whose hub cache holds TINY's pretrained weights (seeded values), laid out as the hub client
+    stores them; and those weights."""
     from safetensors.torch import save_file
 
     repo = tmp_path / "hf_home" / "hub" / HUB_REPO
@@ -105,26 +106,15 @@ def hub_cache(tmp_path):
     return tmp_path / "hf_home", weights
 
 
-@pytest.mark.parametrize("hub_offline", ["1", ""])
-def test_timm_weights_in_the_hub_cache_load_without_network(hub_cache, hub_offline, tmp_path):
-    hf_home, weights = hub_cache
-    code = (f"from sk_decaf._torch.backbones import load_backbone, state_digest\n"
-            f"print(state_digest(load_backbone({TINY!r}).model))")
-    proc, python_calls, native_calls, _ = _run_offline(
-        code, tmp_path, env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": hub_offline})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = load_backbone(TINY, weights="random").model
-    expected.load_state_dict(weights)
-    assert proc.stdout.split()[-1] == state_digest(expected)
-    assert python_calls == [] and native_calls == []
+def _digest(weights):
+    model = load_backbone(TINY, weights="random").model
+    model.load_state_dict(weights)
+    return state_digest(model)
 
 
 @pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """An empty Hugging Face cache and no network: every connection or lookup fails and is recorded."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
+def no_network(monkeypatch):
+    """Every connection or host name lookup fails, and is recorded."""
     attempts = []
 
     def refuse(*args, **kwargs):
@@ -137,9 +127,34 @@ def no_network(monkeypatch, tmp_path):
     return attempts
 
 
-def test_hub_offline_mode_without_cached_weights_fails_without_connecting(monkeypatch, no_network):
+def test_hf_hub_offline_loads_timm_weights_from_the_cache(hub_cache, tmp_path):
+    """The user's switch, as the issue reports it: HF_HUB_OFFLINE=1 and weights in HF_HOME's cache."""
+    hf_home, weights = hub_cache
+    code = (f"from sk_decaf._torch.backbones import load_backbone, state_digest\n"
+            f"print(state_digest(load_backbone({TINY!r}).model))")
+    proc, python_calls, native_calls, _ = _run_offline(
+        code, tmp_path, env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == _digest(weights)
+    assert python_calls == [] and native_calls == []
+
+
+def test_cached_timm_weights_load_without_network_when_online_mode(hub_cache, monkeypatch, no_network):
+    """Without HF_HUB_OFFLINE, weights already in the cache still load, and nothing is tried on the network."""
     from huggingface_hub import constants
 
+    hf_home, weights = hub_cache
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert state_digest(load_backbone(TINY).model) == _digest(weights)
+    assert no_network == []
+    assert constants.HF_HUB_OFFLINE is False  # the offline switch used to read the cache is restored
+
+
+def test_hub_offline_mode_without_cached_weights_fails_without_connecting(monkeypatch, no_network, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError, match="weights="):
         load_backbone(TINY)
@@ -147,10 +162,11 @@ def test_hub_offline_mode_without_cached_weights_fails_without_connecting(monkey
     assert constants.HF_HUB_OFFLINE is True
 
 
-def test_no_network_without_cached_weights_fails_in_seconds(monkeypatch, no_network):
+def test_no_network_without_cached_weights_fails_in_seconds(monkeypatch, no_network, tmp_path):
     """The hub client alone retries for about a minute; one refused request must be enough."""
     from huggingface_hub import constants
 
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="weights="):

@@ -36,11 +36,11 @@ def build_transform(data_config, preprocess="model"):
     return create_transform(**cfg, is_training=False, use_prefetcher=True)
 
 
-def make_preprocessor(data_config, preprocess="model", decode="exact"):
-    """The image -> uint8 CHW tensor callable for a transformer's settings (see ``ResizeCrop``)."""
+def make_preprocessor(data_config, preprocess="model", decode="exact", tta=None):
+    """The image -> uint8 CHW tensor (or ``(n_views, C, H, W)`` with ``tta``) callable (see ``ResizeCrop``)."""
     from .preprocess import ResizeCrop
 
-    return ResizeCrop(data_config, preprocess, decode)
+    return ResizeCrop(data_config, preprocess, decode, tta)
 
 
 class ImageDataset(Dataset):
@@ -104,10 +104,14 @@ def resolve_workers(n_jobs, n_items, batch_size, device_type="cpu"):
     return 0 if workers <= 1 else workers
 
 
-def make_loader(items, transform, *, indices=None, batch_size=32, n_jobs=None, device_type="cpu"):
-    """A DataLoader over ``items`` (optionally a subset ``indices``); read it with :func:`iterate`."""
+def make_loader(items, transform, *, indices=None, batch_size=32, n_jobs=None, device_type="cpu", workers=None):
+    """A DataLoader over ``items`` (optionally a subset ``indices``); read it with :func:`iterate`.
+
+    ``workers`` sets the number of worker processes directly (0: the main process), overriding ``n_jobs``.
+    """
     dataset = ImageDataset(items, transform, indices)
-    workers = resolve_workers(n_jobs, len(dataset), batch_size, device_type)
+    if workers is None or len(dataset) <= batch_size:
+        workers = resolve_workers(n_jobs, len(dataset), batch_size, device_type)
     return DataLoader(
         dataset,
         batch_size=batch_size,

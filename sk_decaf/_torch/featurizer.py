@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 
 import numpy as np
@@ -71,11 +72,12 @@ class Featurizer:
     """
 
     def __init__(self, backbone, layers, *, pooling, preprocess, device, engine="torch", bf16=False,
-                 identity=None, onnx_dir=None, decode="exact"):
+                 identity=None, onnx_dir=None, decode="exact", tta=None, tta_reduce="mean"):
         self.layers = list(layers)
         self.model = backbone.model
         self.extractor = FeatureExtractor(backbone, self.layers, pooling)
-        self.transform = make_preprocessor(backbone.data_config, preprocess, decode)
+        self.transform = make_preprocessor(backbone.data_config, preprocess, decode, tta)
+        self.tta_reduce = tta_reduce
         self.input_size = tuple(backbone.data_config["input_size"])
         self.device = device
         self.bf16 = bf16
@@ -125,6 +127,13 @@ class Featurizer:
                 self.engine = self.torch_engine
         return self.engine
 
+    def _reduce_views(self, out, n_images):
+        """``(n_images * n_views, D)`` -> ``(n_images, D)`` by the mean or the maximum over the views."""
+        if len(out) == n_images:
+            return out
+        views = out.reshape(n_images, -1, out.shape[1])
+        return views.max(axis=1) if self.tta_reduce == "max" else views.mean(axis=1, dtype=np.float32)
+
     # -- running -----------------------------------------------------------------------------------
     def run(self, items, indices=None, *, batch_size=32, n_jobs=None, progress=None):
         """Yield ``(indices, [array per layer], errors)`` for ``items`` (or the subset ``indices``), in order.
@@ -132,26 +141,72 @@ class Featurizer:
         ``errors`` lists ``(index, message)`` for the items of the batch that could not be decoded; the
         batch's other images are computed all the same. One batch stays in flight: batch ``i + 1`` is
         decoded and submitted before the outputs of batch ``i`` are collected, so on a GPU decoding, copies
-        and compute overlap.
+        and compute overlap. On the CPU with ``n_jobs=None``, the first batch is decoded in this process and
+        timed against the network; the rest is decoded by as many worker processes as pays on this machine
+        (none for small images, where the network dominates; some for large photos, where decoding does).
         """
-        loader = make_loader(items, self.transform, indices=indices, batch_size=batch_size, n_jobs=n_jobs,
-                             device_type=self.device.type)
+        indices = list(range(len(items))) if indices is None else list(indices)
+        timing = None
+        if n_jobs is None and self.device.type == "cpu" and len(indices) > 2 * batch_size:
+            timing = {}
+            head, indices = indices[:batch_size], indices[batch_size:]
+            sources = [(head, 1), (indices, "measured")]
+        else:
+            sources = [(indices, n_jobs)]
 
         def collect(pending):
             idx, engine, handle, errors = pending
             if progress is not None:
                 progress.update(len(idx) + len(errors))
-            outputs = [] if handle is None else [np.asarray(o, dtype=np.float32) for o in engine.result(handle)]
+            outputs = [] if handle is None else [self._reduce_views(np.asarray(o, dtype=np.float32), len(idx))
+                                                 for o in engine.result(handle)]
             return idx.numpy(), outputs, errors
 
         pending = None
-        for images, idx, errors in iterate(loader):
-            engine = handle = None
-            if images is not None:
-                engine = self._engine_for(images)
-                handle = engine.submit(images)
-            if pending is not None:
-                yield collect(pending)
-            pending = (idx, engine, handle, errors)
+        for subset, jobs in sources:
+            workers = None
+            if jobs == "measured":  # decided from the timed first batch
+                jobs, workers = 1, self.decode_workers(timing)
+            loader = make_loader(items, self.transform, indices=subset, batch_size=batch_size, n_jobs=jobs,
+                                 device_type=self.device.type, workers=workers)
+            start = time.perf_counter()
+            for images, idx, errors in iterate(loader):
+                engine = handle = None
+                if images is not None:
+                    if images.ndim == 5:  # (images, views, C, H, W): the views of an image share the batch
+                        images = images.flatten(0, 1)
+                    engine = self._engine_for(images)
+                    if timing is not None and "model" not in timing:
+                        decoded = time.perf_counter()
+                        handle = engine.submit(images)
+                        engine.result(handle)
+                        timing.update(decode=(decoded - start) / len(idx),
+                                      model=(time.perf_counter() - decoded) / len(idx))
+                    else:
+                        handle = engine.submit(images)
+                if pending is not None:
+                    yield collect(pending)
+                pending = (idx, engine, handle, errors)
         if pending is not None:
             yield collect(pending)
+
+    @staticmethod
+    def decode_workers(timing, cpus=None):
+        """Decoding processes that maximise throughput, from per-image decode and network times.
+
+        In the main process an image costs ``decode + model``. With ``w`` workers on ``C`` cores, decoding
+        overlaps the network, which keeps ``C - w`` cores: an image costs ``max(model * C / (C - w),
+        decode / w)``. Workers are used only when that is at least 20% faster (they cost start-up time).
+        Returns the number of worker processes (0 = decode in the main process).
+        """
+        cpus = cpus or os.cpu_count() or 1
+        decode, model = timing.get("decode", 0.0), timing.get("model", 0.0)
+        if decode <= 0 or model <= 0 or cpus < 2:
+            return 0
+        serial = decode + model
+        best, best_cost = 0, serial
+        for w in range(1, min(cpus - 1, 8) + 1):
+            cost = max(model * cpus / (cpus - w), decode / w)
+            if cost < best_cost:
+                best, best_cost = w, cost
+        return best if best_cost <= serial / 1.2 else 0

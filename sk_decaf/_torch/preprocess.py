@@ -21,9 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ResizeCrop", "DECODE_MODES"]
+__all__ = ["ResizeCrop", "DECODE_MODES", "TTA_MODES"]
 
 DECODE_MODES = ("reduced", "exact")
+#: Test-time augmentation: views of each image, in this order (see :class:`ResizeCrop`).
+TTA_MODES = (None, "flip", "10crop", "12jitter")
+_N_VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
@@ -45,9 +48,17 @@ class ResizeCrop:
         ``"decaf"`` warps to ``input / 0.875`` squared ignoring the aspect ratio (timm's ``"squash"``).
     decode : {"reduced", "exact"}
         See the module docstring.
+    tta : {None, "flip", "10crop", "12jitter"}
+        Test-time views; the call then returns ``(n_views, 3, H, W)``:
+
+        * ``"flip"``: the centre crop and its mirror;
+        * ``"10crop"``: Caffe's oversampling (DeCAF): the centre and the 4 corner crops of the resized image
+          (short side ``input / crop_pct``, or squashed with ``preprocess="decaf"``), then their mirrors;
+        * ``"12jitter"``: Azizpour et al.'s 12 jitters: those 5 crops, the whole image squashed to the input
+          size, then the mirrors of all 6.
     """
 
-    def __init__(self, data_config, preprocess="model", decode="exact"):
+    def __init__(self, data_config, preprocess="model", decode="exact", tta=None):
         if preprocess not in ("model", "decaf"):
             raise ValueError(f"preprocess must be 'model' or 'decaf', got {preprocess!r}.")
         if decode not in DECODE_MODES:
@@ -66,10 +77,17 @@ class ResizeCrop:
         from .data import build_transform
 
         self._timm = build_transform(data_config, preprocess)
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}.")
+        if tta not in (None, "flip") and not self.fused:
+            raise ValueError(f"tta={tta!r} needs a square input with timm's 'center' or 'squash' crop; this "
+                             f"network's data config has crop_mode={self.crop_mode!r}. Use tta='flip'.")
+        self.tta = tta
+        self.n_views = _N_VIEWS[tta]
 
     def __repr__(self):
         return (f"ResizeCrop(crop={self.crop}, crop_pct={self.crop_pct}, crop_mode={self.crop_mode!r}, "
-                f"interpolation={self.interpolation!r}, decode={self.decode!r})")
+                f"interpolation={self.interpolation!r}, decode={self.decode!r}, tta={self.tta!r})")
 
     def resized_size(self, width, height):
         """Size ``(w, h)`` of the full resized image for a ``width x height`` source (torchvision's rule)."""
@@ -91,18 +109,32 @@ class ResizeCrop:
 
     def __call__(self, img):
         if not self.fused:
-            return self._timm(img)
+            out = self._timm(img)
+            return out if self.tta is None else torch.stack([out, out.flip(-1)])
         width, height = img.size
         new_w, new_h = self.resized_size(width, height)
-        if self.decode == "exact" and new_w * new_h <= self.max_resized_pixels:
-            return self._timm(img)
         crop_w, crop_h = self.crop
-        # torchvision's CenterCrop offsets, in resized pixels, then mapped back onto the source.
-        left = int(round((new_w - crop_w) / 2.0))
-        top = int(round((new_h - crop_h) / 2.0))
-        sx, sy = width / new_w, height / new_h
-        box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
-        gap = _REDUCING_GAP if self.decode == "reduced" else None
-        out = img.resize(self.crop, self.filter, box=box, reducing_gap=gap)
-        arr = np.asarray(out, dtype=np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        # torchvision's CenterCrop offsets, in resized pixels.
+        offsets = [(int(round((new_w - crop_w) / 2.0)), int(round((new_h - crop_h) / 2.0)))]
+        if self.tta in ("10crop", "12jitter"):
+            offsets += [(0, 0), (new_w - crop_w, 0), (0, new_h - crop_h), (new_w - crop_w, new_h - crop_h)]
+        small = new_w * new_h <= self.max_resized_pixels
+        if self.decode == "exact" and small and self.tta is None:
+            return self._timm(img)
+        if self.decode == "exact" and small:  # the full resize once, then crops of it: timm's pixels
+            full = np.asarray(img.resize((new_w, new_h), self.filter), dtype=np.uint8)
+            crops = [full[top:top + crop_h, left:left + crop_w] for left, top in offsets]
+        else:  # resample only each crop's box of the source
+            sx, sy = width / new_w, height / new_h
+            gap = _REDUCING_GAP if self.decode == "reduced" else None
+            crops = [np.asarray(img.resize(self.crop, self.filter, reducing_gap=gap,
+                                           box=(left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)),
+                                dtype=np.uint8) for left, top in offsets]
+        if self.tta == "12jitter":  # the whole image, squashed to the input size
+            gap = _REDUCING_GAP if self.decode == "reduced" else None
+            crops.append(np.asarray(img.resize(self.crop, self.filter, reducing_gap=gap), dtype=np.uint8))
+        if self.tta is not None:
+            crops += [crop[:, ::-1] for crop in crops]
+        views = np.stack(crops).transpose(0, 3, 1, 2)
+        out = torch.from_numpy(np.ascontiguousarray(views))
+        return out if self.tta is not None else out[0]

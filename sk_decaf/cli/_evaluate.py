@@ -8,7 +8,6 @@ splits by mean per-class accuracy; the network runs once per image thanks to an 
 """
 
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -190,7 +189,7 @@ def run_evaluate(args):
         features = None
         if args.figures:  # every image is plotted: featurize all of them first, through the cache
             features = make_decaf(names[next(iter(names))]).fit_transform(data.paths)
-        rows = []
+        rows, protocol = [], None
         for name in names:
             if office:
                 results = evaluate_office(
@@ -199,16 +198,15 @@ def run_evaluate(args):
                     n_target_per_class=args.n_target, n_splits=args.splits, too_few=args.too_few,
                     random_state=args.seed,
                 )
+                protocol = results.protocol  # one description for all settings
             else:
                 results = {"": evaluate(make_pipe(name), data, protocol=args.protocol, n_train=args.n_train,
                                         n_splits=args.splits, too_few=args.too_few, random_state=args.seed)}
+                protocol = results[""].protocol
             rows += [(name, setting, result) for setting, result in results.items()]
         saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
         info = make_decaf(names[next(iter(names))]).fit(data.paths[:1]).cache_info()
     clf = type(_classifier(args)).__name__
-    protocol = rows[0][2].protocol
-    if office:  # one description for all settings
-        protocol = re.sub(r", setting \w+", "", protocol) + f"; settings {', '.join(args.settings)}"
     print(f"backbone {args.backbone}, {clf}(C={args.C}); protocol {protocol}\n")
     print(_table(rows, office))
     print(f"\n{time.perf_counter() - start:.1f} s; {info['computed']} images went through the network")

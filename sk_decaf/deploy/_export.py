@@ -106,8 +106,11 @@ def _convert_alone(est, n_features, candidates, target_opset):
     error = None
     for options in candidates:
         try:
-            return convert_sklearn(est, initial_types=[("X", FloatTensorType([None, n_features]))],
-                                   options={id(est): options} if options else None, target_opset=target_opset)
+            with warnings.catch_warnings():
+                # skl2onnx reads attributes that scikit-learn deprecates (SVC's probA_ in 1.9): not the user's.
+                warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+                return convert_sklearn(est, initial_types=[("X", FloatTensorType([None, n_features]))],
+                                       options={id(est): options} if options else None, target_opset=target_opset)
         except (NameError, RuntimeError, ValueError) as exc:  # skl2onnx's "option not supported" errors
             error = exc
     raise ValueError(f"skl2onnx cannot convert {type(est).__name__}: {error}") from error
@@ -175,9 +178,7 @@ def _compose(body, heads, classifier):
     outputs = []
     opsets = {imp.domain: imp.version for imp in body.opset_import}
     if not classifier:
-        nodes.append(helper.make_node("Identity", [features], ["features"], name="features_out"))
-        outputs.append(helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT,
-                                                     [None, graph.output[0].type.tensor_type.shape.dim[1].dim_value]))
+        outputs.append(graph.output[0])
     for k, (method, model, binary) in enumerate(heads):
         head = compose.add_prefix(model, f"{method}/")
         for imp in head.opset_import:

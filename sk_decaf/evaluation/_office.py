@@ -7,15 +7,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..model_selection import DomainAdaptationSplit
-from ._protocols import _COMMON_CONSTRAINTS, _describe, _result
+from ._base import COMMON_CONSTRAINTS, OfficeResults, describe, result_from_run
 from ._runner import _run, _unpack
 
 
 @validate_params(
     {
-        **_COMMON_CONSTRAINTS,
-        "source": [str],
-        "target": [str],
+        **COMMON_CONSTRAINTS,
+        "source": [str, Integral],
+        "target": [str, Integral],
         "settings": [list, tuple],
         "n_source_per_class": [Interval(Integral, 1, None, closed="left"), None],
         "n_target_per_class": [Interval(Integral, 0, None, closed="left")],
@@ -47,16 +47,17 @@ def evaluate_office(
     ----------
     estimator : estimator
         Classifier taking the dataset's images (or features) as X. For "ST with
-        DomainAugment", pass a pipeline whose DomainAugment step requests the
-        domains (``set_fit_request(domain=True)``, and
-        ``set_transform_request(domain=True)`` to use them at test time): each
-        split then routes the domain of each image to it, with metadata routing
-        enabled for that call only.
+        DomainAugment", pass a pipeline with a
+        ``DomainAugment(target_domain=target)`` step: the :mod:`sk_decaf.domain`
+        transformers (and skada's adapters) request ``sample_domain``, so each
+        split routes the domain of each image to their ``fit`` and ``transform``,
+        with metadata routing enabled for that call only.
     dataset : Bunch or tuple
         A Bunch with ``domain`` (e.g. from
-        :func:`~sk_decaf.datasets.load_office31`) or a tuple ``(X, y, domain)``.
-    source, target : str
-        Source and target domains, e.g. "amazon" and "webcam".
+        :func:`~sk_decaf.datasets.load_office31`) or a tuple ``(X, y, sample_domain)``.
+    source, target : str or int
+        Source and target domains, e.g. "amazon" and "webcam" (or skada's
+        integers, with ``n_source_per_class`` set).
     settings : sequence of {"S", "T", "ST"}, default=("S", "T", "ST")
         Training sets to evaluate: source only, labelled target only, both.
     n_source_per_class : int or None, default=None
@@ -77,8 +78,9 @@ def evaluate_office(
 
     Returns
     -------
-    results : dict of str to EvaluationResult
-        One result per setting, in the order of ``settings``.
+    results : OfficeResults
+        A dict ``{setting: EvaluationResult}`` in the order of ``settings``,
+        whose ``protocol`` attribute describes what the settings share.
 
     See Also
     --------
@@ -104,6 +106,8 @@ def evaluate_office(
     ... )
     >>> list(results), results["ST"].scores.shape
     (['S', 'T', 'ST'], (5,))
+    >>> results.protocol.split("; ")[-1]
+    'settings S, T, ST'
     """
     X, y, domain = _unpack(dataset)
     if domain is None:
@@ -123,9 +127,11 @@ def evaluate_office(
             too_few=too_few,
             random_state=random_state,
         )
-        jobs[setting] = (cv, list(cv.split(X, y, domain)))
+        jobs[setting] = (cv, list(cv.split(X, y, sample_domain=domain)))
     out = _run(
         estimator, X, y, domain, jobs, precompute=precompute,
         random_state=random_state, n_jobs=n_jobs,
     )
-    return {s: _result(out[s], f"office: {_describe(jobs[s][0])}", False) for s in jobs}
+    results = {s: result_from_run(out[s], f"office: {describe(cv)}", cv, False) for s, (cv, _) in jobs.items()}
+    shared = f"office: {describe(cv, setting=False)}; settings {', '.join(jobs)}"
+    return OfficeResults(results, protocol=shared, source=source, target=target)

@@ -1,6 +1,5 @@
 """DeCAF's evaluation protocols: repeated splits scored by mean per-class accuracy."""
 
-from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -8,116 +7,16 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, va
 from sklearn.utils.metadata_routing import get_routing_for_object
 
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
+from ._base import COMMON_CONSTRAINTS, FewShotCurve, describe, result_from_run
 from ._runner import _run, _unpack
 
 #: Built-in protocols: (n_train, n_test) per class, as in DeCAF Sec. 4.1 and 4.4.
 PROTOCOLS = {"caltech101": (30, None), "sun397": (50, 50)}
 
-# Constraints shared by evaluate, few_shot_curve and evaluate_office.
-_COMMON_CONSTRAINTS = {
-    "estimator": [HasMethods(["fit", "predict"])],
-    "dataset": "no_validation",
-    "n_splits": [Interval(Integral, 1, None, closed="left")],
-    "too_few": [StrOptions({"raise", "skip", "shrink"})],
-    "precompute": [StrOptions({"auto"}), "boolean"],
-    "random_state": ["random_state"],
-    "n_jobs": [Integral, None],
-}
-
-
-@dataclass(repr=False)
-class EvaluationResult:
-    """Scores of an estimator over the splits of a protocol.
-
-    Attributes
-    ----------
-    scores : ndarray of shape (n_splits,)
-        Mean per-class accuracy (``balanced_accuracy_score``) of each split.
-    protocol : str
-        Description of the protocol.
-    n_train, n_test : ndarray of shape (n_splits,)
-        Number of training and test images of each split.
-    best_params : list of dict or None
-        ``best_params_`` of each split when the estimator is a search.
-    estimators : list of estimators or None
-        The fitted estimator of each split, with ``return_estimators=True``.
-    mean, std : float
-        Mean and standard deviation (``ddof=0``) of `scores`.
-    """
-
-    scores: np.ndarray
-    protocol: str
-    n_train: np.ndarray
-    n_test: np.ndarray
-    best_params: list = None
-    estimators: list = None
-
-    @property
-    def mean(self):
-        return float(np.mean(self.scores))
-
-    @property
-    def std(self):
-        return float(np.std(self.scores))
-
-    def __repr__(self):
-        return (
-            f"{100 * self.mean:.2f} ± {100 * self.std:.2f} % mean per-class accuracy "
-            f"over {len(self.scores)} splits ({self.protocol})"
-        )
-
-
-@dataclass(repr=False)
-class FewShotCurve:
-    """Mean per-class accuracy as a function of training images per class.
-
-    Attributes
-    ----------
-    n_train : ndarray of shape (n_points,)
-        Training images per class of each point.
-    scores : ndarray of shape (n_points, n_splits)
-        Mean per-class accuracy of each split.
-    protocol : str
-        Description of the protocol.
-    mean, std : ndarray of shape (n_points,)
-        Mean and standard deviation over the splits.
-    """
-
-    n_train: np.ndarray
-    scores: np.ndarray
-    protocol: str
-
-    @property
-    def mean(self):
-        return self.scores.mean(axis=1)
-
-    @property
-    def std(self):
-        return self.scores.std(axis=1)
-
-    def __repr__(self):
-        points = ", ".join(f"{n}: {100 * m:.1f}" for n, m in zip(self.n_train, self.mean))
-        return f"FewShotCurve({points}; {self.protocol})"
-
-
-def _describe(cv):
-    if isinstance(cv, PerClassSplit):
-        test = "the rest" if cv.n_test is None else cv.n_test
-        return (
-            f"{cv.n_train} train / {test} test images per class, {cv.n_splits} random splits"
-        )
-    if isinstance(cv, DomainAdaptationSplit):
-        return (
-            f"{cv.source} -> {cv.target}, setting {cv.setting}: {cv._n_source()} source "
-            f"+ {cv.n_target_per_class} target images per class, rest of the target "
-            f"tested, {cv.n_splits} random splits"
-        )
-    return repr(cv)
-
 
 def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **office):
     if hasattr(protocol, "split") and hasattr(protocol, "get_n_splits"):
-        return protocol, _describe(protocol)
+        return protocol, describe(protocol)
     if protocol in PROTOCOLS or protocol == "per-class":
         if (protocol == "per-class") != (n_train is not None):
             raise ValueError("n_train is required by, and only by, protocol='per-class'.")
@@ -133,26 +32,30 @@ def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **o
         )
     else:  # unreachable through evaluate, which validates `protocol`
         raise ValueError(f"Unknown protocol {protocol!r}.")
-    return cv, f"{protocol}: {_describe(cv)}"
+    return cv, f"{protocol}: {describe(cv)}"
 
 
-def _result(out, description, keep):
-    scores, n_train, n_test, params, estimators = out
-    params = params if any(p is not None for p in params) else None
-    estimators = estimators if keep else None
-    return EvaluationResult(scores, description, n_train, n_test, params, estimators)
+def _split_params(cv, domain):
+    """The domains, under the name the splitter requests: sample_domain (ours, skada's) or groups."""
+    if domain is None:
+        return {}
+    routing = get_routing_for_object(cv)
+    for key in ("sample_domain", "groups"):
+        if routing.consumes(method="split", params={key}):
+            return {key: domain}
+    return {}
 
 
 @validate_params(
     {
-        **_COMMON_CONSTRAINTS,
+        **COMMON_CONSTRAINTS,
         "protocol": [
             StrOptions({*PROTOCOLS, "per-class", "office"}),
             HasMethods(["split", "get_n_splits"]),
         ],
         "n_train": [Interval(Integral, 1, None, closed="left"), None],
-        "source": [str, None],
-        "target": [str, None],
+        "source": [str, Integral, None],
+        "target": [str, Integral, None],
         "setting": [StrOptions({"S", "T", "ST"})],
         "return_estimators": ["boolean"],
     },
@@ -199,18 +102,19 @@ def evaluate(
         "sun397": 50 train / 50 test per class; "per-class": ``n_train`` per
         class, the rest for testing; "office": :class:`DomainAdaptationSplit`
         from ``source`` to ``target`` (needs the domains); or any splitter
-        object (it gets the domains as ``groups`` when it requests them).
+        object (it gets the domains as ``sample_domain`` or ``groups``, whichever
+        it requests, e.g. skada's splitters or ``GroupKFold``).
     n_train : int, default=None
         Training images per class; only for ``protocol="per-class"``.
     n_splits : int, default=5
         Number of random splits of the named protocols.
-    source, target : str, default=None
-        Domains of the "office" protocol.
+    source, target : str or int, default=None
+        Domains of the "office" protocol (names, or skada's integers).
     setting : {"S", "T", "ST"}, default="ST"
         Training set of the "office" protocol: source only, target only, or both.
-        Steps that request ``domain`` through metadata routing (such as a
-        DomainAugment with ``set_fit_request(domain=True)``) receive the domain
-        of each image; routing is enabled for that call only.
+        Steps that request ``sample_domain`` (the :mod:`sk_decaf.domain`
+        transformers and skada's adapters do by default) receive the domain of
+        each image in ``fit`` and ``predict``; routing is enabled for that call only.
     too_few : {"raise", "skip", "shrink"}, default="raise"
         Policy for classes with too few images; see :class:`PerClassSplit`.
     precompute : "auto" or bool, default="auto"
@@ -231,7 +135,8 @@ def evaluate(
     -------
     result : EvaluationResult
         ``scores`` per split, ``mean``, ``std``, ``protocol`` description,
-        ``n_train`` / ``n_test`` per split, ``best_params`` for searches.
+        ``n_train`` / ``n_test`` per split, ``best_params`` for searches, and
+        the ``splitter`` that drew the splits.
 
     See Also
     --------
@@ -258,20 +163,19 @@ def evaluate(
         protocol, n_train=n_train, n_splits=n_splits, too_few=too_few,
         random_state=random_state, source=source, target=target, setting=setting,
     )
-    wants_groups = get_routing_for_object(cv).consumes(method="split", params={"groups"})
     if isinstance(cv, DomainAdaptationSplit) and domain is None:
         raise ValueError("The office protocol needs the domain of each image.")
-    splits = list(cv.split(X, y, domain if wants_groups else None))
+    splits = list(cv.split(X, y, **_split_params(cv, domain)))
     out = _run(
         estimator, X, y, domain, {None: (cv, splits)}, precompute=precompute,
         random_state=random_state, n_jobs=n_jobs, keep=return_estimators,
     )
-    return _result(out[None], description, return_estimators)
+    return result_from_run(out[None], description, cv, return_estimators)
 
 
 @validate_params(
     {
-        **_COMMON_CONSTRAINTS,
+        **COMMON_CONSTRAINTS,
         "n_train": ["array-like"],
         "n_test": [Interval(Integral, 1, None, closed="left"), None],
     },

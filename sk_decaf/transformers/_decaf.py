@@ -19,10 +19,11 @@ from .._cache import ActivationCache
 from .._torch.backbones import load_backbone, state_digest
 from .._torch.catalog import backbone_info, take_loaded
 from .._torch.engines import onnxruntime_available
+from .._torch.data import make_preprocessor
 from .._torch.featurizer import Featurizer, default_home, resolve_device
 from .._torch.images import ImageLoadError, as_image_sequence, check_files, content_key, describe
 from .._torch.layers import resolve_layers
-from .._torch.preprocess import DECODE_MODES
+from .._torch.preprocess import DECODE_MODES, TTA_MODES
 from ._output import output_array
 
 __all__ = ["DeCAFTransformer"]
@@ -130,6 +131,14 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         resize (PIL's ``Image.draft``), shrinks other large images by an integer factor first, and resamples
         only the crop: 12-megapixel photos featurise about 9x faster, with the same accuracy (see the
         "Scaling out" guide). ``"exact"`` decodes at full size and resizes exactly as timm's transform.
+    tta : {None, "flip", "10crop", "12jitter"}, default=None
+        Test-time augmentation: the features of several views of each image, reduced by ``tta_reduce``.
+        ``"flip"``: the image and its mirror. ``"10crop"``: Caffe's oversampling as in DeCAF (the centre and
+        the 4 corner crops of the resized image, and their mirrors). ``"12jitter"``: Azizpour et al.'s 12
+        jitters (those 5 crops, the whole image squashed to the input size, and the mirrors of all 6). The
+        views of an image go through the network in the same batch; the cost grows with their number.
+    tta_reduce : {"mean", "max"}, default="mean"
+        How the views' features are combined, per feature.
     on_error : {"raise", "nan"}, default="raise"
         What a bad item (missing, empty, corrupt, truncated or not an image) does. ``"raise"``: a
         ``ValueError`` naming its index and path (rows computed before it stay in the cache).
@@ -217,6 +226,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         "engine": [StrOptions({"auto", "torch", "onnxruntime"})],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
         "decode": [StrOptions(set(DECODE_MODES))],
+        "tta": [None, StrOptions({m for m in TTA_MODES if m})],
+        "tta_reduce": [StrOptions({"mean", "max"})],
         "on_error": [StrOptions({"raise", "nan"})],
         "model_kwargs": [None, dict],
         "random_state": ["random_state"],
@@ -225,7 +236,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def __init__(self, backbone="efficientnet_lite0", *, layer=None, device="auto", batch_size=32, n_jobs=None,
                  weights=None, pooling="avg", preprocess="model", verbose=False, cache=None,
                  cache_max_bytes=None, cache_layers="auto", engine="auto", precision="auto",
-                 decode="reduced", on_error="raise", model_kwargs=None, random_state=None):
+                 decode="reduced", tta=None, tta_reduce="mean", on_error="raise", model_kwargs=None,
+                 random_state=None):
         self.backbone = backbone
         self.layer = layer
         self.device = device
@@ -241,6 +253,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self.engine = engine
         self.precision = precision
         self.decode = decode
+        self.tta = tta
+        self.tta_reduce = tta_reduce
         self.on_error = on_error
         self.model_kwargs = model_kwargs
         self.random_state = random_state
@@ -275,6 +289,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         info = backbone_info(self.backbone, self.weights, self.model_kwargs, self.random_seed_, self.pooling)
         self.layers_ = resolve_layers(self.layer, info)
         self._check_pooling(info)
+        make_preprocessor(info.data_config, self.preprocess, self.decode, self.tta)  # validates tta for this network
         self.feature_dims_ = {name: info.dims[name] for name in self.layers_}
         self.n_features_out_ = int(sum(self.feature_dims_.values()))
         self.device_ = device
@@ -362,7 +377,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
             self._runtime.featurizer = Featurizer(
                 backbone, self._compute, pooling=self.pooling, preprocess=self.preprocess, device=self.device_,
                 engine=self.engine_, bf16=self._bf16, identity=self._identity, onnx_dir=onnx_dir,
-                decode=self.decode,
+                decode=self.decode, tta=self.tta, tta_reduce=self.tta_reduce,
             )
         return self._runtime.featurizer
 

@@ -1,6 +1,5 @@
 """Backbone families and offline-first weights."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -45,7 +45,7 @@ def test_one_4d_array_is_a_batch_of_images(rgb_arrays):
 def test_modes_become_rgb(mode, rgb_arrays):
     rgb = Image.fromarray(rgb_arrays[0])
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
         expected = rgb.convert("L").convert("RGB")
     elif mode == "RGBA":
         img = rgb.convert("RGBA")  # opaque: compositing on white changes nothing

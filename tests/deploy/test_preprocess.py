@@ -45,7 +45,7 @@ def images(tmp_path_factory):
 
     save("large.jpg", Image.fromarray(_pattern(900, 1200, 0)), quality=90)
     save("larger.jpg", Image.fromarray(_pattern(1600, 2400, 1)), quality=90)
-    rotated = Image.fromarray(_pattern(1000, 1500, 2))
+    rotated = Image.fromarray(_pattern(1000, 2400, 2))
     exif = rotated.getexif()
     exif[0x0112] = 6  # displayed rotated by 90 degrees
     save("rotated.jpg", rotated, exif=exif, quality=90)

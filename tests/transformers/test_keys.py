@@ -37,6 +37,8 @@ CHANGES = {
     "decode": "exact",
     "model_kwargs": {"drop_rate": 0.0, "global_pool": "max"},
     "precision": "bfloat16",
+    "tta": "flip",
+    "tta_reduce": "max",
 }
 
 

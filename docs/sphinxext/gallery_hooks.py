@@ -1,12 +1,17 @@
-"""A sphinx-gallery image scraper for figures made with matplotlib's object API.
+"""sphinx-gallery hooks: an image scraper for every matplotlib figure, and ``__file__`` for the examples.
 
-``sk_decaf.plotting`` returns ``matplotlib.figure.Figure`` objects and never touches pyplot, so
-sphinx-gallery's own scraper (which asks pyplot for its open figures) finds nothing. This one plays
-pyplot's part: every ``Figure`` created while a code block runs is saved after the block and shown below
-it, in order of creation, whether the example keeps a reference to it or not.
+**Figures.** sphinx-gallery's own scraper shows the figures pyplot knows of; a figure made with
+matplotlib's object API (``matplotlib.figure.Figure(...)``, as scripts that save figures headless do) is
+missed. This one shows every figure created while a code block runs, pyplot's or not, below the block,
+in order of creation.
+
+**``__file__``.** sphinx-gallery runs an example without ``__file__``; a script that finds its data next
+to the repository through it (``Path(__file__).parents[1]``) gets the example's path, as when it runs as
+``python examples/<name>.py``.
 """
 
 import matplotlib.figure
+import matplotlib.pyplot as plt
 from sphinx_gallery.scrapers import figure_rst
 
 _created = []  # figures made since the last block was scraped
@@ -35,9 +40,16 @@ def scrape(block, block_vars, gallery_conf, **kwargs):
     for fig, path in zip(figures, block_vars["image_path_iterator"]):
         fig.savefig(path, dpi=100)
         paths.append(path)
+        plt.close(fig)  # pyplot keeps the figures it made until they are closed
     return figure_rst(paths, gallery_conf["src_dir"])
 
 
 def reset(gallery_conf, fname):
     """Forget figures left over from another example (sphinx-gallery ``reset_modules`` hook)."""
     _created.clear()
+
+
+def reset_argv(gallery_conf, script_vars):
+    """Run each example as ``python examples/<name>.py``: no arguments, and ``__file__`` set."""
+    script_vars["example_globals"]["__file__"] = str(script_vars["src_file"])
+    return []

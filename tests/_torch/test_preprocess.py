@@ -1,0 +1,155 @@
+"""ResizeCrop: timm's pixels when exact, bounded and close when reduced, and the test-time views."""
+
+import io
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from PIL import Image
+
+from sk_decaf import DeCAFTransformer
+from sk_decaf._torch.data import build_transform
+from sk_decaf._torch.images import load_rgb
+from sk_decaf._torch.preprocess import ResizeCrop
+from tests.conftest import TINY
+
+CFG = {"input_size": (3, 224, 224), "interpolation": "bicubic", "mean": (0.5,) * 3, "std": (0.5,) * 3,
+       "crop_pct": 0.875, "crop_mode": "center"}
+SIZES = [(48, 64), (300, 200), (481, 640), (224, 224), (255, 257), (1000, 97)]
+
+
+def photo(h, w, seed=0, period=1.0):
+    """A smooth, photo-like image (random noise would exaggerate resampling differences)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    base = [np.sin((xx / (7 + 5 * c) + yy / (11 + 3 * c)) / period + rng.uniform(0, 6)) for c in range(3)]
+    return Image.fromarray(((np.stack(base, -1) + 1) * 127.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize("preprocess", ["model", "decaf"])
+@pytest.mark.parametrize("size", SIZES)
+def test_exact_is_timms_transform(preprocess, size):
+    img = photo(*size)
+    ours = ResizeCrop(CFG, preprocess, "exact")(img)
+    assert ours.dtype.is_floating_point is False and tuple(ours.shape) == (3, 224, 224)
+    np.testing.assert_array_equal(ours.numpy(), np.asarray(build_transform(CFG, preprocess)(img)))
+
+
+def test_exact_resamples_only_the_crop_for_extreme_aspect_ratios():
+    """Beyond about 12:1 the full resize would be huge: the crop's box is resampled, within a grey level."""
+    img = photo(1000, 37)
+    ours = ResizeCrop(CFG, "model", "exact")(img).numpy().astype(float)
+    timm = np.asarray(build_transform(CFG, "model")(img)).astype(float)
+    assert np.abs(ours - timm).mean() < 1.0
+
+
+@pytest.mark.parametrize("size", SIZES + [(3024, 4032), (1000, 37)])
+def test_reduced_is_close_to_exact(size):
+    img = photo(*size)
+    exact = ResizeCrop(CFG, "model", "exact")(img).numpy().astype(float)
+    reduced = ResizeCrop(CFG, "model", "reduced")(img).numpy().astype(float)
+    assert np.abs(reduced - exact).mean() < 2.0  # grey levels of 255
+
+
+def test_draft_decodes_a_large_jpeg_at_a_reduced_scale(tmp_path):
+    path = tmp_path / "big.jpg"
+    photo(3024, 4032, period=8).save(path, quality=90)  # detail at the scale of a photo's, not of pixels
+    prep = ResizeCrop(CFG, "model", "reduced")
+    img = load_rgb(path, draft=prep.draft_size)
+    assert img.size == (504, 378)  # 1/8 scale: still at least the 341x256 resize
+    exact = ResizeCrop(CFG, "model", "exact")(load_rgb(path)).numpy().astype(float)
+    assert np.abs(prep(img).numpy() - exact).mean() / 255 < 0.01
+
+
+def test_draft_respects_exif_orientation(tmp_path):
+    """A portrait photo stored landscape with EXIF orientation 6 is drafted for its displayed size."""
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo(1500, 4000).save(path, quality=90, exif=exif.tobytes())
+    prep = ResizeCrop(CFG, "model", "reduced")
+    img = load_rgb(path, draft=prep.draft_size)
+    assert img.size[1] > img.size[0]  # displayed as portrait
+    w, h = prep.resized_size(*img.size)
+    assert img.size[0] >= w and img.size[1] >= h
+
+
+@pytest.mark.parametrize("preprocess", ["model", "decaf"])
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+def test_tta_views(preprocess, decode):
+    img = photo(300, 420)
+    plain = ResizeCrop(CFG, preprocess, decode)(img).numpy()
+    flip = ResizeCrop(CFG, preprocess, decode, tta="flip")(img).numpy()
+    assert flip.shape == (2, 3, 224, 224)
+    np.testing.assert_array_equal(flip[0], plain)
+    np.testing.assert_array_equal(flip[1], plain[:, :, ::-1])
+    ten = ResizeCrop(CFG, preprocess, decode, tta="10crop")(img).numpy()
+    assert ten.shape == (10, 3, 224, 224)
+    assert np.abs(ten[0].astype(int) - plain).max() <= 1
+    np.testing.assert_array_equal(ten[5:], ten[:5, :, :, ::-1])
+    twelve = ResizeCrop(CFG, preprocess, decode, tta="12jitter")(img).numpy()
+    assert twelve.shape == (12, 3, 224, 224)
+    np.testing.assert_array_equal(twelve[:5], ten[:5])
+    whole = np.asarray(img.resize((224, 224), Image.Resampling.BICUBIC)).transpose(2, 0, 1)
+    assert np.abs(twelve[5].astype(int) - whole).mean() < 1.0
+    np.testing.assert_array_equal(twelve[6:], twelve[:6, :, :, ::-1])
+
+
+def test_tta_corners_are_the_corners_of_the_resized_image():
+    img = photo(300, 420)
+    ten = ResizeCrop(CFG, "model", "exact", tta="10crop")(img).numpy()
+    full = np.asarray(img.resize((358, 256), Image.Resampling.BICUBIC)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(ten[1], full[:, :224, :224])
+    np.testing.assert_array_equal(ten[4], full[:, -224:, -224:])
+
+
+def tiny(**kwargs):
+    params = dict(backbone=TINY, weights="random", random_state=0, engine="torch", layer="blocks.2")
+    params.update(kwargs)
+    return DeCAFTransformer(**params)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+def test_flip_tta_reduces_image_and_mirror(rgb_arrays, engine, reduce):
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    images = [np.ascontiguousarray(a) for a in rgb_arrays]
+    mirrors = [np.ascontiguousarray(a[:, ::-1]) for a in rgb_arrays]
+    base = tiny(engine=engine).fit(images)
+    a, b = base.transform(images), base.transform(mirrors)
+    X = tiny(engine=engine, tta="flip", tta_reduce=reduce, batch_size=2).fit(images).transform(images)
+    expected = np.maximum(a, b) if reduce == "max" else (a + b) / 2
+    assert_allclose(X, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tta_works_with_layer_lists_grid_pooling_and_cache(rgb_arrays, tmp_path):
+    decaf = tiny(layer=["blocks.1", "blocks.3"], pooling=2, tta="10crop", cache=tmp_path / "c.sqlite")
+    X = decaf.fit(rgb_arrays).transform(rgb_arrays)
+    assert X.shape == (len(rgb_arrays), decaf.n_features_out_)
+    again = decaf.transform(rgb_arrays)
+    assert decaf.cache_info()["computed"] == len(rgb_arrays)
+    assert_allclose(again, X, rtol=1e-6)
+    plain = tiny(layer=["blocks.1", "blocks.3"], pooling=2, cache=tmp_path / "c.sqlite").fit(rgb_arrays)
+    assert not np.allclose(plain.transform(rgb_arrays), X, atol=1e-4)  # another key, other values
+
+
+@pytest.mark.parametrize("decode,model,cpus,expected", [
+    (0.002, 0.007, 2, 0),   # demo thumbnails: the network dominates, decode in the main process
+    (0.014, 0.007, 2, 1),   # 12 MP JPEGs drafted at 1/8: one worker overlaps decoding with the network
+    (0.131, 0.007, 2, 0),   # full-size decoding on 2 cores: a worker would gain only 5%
+    (0.131, 0.007, 16, 8),  # many cores: up to 8 decoders
+    (0.005, 0.005, 1, 0),   # one core: nothing to overlap
+])
+def test_decode_workers_follow_the_measured_costs(decode, model, cpus, expected):
+    from sk_decaf._torch.featurizer import Featurizer
+
+    assert Featurizer.decode_workers({"decode": decode, "model": model}, cpus=cpus) == expected
+
+
+def test_adaptive_decoding_gives_the_same_rows(image_files):
+    """The timed first batch plus the rest, in order, equal one main-process pass."""
+    items = image_files * 3
+    auto = tiny(batch_size=2).fit(items).transform(items)
+    main = tiny(batch_size=2, n_jobs=1).fit(items).transform(items)
+    assert_allclose(auto, main, rtol=1e-5, atol=1e-6)
