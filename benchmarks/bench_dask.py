@@ -3,7 +3,8 @@
 Compared on the demo set (200 images), the default network (EfficientNet-Lite0, ImageNet weights) and engine:
 
 * ``DeCAFTransformer.transform`` in this process (the network on every core);
-* ``transform_dask`` on ``LocalCluster(n_workers=W, threads_per_worker=1, processes=True)``.
+* ``transform_dask`` on ``LocalCluster(n_workers=W, threads_per_worker=1, processes=True)``;
+* ``extract_shards`` (``.npy`` shards of 25 images and a manifest) in this process and on the same cluster.
 
 Both are warm: the local transformer has run once, and every worker has loaded the network (a first
 ``transform_dask`` call; later calls with the same fitted transformer find it loaded). The runs alternate,
@@ -17,6 +18,7 @@ Usage: ``python benchmarks/bench_dask.py [--workers 2] [--chunksize 25] [--repea
 import argparse
 import os
 import statistics
+import tempfile
 import time
 
 
@@ -33,7 +35,7 @@ def main():
 
     from sk_decaf import DeCAFTransformer
     from sk_decaf.datasets import load_demo
-    from sk_decaf.parallel import transform_dask
+    from sk_decaf.parallel import extract_shards, load_shards, transform_dask
 
     demo = load_demo().paths
     paths = (demo * (args.images // len(demo) + 1))[: args.images]
@@ -42,15 +44,17 @@ def main():
     print(f"{len(paths)} images, {args.backbone}, engine {est.engine_}, {os.cpu_count()} CPUs")
 
     start = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         up = time.perf_counter() - start
         start = time.perf_counter()
         transform_dask(est, paths[: 8 * args.workers], chunksize=8).compute()  # each worker loads the network
         first = time.perf_counter() - start
         print(f"cold start: cluster {up:.1f} s, first call (network load on each worker) {first:.1f} s")
 
-        times = {"local": []} | {c: [] for c in args.chunksize}
+        times = {"local": [], "shards": [], "shards on the cluster": []} | {c: [] for c in args.chunksize}
         for _ in range(args.repeat):
             start = time.perf_counter()
             local = est.transform(paths)
@@ -61,15 +65,28 @@ def main():
                 times[c].append(time.perf_counter() - start)
                 err = float(abs(X - local).max())
                 assert err < 1e-4, err
+            for key, where in (("shards", None), ("shards on the cluster", client)):
+                with tempfile.TemporaryDirectory() as tmp:
+                    start = time.perf_counter()
+                    extract_shards(est, paths, os.path.join(tmp, "out"), shard_size=25, client=where)
+                    times[key].append(time.perf_counter() - start)
+                    err = float(abs(load_shards(os.path.join(tmp, "out")).features - local).max())
+                    assert err < 1e-4, err
         builds = client.run(lambda: __import__("sk_decaf.parallel._worker", fromlist=["_LOADED"])._LOADED.__len__())
 
     base = statistics.median(times["local"])
-    print(f"\n{'method':<48} {'img/s':>7} {'ratio':>6}")
-    print(f"{'DeCAFTransformer.transform (local)':<48} {len(paths) / base:>7.1f} {1:>6.2f}")
+    print(f"\n{'method':<52} {'img/s':>7} {'ratio':>6}")
+    print(f"{'DeCAFTransformer.transform (local)':<52} {len(paths) / base:>7.1f} {1:>6.2f}")
     for c in args.chunksize:
         t = statistics.median(times[c])
         label = f"transform_dask, {args.workers} workers x 1 thread, chunksize {c}"
-        print(f"{label:<48} {len(paths) / t:>7.1f} {base / t:>6.2f}")
+        print(f"{label:<52} {len(paths) / t:>7.1f} {base / t:>6.2f}")
+    for key, label in (
+        ("shards", "extract_shards, 25 per shard, in this process"),
+        ("shards on the cluster", f"extract_shards, 25 per shard, {args.workers} workers x 1 thread"),
+    ):
+        t = statistics.median(times[key])
+        print(f"{label:<52} {len(paths) / t:>7.1f} {base / t:>6.2f}")
     print(f"\nmax |dask - local| < 1e-4; transformers loaded per worker: {sorted(builds.values())}")
 
 

@@ -16,8 +16,14 @@ Methods (LinearSVC(C=1) on L2-normalised features everywhere; CORAL gets z-score
   al. and Gong et al. do in their unsupervised setting.
 
 Features of all 2,533 images are extracted once (activation cache) and every method runs on arrays.
+``--features`` names them: ``backbone[:layer[:tta]]``, several joined by ``+`` to concatenate them
+(each part L2-normalised, then the whole). With several ``--features``, the SVM (ST) and Daumé III (ST)
+rows are computed for each on the splits of ``--select-seed`` (other draws than the reported ones),
+the features with the best Daumé III mean there make the main table, and the comparison is printed
+for both seeds.
 
-Run: ``python benchmarks/bench_office_caltech.py [--layer pre_logits] [--output docs/office_caltech.md]``
+Run: ``python benchmarks/bench_office_caltech.py [--features efficientnet_lite0:pre_logits ...]
+[--cache FILE] [--output docs/office_caltech.md]``
 """
 
 import argparse
@@ -38,7 +44,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler, normalize
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from sk_decaf import CORAL, DeCAFTransformer, DomainAugment, GeodesicFlowKernel, SubspaceAlignment
+from sk_decaf import CORAL, DeCAFTransformer, DomainAugment, GeodesicFlowKernel, SignedSqrt, SubspaceAlignment
 from sk_decaf.datasets import load_office_caltech10
 from sk_decaf.evaluation import evaluate_office
 from sk_decaf.model_selection import DomainAdaptationSplit
@@ -74,8 +80,7 @@ def scaling(transformer):
 
 
 def inductive(transformer):
-    """Pipeline with a domain-aware step; domains are routed to fit and predict."""
-    transformer.set_fit_request(domain=True).set_transform_request(domain=True)
+    """Pipeline with a domain-aware step; it requests `sample_domain`, routed to fit and predict."""
     after = [Normalizer()] if isinstance(transformer, CORAL) else []
     return make_pipeline(*scaling(transformer), transformer, *after, classifier())
 
@@ -97,17 +102,17 @@ def fit_predict(method, X, y, domain, train, test, target, args):
     }[name]
     if "†" not in method:
         pipe = inductive(make())
-        pipe.fit(X[train], y[train], domain=domain[train])
-        return pipe.predict(X[test], domain=domain[test])
+        pipe.fit(X[train], y[train], sample_domain=domain[train])
+        return pipe.predict(X[test], sample_domain=domain[test])
     # Transductive: the transformer also sees the unlabelled test rows (as target rows).
     transformer = make()
     # The scaling is fitted on the training rows, as in the inductive pipelines.
     scale = make_pipeline(*scaling(transformer)).fit(X[train])
     Z = scale.transform(X[np.r_[train, test]])
-    transformer.fit(Z, domain=domain[np.r_[train, test]])
+    transformer.fit(Z, sample_domain=domain[np.r_[train, test]])
     after = normalize if isinstance(transformer, CORAL) else (lambda Z: Z)
-    clf = classifier().fit(after(transformer.transform(Z[: len(train)], domain=domain[train])), y[train])
-    return clf.predict(after(transformer.transform(Z[len(train):], domain=domain[test])))
+    clf = classifier().fit(after(transformer.transform(Z[: len(train)], sample_domain=domain[train])), y[train])
+    return clf.predict(after(transformer.transform(Z[len(train):], sample_domain=domain[test])))
 
 
 METHODS = ["SVM (S)", "SVM (T)", "SVM (ST)", "Daumé III (ST)", "CORAL (ST)", "SA (ST)", "GFK (ST)",
@@ -120,11 +125,59 @@ def run_shift(X, y, domain, source, target, args):
     Xs, ys, ds = X[idx], y[idx], domain[idx]
     cv = DomainAdaptationSplit(source, target, setting="ST", n_splits=args.splits, random_state=args.seed)
     scores = {m: [] for m in args.methods}
-    for train, test in cv.split(Xs, ys, ds):
+    for train, test in cv.split(Xs, ys, sample_domain=ds):
         for method in args.methods:
             y_pred = fit_predict(method, Xs, ys, ds, train, test, target, args)
             scores[method].append(balanced_accuracy_score(ys[test], y_pred))
     return {m: np.array(s) for m, s in scores.items()}, (Xs, ys, ds)
+
+
+def featurize(spec, paths, cache):
+    """Features named by ``spec`` (``backbone[:layer[:tta]]``, parts joined by ``+``), and a description."""
+    parts, names, computed = [], [], 0
+    for part in spec.split("+"):
+        backbone, layer, tta = (part.split(":") + [None, None])[:3]
+        layer = layer or "pre_logits"
+        decaf = DeCAFTransformer(backbone, layer=layer, tta=tta or None, cache=cache, random_state=0)
+        parts.append(normalize(decaf.fit_transform(paths)))
+        computed += decaf.cache_info()["computed"]
+        names.append(f'DeCAFTransformer("{backbone}", layer="{layer}"' + (f', tta="{tta}")' if tta else ")"))
+    X = normalize(np.hstack(parts)) if len(parts) > 1 else parts[0]
+    return X, " + ".join(f"`{n}`" for n in names), computed
+
+
+def post_process(X, how):
+    """Row-wise, stateless post-processing applied to every row once: L2 norm, or the signed square root."""
+    return SignedSqrt().fit_transform(X) if how == "signed-sqrt" else normalize(X)
+
+
+def compare_features(candidates, y, domain, args):
+    """{spec: {seed: {method: mean over the 12 shifts}}} for SVM (ST) and Daumé III (ST)."""
+    methods, out = ["SVM (ST)", "Daumé III (ST)"], {}
+    sub = argparse.Namespace(**{**vars(args), "methods": methods})
+    for spec, X in candidates.items():
+        out[spec] = {}
+        for seed in (args.select_seed, args.seed):
+            sub.seed, per_shift = seed, []
+            with sklearn.config_context(enable_metadata_routing=True):
+                for source, target in itertools.permutations(DOMAINS, 2):
+                    per_shift.append(run_shift(X, y, domain, source, target, sub)[0])
+            out[spec][seed] = {m: 100 * np.mean([r[m].mean() for r in per_shift]) for m in methods}
+        print(f"  {spec}: " + "; ".join(f"seed {seed}: " + ", ".join(f"{m} {v:.2f}" for m, v in res.items())
+                                       for seed, res in out[spec].items()), flush=True)
+    return out
+
+
+def comparison_table(comparison, descriptions, chosen, args):
+    head = (f"| features | SVM (ST), seed {args.select_seed} | Daumé III (ST), seed {args.select_seed} "
+            f"| SVM (ST), seed {args.seed} | Daumé III (ST), seed {args.seed} |")
+    lines = [head, "|---|---|---|---|---|"]
+    for spec, res in comparison.items():
+        mark = " (**chosen**)" if spec == chosen else ""
+        cells = [f"{res[seed][m]:.2f}" for seed in (args.select_seed, args.seed)
+                 for m in ("SVM (ST)", "Daumé III (ST)")]
+        lines.append(f"| {descriptions[spec]}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def check_against_evaluate_office(arrays, source, target, scores, args):
@@ -191,10 +244,15 @@ def decaf_table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--layer", default="pre_logits")
+    parser.add_argument("--features", nargs="+", default=["efficientnet_lite0:pre_logits"],
+                        help="features, each backbone[:layer[:tta]] or several joined by '+' (concatenated); "
+                             "with several, the best Daumé III (ST) mean on --select-seed's splits is reported")
+    parser.add_argument("--post", choices=["l2", "signed-sqrt"], default="l2",
+                        help="row-wise post-processing of the features (default: L2 normalisation)")
     parser.add_argument("--splits", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the reported splits (default 0)")
+    parser.add_argument("--select-seed", type=int, default=1,
+                        help="seed of the splits on which several --features are compared (default 1)")
     parser.add_argument("--n-components", type=int, default=20,
                         help="SA/GFK subspace dimension with labelled rows only (30 target rows; default 20)")
     parser.add_argument("--n-components-transductive", type=int, default=50,
@@ -211,35 +269,59 @@ def main(argv=None):
 
     start = time.perf_counter()
     data = load_office_caltech10(args.data)
+    candidates, descriptions, computed = {}, {}, 0
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
-        decaf = DeCAFTransformer(args.backbone, layer=args.layer, cache=cache, random_state=0)
-        X = decaf.fit_transform(data.paths)
-        computed = decaf.cache_info()["computed"]
+        for spec in args.features:
+            X, descriptions[spec], n = featurize(spec, data.paths, cache)
+            candidates[spec], computed = post_process(X, args.post), computed + n
     t_features = time.perf_counter() - start
     y, domain = data.target, np.asarray(data.domain, dtype=str)
 
-    results, start = {}, time.perf_counter()
     # Small matrices: one BLAS thread is as fast, and immune to the spinning of multi-threaded BLAS
     # when other processes share the cores (20x slower evaluations were seen without this limit).
     limit = threadpool_limits(args.blas_threads, user_api="blas") if args.blas_threads else nullcontext()
+    comparison, chosen, start = None, args.features[0], time.perf_counter()
     with limit:
+        if len(candidates) > 1:
+            print(f"comparing {len(candidates)} features on the splits of seed {args.select_seed} (and {args.seed}):")
+            comparison = compare_features(candidates, y, domain, args)
+            chosen = max(comparison, key=lambda spec: comparison[spec][args.select_seed]["Daumé III (ST)"])
+        t_compare, start = time.perf_counter() - start, time.perf_counter()
+        X, results = candidates[chosen], {}
         for source, target in itertools.permutations(DOMAINS, 2):
             evaluate_shift(results, X, y, domain, source, target, args)
     t_eval = time.perf_counter() - start
     shifts = list(results)
+    features_text = f"{descriptions[chosen]} ({X.shape[1]} features)"
+    if args.post == "signed-sqrt":
+        features_text += ", then `SignedSqrt()` (L2 norm, signed square root, L2 norm)"
+    selection = ""
+    if comparison is not None:
+        selection = f"""
+## Choice of the features
 
+Each candidate below went through the SVM (ST) and Daumé III (ST) rows on all 12 shifts, on the splits of
+seed {args.select_seed} (other random draws than the reported ones) and, for information, of seed {args.seed}. The
+features with the best Daumé III (ST) mean on seed {args.select_seed} make the tables of this page. Means of the
+mean per-class accuracy (%) over the 12 shifts × {args.splits} splits; {t_compare:.0f} s.
+
+{comparison_table(comparison, descriptions, chosen, args)}
+"""
+
+    command = "" if args.features == parser.get_default("features") else " --features " + " ".join(args.features)
+    command += "" if args.post == "l2" else f" --post {args.post}"
     report = f"""# Office-Caltech-10: domain adaptation with DeCAF features
 
-Generated by `python benchmarks/bench_office_caltech.py` (sk_decaf, scikit-learn {sklearn.__version__},
-{platform.machine()}, {os.cpu_count()} CPU cores).
+Generated by `python benchmarks/bench_office_caltech.py{command}` (sk_decaf, scikit-learn
+{sklearn.__version__}, {platform.machine()}, {os.cpu_count()} CPU cores).
 
 **Data.** Office-Caltech-10 ({len(data.paths)} images; 10 classes shared by Office-31 and Caltech-256;
 domains A = amazon, C = caltech10, D = dslr, W = webcam), read with `load_office_caltech10`.
 
-**Features.** `DeCAFTransformer("{args.backbone}", layer="{args.layer}")` ({X.shape[1]} features, ImageNet
-weights shipped offline); all images extracted once through the activation cache ({computed} images through the
-network in {t_features:.0f} s), then every method runs on the arrays.
+**Features.** {features_text}; ImageNet weights shipped offline; all images extracted once through the
+activation cache ({computed} image passes through the networks in {t_features:.0f} s), then every method runs
+on the arrays.
 
 **Protocol** (Saenko et al. 2010, DeCAF Sec. 4.2 and Table 1). For each shift source → target and each of
 {args.splits} random splits (`DomainAdaptationSplit`, `random_state={args.seed}`): per class, 20 labelled source
@@ -247,7 +329,7 @@ images (amazon, caltech10) or 8 (dslr, webcam) and 3 labelled target images; tes
 images. Cells: mean per-class accuracy (`balanced_accuracy_score`, %) mean ± std over the splits. Every row
 uses the same splits (the S, T and ST rows are checked to equal `evaluate_office`'s).
 
-**Methods.** Every SVM is `LinearSVC(C=1)` on L2-normalised features (`Normalizer()`). Not tuned on these
+**Methods.** Every SVM is `LinearSVC(C=1)` on unit-norm features (`Normalizer()`). Not tuned on these
 test sets: C=1 is scikit-learn's default, L2 normalisation the usual choice for CNN features, SA/GFK use
 {args.n_components} dimensions with labelled rows only (30 target rows support at most 29) and
 {args.n_components_transductive} in the transductive rows, both fixed in advance. CORAL is the exception:
@@ -259,11 +341,12 @@ without re-normalising was worse and LinearSVC did not converge): treat the CORA
 | row | trained on | domain-adaptation step, fitted on |
 |---|---|---|
 | SVM (S) / (T) / (ST) | source / labelled target / both | – |
-| Daumé III (ST) | both | `DomainAugment` (routed `domain`) |
+| Daumé III (ST) | both | `DomainAugment` (routed `sample_domain`) |
 | CORAL (ST) | both | `CORAL(reg=1)` on the labelled training rows |
 | SA (ST) | both | `SubspaceAlignment({args.n_components})` on the labelled training rows |
 | GFK (ST) | both | `GeodesicFlowKernel({args.n_components})` on the labelled training rows |
-| CORAL / SA / GFK (ST)† | both | the same, also given the **unlabelled target test images** (transductive, as in the CORAL, SA and GFK papers; {args.n_components_transductive} components for SA/GFK) |
+| CORAL / SA / GFK (ST)† | both | the same, also given the **unlabelled target test images** \
+(transductive, as in the CORAL, SA and GFK papers; {args.n_components_transductive} components for SA/GFK) |
 
 The labelled-only rows see 30 target rows, so their subspaces have {args.n_components} dimensions (≤ 29);
 the transductive rows see every target image.
@@ -276,7 +359,7 @@ the transductive rows see every target image.
 
 Time on this machine: features {t_features:.0f} s; evaluation of {len(shifts)} shifts × {args.splits} splits
 × {len(args.methods)} methods {t_eval:.0f} s.
-
+{selection}
 ## Comparison with DeCAF Table 1
 
 DeCAF reports DeCAF6 (AlexNet fc6) on Office-31 (31 classes); this table uses Office-Caltech-10's 10

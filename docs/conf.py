@@ -55,14 +55,15 @@ numpydoc_class_members_toctree = False
 
 # -- Gallery -----------------------------------------------------------------------------------------------
 SHARED_DATA = Path(os.environ.get("SK_DECAF_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
-_run = ["plot_figures", "plot_layer_dropout_grid"]  # the embedded demo set: always run
-if (SHARED_DATA / "office_caltech10").is_dir():
-    _run.append("plot_domain_adaptation")
+#: Examples that need a data set under SHARED_DATA: shown but not run when it is absent. Every other
+#: ``plot_*.py`` runs on the embedded demo set.
+NEEDS_DATA = {"plot_domain_adaptation": "office_caltech10"}
+_skip = [name for name, folder in NEEDS_DATA.items() if not (SHARED_DATA / folder).is_dir()]
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
-    "filename_pattern": r"/(%s)\.py$" % "|".join(_run),  # the others are shown, not run
-    "image_scrapers": ("gallery_hooks.scrape",),  # sk_decaf.plotting returns Figures, not pyplot state
+    "filename_pattern": rf"/(?!{'|'.join(_skip)})plot_\w+\.py$" if _skip else r"/plot_\w+\.py$",
+    "image_scrapers": ("gallery_hooks.scrape",),  # every figure, pyplot's or not
     "reset_modules": ("gallery_hooks.reset",),
     "reset_argv": "gallery_hooks.reset_argv",
     "within_subsection_order": "FileNameSortKey",
@@ -80,16 +81,19 @@ html_title = f"sk_decaf {version}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_show_sourcelink = False
+toc_object_entries_show_parents = "hide"  # "fit()" rather than "DeCAFTransformer.fit()" in the page outline
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "header_links_before_dropdown": 5,
+    "header_links_before_dropdown": 6,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "api": [], "auto_examples/index": []}
+# Pages without sub-pages get no left sidebar (it would hold only its title) and a wider article.
+_single_pages = ["index", "getting_started", "notebooks", "changelog", "api", "auto_examples/index"]
+html_sidebars = {page: [] for page in _single_pages}
 
 # -- API page, written from the package ---------------------------------------------------------------------
 #: Sections in reading order; a public subpackage missing here is appended at the end.

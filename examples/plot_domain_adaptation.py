@@ -9,12 +9,12 @@ the 10 classes of Office-Caltech-10. Daumé III's "frustratingly easy" feature a
 (:class:`~sk_decaf.DomainAugment`) maps a source sample ``x`` to ``[x, x, 0]`` and a target sample to
 ``[x, 0, x]``, so the SVM learns shared weights plus a correction per domain.
 
-:class:`~sk_decaf.DomainAugment` needs the domain of each image. scikit-learn carries such per-sample
-*metadata* through a :class:`~sklearn.pipeline.Pipeline` with metadata routing: enable it with
-``sklearn.set_config(enable_metadata_routing=True)`` (here, ``sklearn.config_context`` for this script
-only), have the step request it with ``set_fit_request(domain=True).set_transform_request(domain=True)``,
-then call ``pipe.fit(X, y, domain=d)``. At prediction time images without a domain are target images,
-so ``pipe.predict(X_target)`` needs nothing more.
+:class:`~sk_decaf.DomainAugment` needs the domain of each image, its ``sample_domain`` (skada's name).
+scikit-learn carries such per-sample *metadata* through a :class:`~sklearn.pipeline.Pipeline` with
+metadata routing: enable it with ``sklearn.set_config(enable_metadata_routing=True)`` (here,
+``sklearn.config_context`` for this script only), then call ``pipe.fit(X, y, sample_domain=d)``; the
+domain-adaptation steps request it by default. At prediction time images without a domain are target
+images, so ``pipe.predict(X_target)`` needs nothing more.
 
 The script compares the plain ST pipeline (DeCAF → L2 normalisation → LinearSVC on source + labelled
 target) with the
@@ -90,19 +90,17 @@ def main(argv=None):
           f"{len(data.target_names)} classes")
     # One split of the protocol: 20 amazon + 3 webcam labelled images per class; the rest of webcam is test.
     cv = DomainAdaptationSplit("amazon", "webcam", n_splits=5, random_state=0)
-    train, test = next(cv.split(X, y, groups=domain))
+    train, test = next(cv.split(X, y, sample_domain=domain))
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, sklearn.config_context(enable_metadata_routing=True):
         decaf = DeCAFTransformer("efficientnet_lite0", cache=os.path.join(tmp, "activations.sqlite"))
         # L2-normalised features, as in benchmarks/bench_office_caltech.py (raw ones slow LinearSVC down).
         plain = make_pipeline(decaf, Normalizer(), LinearSVC())
-        augment = DomainAugment(target_domain="webcam").set_fit_request(domain=True)
-        augment = augment.set_transform_request(domain=True)
-        adapted = make_pipeline(decaf, Normalizer(), augment, LinearSVC())
+        adapted = make_pipeline(decaf, Normalizer(), DomainAugment(target_domain="webcam"), LinearSVC())
 
         plain.fit(X[train], y[train])
-        adapted.fit(X[train], y[train], domain=domain[train])  # the domains reach DomainAugment only
+        adapted.fit(X[train], y[train], sample_domain=domain[train])  # reaches DomainAugment only
         predictions = {
             "SVM (ST)": plain.predict(X[test]),
             "SVM (ST) + DomainAugment": adapted.predict(X[test]),  # no domain given: target layout

@@ -23,8 +23,8 @@ import argparse
 import os
 import tempfile
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from sk_decaf import DeCAFTransformer, profile_layers
 from sk_decaf.datasets import load_demo
@@ -68,9 +68,9 @@ def profile(backbone, weights=None, batch_size=10):
 fig_lite0 = profile("efficientnet_lite0")
 
 # %%
-# On 2 CPU cores the convolutions of EfficientNet-Lite0 take about 70 % of the time, its batch norms and
-# ReLU6 most of the rest. AlexNet's convolutions and fully connected layers take about three quarters of
-# its time: DeCAF's Fig. 3 shows the same dominance.
+# The convolutions of EfficientNet-Lite0 take most of the time, its batch norms and ReLU6 most of the rest.
+# In AlexNet the convolutions and the fully connected layers dominate, as in DeCAF's Fig. 3 (on 2 CPU
+# cores they took about three quarters of the time).
 fig_alexnet = profile("alexnet", weights="random")
 
 # %%
@@ -83,8 +83,7 @@ with tempfile.TemporaryDirectory() as tmp:
     decaf = DeCAFTransformer(layer=["blocks.2", "pre_logits"], cache=os.path.join(tmp, "act.sqlite"))
     features = decaf.fit_transform(data.paths)
 split = decaf.feature_dims_["blocks.2"]
-fig_tsne = Figure(figsize=(12, 5.5), layout="constrained")
-axes = fig_tsne.subplots(1, 2)
+fig_tsne, axes = plt.subplots(1, 2, figsize=(12, 5.5), layout="constrained")
 for ax, name, block in zip(axes, decaf.layers_, (features[:, :split], features[:, split:])):
     plot_tsne(block, data.target, label_names=data.target_names, legend=ax is axes[1], ax=ax)
     ax.set_title(f"{name} ({block.shape[1]} features)")

@@ -9,12 +9,17 @@ updated in place, so the saved output is the bar's final state:
 * in a terminal (or any non-notebook process): ``tqdm``'s text bar on stderr;
 * in a notebook with ipywidgets: ``tqdm``'s widget, whose saved text is refreshed when it closes;
 * in a notebook without ipywidgets: a text bar updated in place (``update_display``), no warning.
+
+Importing this module in such a notebook also imports ``tqdm.autonotebook`` once with its "IProgress not
+found" warning silenced: huggingface_hub, which timm imports, imports ``tqdm.auto`` for its download bars,
+and that warning would otherwise appear under the first cell that loads a network, whatever ``verbose``.
 """
 
 import functools
 import io
 import os
 import sys
+import warnings
 
 from tqdm.std import tqdm as std_tqdm
 
@@ -37,6 +42,17 @@ def _has_widgets() -> bool:
     except ImportError:  # pragma: no cover - IPython missing
         return False
     return IProgress is not None
+
+
+def _silence_widget_warning():
+    """Import ``tqdm.autonotebook`` without its ipywidgets warning, in a notebook without ipywidgets."""
+    if "tqdm.autonotebook" in sys.modules or not _in_notebook() or _has_widgets():
+        return
+    from tqdm.std import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+        import tqdm.autonotebook  # noqa: F401
 
 
 def _display(obj, **kwargs):
@@ -120,3 +136,6 @@ def progress_bar(total: int, desc: str = "DeCAF", *, unit: str = "img", disable:
     if _has_widgets():
         return _widget_bar_class()(**kwargs)
     return _TextBar(**kwargs)
+
+
+_silence_widget_warning()

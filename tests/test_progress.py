@@ -55,3 +55,13 @@ def test_saved_notebook_shows_the_finished_bar(widgets):
     data = outputs[0]["data"]
     assert FINISHED.match(data["text/plain"]), data["text/plain"]
     assert ("application/vnd.jupyter.widget-view+json" in data) == widgets
+
+
+def test_no_ipywidgets_warning_in_a_notebook_without_ipywidgets():
+    # huggingface_hub (imported by timm) imports tqdm.auto, which warns "IProgress not found" in such a notebook.
+    outputs = _run_in_kernel(
+        "import sys; sys.modules['ipywidgets'] = None  # as if not installed\n"
+        "import sk_decaf._progress\n"
+        "import tqdm.auto\n"
+    )
+    assert outputs == []

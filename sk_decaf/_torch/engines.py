@@ -24,7 +24,8 @@ def _onnxruntime():
 
     On Linux, importing onnxruntime (1.32) writes a device id under ``~/.cache/Microsoft/DeveloperTools`` and
     starts an uploader that resolves ``mobile.events.data.microsoft.com`` seconds later. Only the variable, read
-    at import, stops both (``disable_telemetry_events()`` alone does not); the call stops the Windows events.
+    at import, stops both (measured: ``disable_telemetry_events()`` alone does not); the call is the documented
+    switch for the other platforms' telemetry.
     """
     disable = os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1") == "1"
     import onnxruntime

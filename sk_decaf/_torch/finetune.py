@@ -5,8 +5,11 @@
 DeCAF's frozen features share their input). :func:`frozen_modules` resolves "everything up to and
 including this layer" into module names; frozen parameters get ``requires_grad=False`` and frozen
 modules stay in eval mode (BatchNorm keeps its ImageNet statistics, dropout is off) whatever
-``train()`` says. :class:`ImageItems` yields ``(uint8 CHW tensor, label)`` pairs for a DataLoader,
-through timm's training transform (augmentation) or the evaluation transform.
+``train()`` says. ``batchnorm="frozen"`` keeps every BatchNorm layer in eval mode, so that training and
+prediction run the same function; :meth:`FineTuneModule.recompute_batchnorm` re-estimates the running
+statistics after a training in batch-statistics mode. :class:`ImageItems` yields ``(uint8 CHW tensor,
+label)`` pairs for a DataLoader, through timm's training transform (augmentation) or the evaluation
+transform.
 
 Nothing here knows scikit-learn or skorch.
 """
@@ -187,10 +190,19 @@ class FineTuneModule(nn.Module):
         See :func:`frozen_modules`.
     generator : torch.Generator, default=None
         Draws the initial weights of the new layer (PyTorch's ``nn.Linear`` distribution).
+    batchnorm : {"frozen", "train"}, default="frozen"
+        ``"frozen"``: every BatchNorm layer stays in eval mode, normalising with its running (ImageNet)
+        statistics, in training as in prediction; its affine weights are still trained unless frozen.
+        ``"train"``: trainable BatchNorm layers normalise with the statistics of each batch in training
+        and update their running statistics (PyTorch's default); see :meth:`recompute_batchnorm`.
     """
 
-    def __init__(self, backbone, layer, n_classes, *, pooling="avg", freeze_until=None, generator=None):
+    def __init__(self, backbone, layer, n_classes, *, pooling="avg", freeze_until=None, generator=None,
+                 batchnorm="frozen"):
         super().__init__()
+        if batchnorm not in ("frozen", "train"):
+            raise ValueError(f"batchnorm must be 'frozen' or 'train'; got {batchnorm!r}.")
+        self.batchnorm = batchnorm
         if backbone.family == "timm" and layer != "logits" and hasattr(backbone.model, "reset_classifier"):
             backbone.model.reset_classifier(0)  # the ImageNet classifier is never used: do not carry it
         self.frozen = frozen_modules(backbone, freeze_until)
@@ -206,6 +218,7 @@ class FineTuneModule(nn.Module):
                 for param in module.parameters(recurse=False):
                     param.requires_grad_(False)
         self._frozen_modules = [by_name[name] for name in self.frozen]
+        self._norms = [m for m in by_name.values() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         n_features = self._probe(backbone.data_config["input_size"])
         self.head = nn.Linear(n_features, n_classes)
         bound = 1.0 / math.sqrt(n_features)
@@ -226,6 +239,9 @@ class FineTuneModule(nn.Module):
             self.backbone.eval()
         for module in self._frozen_modules:
             module.eval()  # frozen BatchNorm keeps its statistics, frozen dropout is off
+        if self.batchnorm == "frozen":
+            for module in self._norms:
+                module.eval()
         return self
 
     def forward(self, images):
@@ -249,6 +265,39 @@ class FineTuneModule(nn.Module):
                                    for images, _ in loader])
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def recompute_batchnorm(self, dataset, *, batch_size=32, device="cpu", num_workers=0):
+        """Re-estimate the running statistics of the BatchNorm layers that train, over ``dataset``.
+
+        The layers that ``train()`` puts in training mode (none with ``batchnorm="frozen"``) get their
+        running mean and variance reset, then set to the plain average of the batch statistics of
+        ``dataset`` under the final weights (``momentum=None``, as ``torch.optim.swa_utils.update_bn``,
+        which would also reset the frozen layers). Everything else runs in eval mode (no dropout).
+        The exponential average kept during training mixes statistics of earlier weights; after a few
+        steps on images far from ImageNet it no longer matches the network, and eval-mode outputs
+        collapse. Returns the number of layers re-estimated; the module is left in eval mode.
+        """
+        self.train().to(device)
+        norms = [m for m in self._norms if m.training and m.track_running_stats]
+        self.eval()
+        momenta = [m.momentum for m in norms]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average
+            module.train()
+        # A last batch of one image has no variance (BatchNorm refuses it in training mode): drop it.
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator(),
+                            drop_last=len(dataset) % batch_size == 1 and len(dataset) > 1)
+        try:
+            if norms:
+                for images, _ in loader:
+                    self.backbone(images.to(device))
+        finally:
+            for module, momentum in zip(norms, momenta):
+                module.momentum = momentum
+            self.eval()
+        return len(norms)
 
     @torch.no_grad()
     def set_head(self, weight, bias):

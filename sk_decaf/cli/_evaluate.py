@@ -27,7 +27,8 @@ def add_evaluate_parser(sub):
                     "caltech101 (30 training images per class, the rest tested), per-class (--n-train per "
                     "class) or office (Saenko et al. 2010: --source -> --target, settings S, T, ST). Prints "
                     "mean per-class accuracy +- std over random splits per layer and setting; --figures "
-                    "saves PNG figures.")
+                    "saves PNG figures.",
+        conflict_handler="resolve")  # --backbone below takes several names, replacing the shared option
     p.add_argument("--data", metavar="DIR", required=True,
                    help="DIR/<class>/<image> (per-class protocols), or an Office-Caltech-10 root "
                         "DIR/<domain>/<class>/*.jpg or Office-31 root DIR/<domain>/images/<class>/*.jpg")
@@ -57,6 +58,14 @@ def add_evaluate_parser(sub):
                    help="save figures as PNG: few-shot curve and t-SNE (per-class), t-SNE of source and "
                         "target (office)")
     add_backbone_options(p)
+    views = p.add_argument_group("backbones and test-time augmentation")
+    views.add_argument("--backbone", nargs="+", default=["efficientnet_lite0"], metavar="NAME",
+                       help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
+                            "ImageNet weights shipped offline); several names concatenate their features, each "
+                            "SignedSqrt-normalised (sk_decaf.make_ensemble)")
+    views.add_argument("--tta", choices=["flip", "10crop", "12jitter"], default=None,
+                       help="test-time augmentation: features averaged over the image and its mirror, Caffe's "
+                            "10 crops or Azizpour et al.'s 12 jitters (default: none)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -68,6 +77,32 @@ def _classifier(args):
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=args.C, max_iter=2000)
+
+
+def _features(args, layer, cache):
+    """DeCAFTransformer; with several --backbone, their SignedSqrt-normalised features concatenated."""
+    from .._ensemble import make_ensemble
+    from ..transformers import DeCAFTransformer
+
+    # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
+    kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
+    backbones = kwargs.pop("backbone")
+    if len(backbones) == 1:
+        return DeCAFTransformer(backbones[0], **kwargs)
+    shared = {key: kwargs.pop(key) for key in ("layer", "cache", "tta")}
+    return make_ensemble(*backbones, **shared, decaf_params=kwargs)
+
+
+def _decafs(features):
+    """The DeCAFTransformer(s) of _features' result."""
+    if hasattr(features, "transformer_list"):
+        return [branch[0] for _, branch in features.transformer_list]
+    return [features]
+
+
+def _describe(args):
+    """The backbone(s) and test-time augmentation, e.g. 'efficientnet_lite0 + efficientnet_lite2, tta=flip'."""
+    return " + ".join(args.backbone) + (f", tta={args.tta}" if args.tta else "")
 
 
 def _load(args):
@@ -152,7 +187,7 @@ def _figures(args, data, rows, make_pipe, features, outdir):
                   for layer in dict.fromkeys(layer for layer, _, _ in rows)}
         saved.append(_save(plot_few_shot(curves), outdir, "few_shot.png"))
     fig = plot_tsne(features, data.target, label_names=data.target_names, random_state=args.seed)
-    fig.axes[0].set_title(f"t-SNE of DeCAF features ({args.backbone}, {first})")
+    fig.axes[0].set_title(f"t-SNE of DeCAF features ({_describe(args)}, {first})")
     saved.append(_save(fig, outdir, "tsne.png"))
     return saved
 
@@ -161,7 +196,6 @@ def run_evaluate(args):
     from sklearn.pipeline import Pipeline
 
     from ..evaluation import evaluate, evaluate_office
-    from ..transformers import DeCAFTransformer
 
     if args.figures:
         import matplotlib  # noqa: F401  fail early, before any feature is computed
@@ -175,12 +209,11 @@ def run_evaluate(args):
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
 
         def make_decaf(layer):
-            # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
-            return DeCAFTransformer(layer=layer, cache=cache, **transformer_kwargs(args))
+            return _features(args, layer, cache)
 
         names = {}
         for layer in args.layer or [None]:
-            name = make_decaf(layer).fit(data.paths).layers_[0]  # fit reads no image
+            name = _decafs(make_decaf(layer))[0].fit(data.paths).layers_[0]  # fit reads no image
             names.setdefault(name, layer)
 
         def make_pipe(name):
@@ -205,11 +238,13 @@ def run_evaluate(args):
                 protocol = results[""].protocol
             rows += [(name, setting, result) for setting, result in results.items()]
         saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
-        info = make_decaf(names[next(iter(names))]).fit(data.paths[:1]).cache_info()
+        computed = [decaf.fit(data.paths[:1]).cache_info()["computed"]
+                    for decaf in _decafs(make_decaf(names[next(iter(names))]))]
     clf = type(_classifier(args)).__name__
-    print(f"backbone {args.backbone}, {clf}(C={args.C}); protocol {protocol}\n")
+    print(f"backbone {_describe(args)}, {clf}(C={args.C}); protocol {protocol}\n")
     print(_table(rows, office))
-    print(f"\n{time.perf_counter() - start:.1f} s; {info['computed']} images went through the network")
+    print(f"\n{time.perf_counter() - start:.1f} s; {' + '.join(map(str, computed))} images went through the "
+          f"network{'s' if len(computed) > 1 else ''}")
     for path in saved:
         print(f"saved {path}")
     return 0

@@ -16,29 +16,58 @@ from ._common import add_backbone_options, parse_layer, transformer_kwargs
 
 
 def add_extract_parser(sub):
-    p = sub.add_parser("extract", help="write the features of a <class>/<image> folder to an .npz file or shards",
-                       description="Extract DeCAF features of every image under DIR (layout DIR/<class>/<image>) "
-                                   "and write features, paths, target and target_names to an .npz file, or, with "
-                                   "--shard-size/--resume/--scheduler, to a folder of .npy shards and a "
-                                   "manifest.json that a killed job resumes.")
+    p = sub.add_parser(
+        "extract",
+        help="write the features of a <class>/<image> folder to an .npz file or shards",
+        description="Extract DeCAF features of every image under DIR (layout DIR/<class>/<image>) "
+        "and write features, paths, target and target_names to an .npz file, or, with "
+        "--shard-size/--resume/--scheduler, to a folder of .npy shards and a "
+        "manifest.json that a killed job resumes.",
+    )
     p.add_argument("data", metavar="DIR", help="image folder, one sub-folder per class")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output .npz file, or output folder of a sharded extraction")
-    p.add_argument("--layer", nargs="+", type=parse_layer, default=None,
-                   help="layer name(s) or negative int(s); several are concatenated (default: the generic layer)")
-    p.add_argument("--on-error", choices=["raise", "nan"], default="raise",
-                   help="a bad image stops the command (raise, the default), or gets a NaN row and is listed "
-                        "in the output (nan: failed_index/failed_path/failed_message in the .npz, 'failures' "
-                        "in a shard folder's manifest.json)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output .npz file, or output folder of a sharded extraction",
+    )
+    p.add_argument(
+        "--layer",
+        nargs="+",
+        type=parse_layer,
+        default=None,
+        help="layer name(s) or negative int(s); several are concatenated (default: the generic layer)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "nan"],
+        default="raise",
+        help="a bad image stops the command (raise, the default), or gets a NaN row and is listed "
+        "in the output (nan: failed_index/failed_path/failed_message in the .npz, 'failures' "
+        "in a shard folder's manifest.json)",
+    )
     shards = p.add_argument_group("sharded output (a folder; resumable)")
-    shards.add_argument("--shard-size", type=int, default=None, metavar="N",
-                        help="write OUT as a folder of .npy shards of N images each (default with --resume or "
-                             "--scheduler: the resumed job's, else 1024)")
-    shards.add_argument("--resume", action="store_true",
-                        help="continue the interrupted sharded job in OUT: compute only its missing shards")
-    shards.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="compute the shards on this Dask scheduler (tcp://host:8786 or a scheduler .json "
-                             "file; needs sk-decaf[dask]); OUT is written by this process")
+    shards.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write OUT as a folder of .npy shards of N images each (default with --resume or "
+        "--scheduler: the resumed job's, else 1024)",
+    )
+    shards.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sharded job in OUT: compute only its missing shards",
+    )
+    shards.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="compute the shards on this Dask scheduler (tcp://host:8786 or a scheduler .json "
+        "file; needs sk-decaf[dask]); OUT is written by this process",
+    )
     add_backbone_options(p)
     p.set_defaults(func=run_extract)
 
@@ -73,8 +102,10 @@ def _save_npz(path, **arrays):
 
 def _report_failures(failures, n, where):
     if failures:
-        print(f"{len(failures)} of {n} images could not be featurised (NaN rows), listed in {where}; first: "
-              f"{failures[0]['message']}")
+        print(
+            f"{len(failures)} of {n} images could not be featurised (NaN rows), listed in {where}; first: "
+            f"{failures[0]['message']}"
+        )
 
 
 def _run_npz(args, data, decaf):
@@ -85,17 +116,26 @@ def _run_npz(args, data, decaf):
         warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
         features, failures = transform_block(decaf.fit(data.paths), data.paths, 0)
     seconds = time.perf_counter() - start
-    arrays = dict(features=features, paths=np.asarray(data.paths), target=data.target,
-                  target_names=np.asarray(data.target_names, dtype=str), layers=np.asarray(decaf.layers_),
-                  feature_names=np.asarray(decaf.get_feature_names_out(), dtype=str))
+    arrays = dict(
+        features=features,
+        paths=np.asarray(data.paths),
+        target=data.target,
+        target_names=np.asarray(data.target_names, dtype=str),
+        layers=np.asarray(decaf.layers_),
+        feature_names=np.asarray(decaf.get_feature_names_out(), dtype=str),
+    )
     if args.on_error == "nan":
-        arrays.update(failed_index=np.asarray([f["index"] for f in failures], dtype=np.int64),
-                      failed_path=np.asarray([f["item"] for f in failures], dtype=str),
-                      failed_message=np.asarray([f["message"] for f in failures], dtype=str))
+        arrays.update(
+            failed_index=np.asarray([f["index"] for f in failures], dtype=np.int64),
+            failed_path=np.asarray([f["item"] for f in failures], dtype=str),
+            failed_message=np.asarray([f["message"] for f in failures], dtype=str),
+        )
     output = _save_npz(args.output, **arrays)
-    print(f"{len(data.paths)} images x {features.shape[1]} features ({', '.join(decaf.layers_)}) of "
-          f"{args.backbone} in {seconds:.1f} s ({len(data.paths) / seconds:.1f} img/s, engine "
-          f"{decaf.engine_}) -> {output}")
+    print(
+        f"{len(data.paths)} images x {features.shape[1]} features ({', '.join(decaf.layers_)}) of "
+        f"{args.backbone} in {seconds:.1f} s ({len(data.paths) / seconds:.1f} img/s, engine "
+        f"{decaf.engine_}) -> {output}"
+    )
     _report_failures(failures, len(data.paths), f"{output} (failed_index, failed_path, failed_message)")
     return 0
 
@@ -110,17 +150,25 @@ def _run_shards(args, data, decaf):
     try:
         with warnings.catch_warnings():  # the failures are reported below, once
             warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
-            report = extract_shards(decaf, data.paths, args.output, shard_size=args.shard_size, resume=args.resume,
-                                    client=client, verbose=args.verbose,
-                                    metadata={"target": data.target.tolist(),
-                                              "target_names": [str(t) for t in data.target_names]})
+            report = extract_shards(
+                decaf,
+                data.paths,
+                args.output,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                client=client,
+                verbose=args.verbose,
+                metadata={"target": data.target.tolist(), "target_names": [str(t) for t in data.target_names]},
+            )
     finally:
         if client is not None:
             client.close()
     where = f"on {args.scheduler}" if client is not None else "locally"
-    print(f"{len(data.paths)} images x {report.n_features} features in {report.n_shards} shards: "
-          f"{len(report.computed)} computed {where}, {len(report.skipped)} already present, in "
-          f"{report.seconds:.1f} s -> {args.output}")
+    print(
+        f"{len(data.paths)} images x {report.n_features} features in {report.n_shards} shards: "
+        f"{len(report.computed)} computed {where}, {len(report.skipped)} already present, in "
+        f"{report.seconds:.1f} s -> {args.output}"
+    )
     _report_failures(report.failures, len(data.paths), os.path.join(args.output, "manifest.json"))
     return 0
 

@@ -20,8 +20,7 @@ from onnx import numpy_helper
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType, guess_numpy_type
 
-from .. import CORAL, DeCAFTransformer, DomainAugment, FeatureDropout, GeodesicFlowKernel, SignedSqrt
-from .. import SubspaceAlignment
+from .. import CORAL, DeCAFTransformer, DomainAugment, FeatureDropout, GeodesicFlowKernel, SignedSqrt, SubspaceAlignment
 from ._network import NETWORK_OPSET, network_to_onnx
 
 __all__ = ["register_converters", "CONVERTERS"]
@@ -99,8 +98,9 @@ def _embed(scope, container, model, inputs, outputs):
     names.update(outputs)
 
     def rename(name):
-        if name == "":  # an omitted optional input
-            return name
+        if name == "":
+            raise ValueError("The network's ONNX graph omits an optional input before a given one, which "
+                             "skl2onnx cannot order.")
         if name not in names:
             names[name] = scope.get_unique_variable_name(name.replace("/", "_").strip("_") or "t")
         return names[name]
@@ -114,7 +114,10 @@ def _embed(scope, container, model, inputs, outputs):
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.name = scope.get_unique_operator_name(node.op_type)
-        copy.input[:] = [rename(n) for n in node.input]
+        inputs = list(node.input)
+        while inputs and inputs[-1] == "":  # omitted trailing optional inputs (Clip without max): drop them,
+            inputs.pop()  # skl2onnx's topological sort would look for a producer of ""
+        copy.input[:] = [rename(n) for n in inputs]
         copy.output[:] = [rename(n) for n in node.output]
         container.nodes.append(copy)
         container.node_domain_version_pair_sets.add((node.domain, opset[node.domain or ""]))

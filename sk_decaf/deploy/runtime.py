@@ -5,11 +5,12 @@ works in an environment with only ``pip install onnxruntime numpy pillow``: copy
 run ``python runtime.py model.onnx photo.jpg ...``, or ``import runtime`` and use :class:`OnnxPipeline`.
 
 Preprocessing lives here, beside the graph, and reads its settings from the model's metadata
-(``sk_decaf.preprocess``): it reproduces the uint8 tensors that ``DeCAFTransformer`` feeds its network —
-EXIF orientation, conversion to RGB (alpha composited on white), then timm's evaluation transform on the
-PIL image: a resize with Pillow's filter (what torchvision's ``Resize`` calls on PIL images) followed by
-timm's centre crop. Normalisation by the model's mean and std is inside the graph, whose input is
-``uint8 (N, 3, H, W)`` RGB.
+(``sk_decaf.preprocess``): it reproduces, byte for byte, the uint8 tensors that ``DeCAFTransformer`` feeds
+its network — EXIF orientation, conversion to RGB (alpha composited on white), then timm's evaluation
+transform on the PIL image (a resize with Pillow's filter, which is what torchvision's ``Resize`` calls on
+PIL images, and timm's centre crop) or, with ``decode="reduced"``, JPEG decoding at a reduced DCT scale and
+resampling of the crop's box only. Normalisation by the model's mean and std is inside the graph, whose
+input is ``uint8 (N, 3, H, W)`` RGB.
 """
 
 from __future__ import annotations
@@ -187,8 +188,21 @@ def preprocess_image(img, config):
 
 
 def preprocess(items, config):
-    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch."""
-    return np.stack([preprocess_image(load_rgb(item, config), config) for item in items])
+    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch.
+
+    Raises
+    ------
+    ValueError
+        Naming the item that cannot be read or decoded.
+    """
+    batch = []
+    for i, item in enumerate(items):
+        try:
+            batch.append(preprocess_image(load_rgb(item, config), config))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            what = repr(os.fspath(item)) if isinstance(item, (str, os.PathLike)) else type(item).__name__
+            raise ValueError(f"image {i} ({what}): cannot decode: {type(exc).__name__}: {exc}") from None
+    return np.stack(batch)
 
 
 # -- the model -----------------------------------------------------------------------------------------------
@@ -281,8 +295,11 @@ class OnnxPipeline:
 
 
 def label_scores(outputs, classes=None):
-    """The score of each image's predicted label: its probability when the model has one, else its
-    decision value (for two classes, the decision function's sign is flipped for the first class)."""
+    """The score of each image's predicted label.
+
+    Its probability when the model has ``predict_proba``, else its decision value (for two classes, the
+    decision function's sign is flipped for the first class, so that the score is positive).
+    """
     labels = outputs["label"]
     scores = outputs.get("predict_proba", outputs.get("decision_function"))
     if scores is None:
@@ -307,6 +324,11 @@ def add_predict_arguments(parser):
     return parser
 
 
+def _plain(value):
+    """A numpy value (string labels come back as Python ``str``) as plain Python, for printing and JSON."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
 def run_predict(args, stream=None):
     """Print one line per image: ``image<TAB>label<TAB>score``, or JSON with ``--json``."""
     stream = stream or sys.stdout
@@ -319,9 +341,9 @@ def run_predict(args, stream=None):
         raise ValueError(f"{args.model!r} does not predict labels (its outputs: {model.output_names}).")
     scores = label_scores(outputs, model.classes_)
     for i, path in enumerate(args.images):
-        label = outputs["label"][i].item()
+        label = _plain(outputs["label"][i])
         if args.json:
-            row = {"image": path, **{name: value[i].tolist() for name, value in outputs.items()}}
+            row = {"image": path, **{name: _plain(value[i]) for name, value in outputs.items()}}
             print(json.dumps(row), file=stream)
         else:
             print(f"{path}\t{label}" + ("" if scores is None else f"\t{scores[i]:.6g}"), file=stream)

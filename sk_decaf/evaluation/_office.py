@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..model_selection import DomainAdaptationSplit
 from ._base import COMMON_CONSTRAINTS, OfficeResults, describe, result_from_run

@@ -101,6 +101,15 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         BatchNorm statistics and dropout of the frozen part in evaluation mode. ``"all"`` freezes the
         whole backbone (a linear probe on augmented DeCAF features). Freezing early layers also
         makes each step cheaper: no backward pass runs through them.
+    batchnorm : {"frozen", "recompute", "train"}, default="frozen"
+        How the BatchNorm layers normalise while the network trains. ``"frozen"``: with their running
+        (ImageNet) statistics, in training as in prediction, so that prediction computes exactly the
+        function that training optimised; their affine weights are still trained. ``"recompute"``: with
+        the statistics of each batch, then, after training, the running statistics are re-estimated over
+        the training images (evaluation transform) under the final weights. ``"train"``: PyTorch's
+        default, batch statistics and an exponential running average; on images far from ImageNet that
+        average lags behind the changing weights and evaluation-mode predictions collapse (kept for
+        comparison, see the fine-tuning guide).
     head_init : {"linear_probe", "random"}, default="linear_probe"
         ``"linear_probe"``: the new layer starts as a multinomial ``LogisticRegression(C=1)`` fitted on
         the frozen features of the training images (evaluation transform, validation images left out),
@@ -198,6 +207,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "backbone_lr_scale": [Interval(numbers.Real, 0, None, closed="left")],
         "freeze_until": [None, str, Interval(numbers.Integral, None, -1, closed="right")],
+        "batchnorm": [StrOptions({"frozen", "recompute", "train"})],
         "head_init": [StrOptions({"linear_probe", "random"})],
         "optimizer": [StrOptions({"adamw", "sgd"}), type],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -215,8 +225,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, backbone="efficientnet_lite0", *, layer=None, weights=None, pooling="avg",
-                 max_epochs=10, lr=1e-3, backbone_lr_scale=0.1, freeze_until=None, head_init="linear_probe",
-                 optimizer="adamw",
+                 max_epochs=10, lr=1e-3, backbone_lr_scale=0.1, freeze_until=None, batchnorm="frozen",
+                 head_init="linear_probe", optimizer="adamw",
                  weight_decay=1e-2, lr_schedule="cosine", batch_size=32, augment=True, early_stopping=True,
                  validation_fraction=0.1, patience=3, n_jobs=None, device="auto", model_kwargs=None,
                  random_state=None, verbose=0):
@@ -228,6 +238,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.backbone_lr_scale = backbone_lr_scale
         self.freeze_until = freeze_until
+        self.batchnorm = batchnorm
         self.head_init = head_init
         self.optimizer = optimizer
         self.weight_decay = weight_decay
@@ -286,7 +297,8 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             self.data_config_ = dict(backbone.data_config)
             freeze = "all" if self.backbone_lr_scale == 0 else self.freeze_until
             module = FineTuneModule(backbone, self.layer_, len(self.classes_), pooling=self.pooling,
-                                    freeze_until=freeze, generator=torch.Generator().manual_seed(seed))
+                                    freeze_until=freeze, generator=torch.Generator().manual_seed(seed),
+                                    batchnorm="frozen" if self.batchnorm == "frozen" else "train")
             self.n_trainable_params_ = int(sum(p.numel() for group in module.trainable_parameters()
                                                for p in group))
             eval_transform = build_transform(self.data_config_)
@@ -298,6 +310,11 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             train = ImageItems(items, y_encoded, build_train_transform(self.data_config_, self.augment))
             self.net_ = self._make_net(module, len(items) - n_valid, split, seed, eval_transform)
             self.net_.fit(train, y_encoded)
+            if self.batchnorm == "recompute":
+                workers = resolve_workers(self.n_jobs, len(items), self.batch_size, self.device_.type)
+                self.net_.module_.recompute_batchnorm(ImageItems(items, y_encoded, eval_transform),
+                                                      batch_size=self.batch_size, device=self.device_,
+                                                      num_workers=workers)
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
         return self

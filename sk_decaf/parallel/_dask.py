@@ -20,7 +20,7 @@ def _import_dask():
     try:
         import dask
         import dask.array as da
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ImportError(_MISSING_DASK) from exc
     return dask, da
 
@@ -57,9 +57,11 @@ def get_client(scheduler=None):
     try:
         return current_client()
     except ValueError:
-        raise ValueError("No Dask client is running: start one first, e.g. "
-                         "`from distributed import Client, LocalCluster; client = Client(LocalCluster())`, "
-                         "or pass a scheduler address.") from None
+        raise ValueError(
+            "No Dask client is running: start one first, e.g. "
+            "`from distributed import Client, LocalCluster; client = Client(LocalCluster())`, "
+            "or pass a scheduler address."
+        ) from None
 
 
 def _run_block(payload, token, items, start):
@@ -74,8 +76,10 @@ def _blocks(da, paths, chunksize):
         starts = np.cumsum((0,) + paths.chunks[0])
         return list(zip(starts[:-1].tolist(), paths.to_delayed().ravel(), paths.chunks[0]))
     items = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
-    return [(start, items[start:start + chunksize], len(items[start:start + chunksize]))
-            for start in range(0, len(items), chunksize)]
+    return [
+        (start, items[start : start + chunksize], len(items[start : start + chunksize]))
+        for start in range(0, len(items), chunksize)
+    ]
 
 
 def transform_dask(transformer, paths, *, chunksize=256):
@@ -130,7 +134,8 @@ def transform_dask(transformer, paths, *, chunksize=256):
     # One graph node holds the weights-free pickle: Dask moves it to each worker once, not with every task.
     shipped = dask.delayed(payload, pure=True, name=f"sk-decaf-transformer-{token}")
     run = dask.delayed(_run_block, pure=False)
-    blocks = [da.from_delayed(run(shipped, token, items, start), shape=(size, fitted.n_features_out_),
-                              dtype=np.float32)
-              for start, items, size in _blocks(da, paths, chunksize)]
+    blocks = [
+        da.from_delayed(run(shipped, token, items, start), shape=(size, fitted.n_features_out_), dtype=np.float32)
+        for start, items, size in _blocks(da, paths, chunksize)
+    ]
     return da.concatenate(blocks, axis=0)

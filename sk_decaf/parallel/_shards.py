@@ -15,6 +15,7 @@ finished job concatenate into the same array that one uninterrupted ``transform`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -63,8 +64,9 @@ def _configuration(fitted):
     """What determines the features of a fitted transformer, as JSON."""
     params = fitted.get_params(deep=False)
     config = {name: _json_safe(params[name]) for name in _FEATURE_PARAMS if name in params}
-    config.update(layers=list(fitted.layers_), n_features=int(fitted.n_features_out_),
-                  weights_digest=fitted.weights_digest_)
+    config.update(
+        layers=list(fitted.layers_), n_features=int(fitted.n_features_out_), weights_digest=fitted.weights_digest_
+    )
     if has_on_error(fitted):
         config["on_error"] = params["on_error"]
     return config
@@ -118,13 +120,17 @@ def _prepare(out, manifest, resume):
     """Create ``out`` with ``manifest``, or check that a resumed ``out`` computes the same thing."""
     if os.path.exists(os.path.join(out, MANIFEST)):
         if not resume:
-            raise ValueError(f"{out!r} already holds a shard manifest: pass resume=True (--resume) to "
-                             "continue that job, or choose a new output folder.")
+            raise ValueError(
+                f"{out!r} already holds a shard manifest: pass resume=True (--resume) to "
+                "continue that job, or choose a new output folder."
+            )
         old = _read_manifest(out)
         for key in ("paths", "shard_size", "config"):
             if old.get(key) != manifest[key]:
-                raise ValueError(f"Cannot resume {out!r}: its {key} differ from this job's; use the same "
-                                 "images and settings, or a new output folder.")
+                raise ValueError(
+                    f"Cannot resume {out!r}: its {key} differ from this job's; use the same "
+                    "images and settings, or a new output folder."
+                )
         for name in os.listdir(out):  # half-written files of a killed run
             if name.startswith(".tmp-"):
                 os.remove(os.path.join(out, name))
@@ -165,11 +171,13 @@ def _run_dask(client, payload, token, paths, todo, save, progress):
     futures = {}
 
     def submit():
-        for k, (start, stop) in pending:
-            future = client.submit(_shard_task, shipped, token, paths[start:stop], start, pure=False)
-            futures[future] = k
-            return future
-        return None
+        task = next(pending, None)
+        if task is None:
+            return None
+        k, (start, stop) = task
+        future = client.submit(_shard_task, shipped, token, paths[start:stop], start, pure=False)
+        futures[future] = k
+        return future
 
     queue = as_completed([f for f in (submit() for _ in range(window)) if f is not None])
     for future in queue:
@@ -187,8 +195,9 @@ def _shard_task(payload, token, items, start):
     return transform_block(worker_transformer(payload, token), items, start)
 
 
-def extract_shards(transformer, paths, out, *, shard_size=None, resume=False, client=None, metadata=None,
-                   verbose=False):
+def extract_shards(
+    transformer, paths, out, *, shard_size=None, resume=False, client=None, metadata=None, verbose=False
+):
     """Extract the features of ``paths`` into a folder of ``.npy`` shards; resume a killed job.
 
     Shard ``k`` holds the float32 rows of images ``k * shard_size`` to ``(k + 1) * shard_size - 1``. Each
@@ -253,23 +262,33 @@ def extract_shards(transformer, paths, out, *, shard_size=None, resume=False, cl
     """
     out = os.fspath(out)
     if shard_size is None:  # a resumed job keeps its shard size
-        shard_size = (_read_manifest(out)["shard_size"] if resume and os.path.exists(os.path.join(out, MANIFEST))
-                      else DEFAULT_SHARD_SIZE)
+        shard_size = (
+            _read_manifest(out)["shard_size"]
+            if resume and os.path.exists(os.path.join(out, MANIFEST))
+            else DEFAULT_SHARD_SIZE
+        )
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}.")
     paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
     if not paths:
         raise ValueError("extract_shards got no images.")
     if not all(isinstance(p, str) for p in paths):
-        raise ValueError("extract_shards takes image file paths (str or path-like); featurise in-memory images "
-                         "with DeCAFTransformer.transform.")
+        raise ValueError(
+            "extract_shards takes image file paths (str or path-like); featurise in-memory images "
+            "with DeCAFTransformer.transform."
+        )
     start_time = time.perf_counter()
     fitted, payload, token = pack(transformer, paths)
     manifest = {
-        "format": _FORMAT, "version": _VERSION, "complete": False, "n_images": len(paths),
-        "shard_size": int(shard_size), "config": _configuration(fitted),
+        "format": _FORMAT,
+        "version": _VERSION,
+        "complete": False,
+        "n_images": len(paths),
+        "shard_size": int(shard_size),
+        "config": _configuration(fitted),
         "feature_names": [str(f) for f in fitted.get_feature_names_out()],
-        "metadata": _json_safe(metadata or {}), "paths": paths,
+        "metadata": _json_safe(metadata or {}),
+        "paths": paths,
     }
     _prepare(out, manifest, resume)
     bounds = _bounds(len(paths), shard_size)
@@ -284,7 +303,7 @@ def extract_shards(transformer, paths, out, *, shard_size=None, resume=False, cl
         if verbose:
             print(f"shard {k + 1}/{len(bounds)} written ({len(computed)} of {len(todo)} to compute)", flush=True)
 
-    save = lambda k, features, failures: _save_shard(out, k, features, failures)  # noqa: E731
+    save = functools.partial(_save_shard, out)
     if client is None:
         _run_local(fitted, paths, todo, save, progress)
     else:
@@ -299,11 +318,21 @@ def extract_shards(transformer, paths, out, *, shard_size=None, resume=False, cl
     manifest = dict(_read_manifest(out), complete=True, failures=failures)
     _write_json(os.path.join(out, MANIFEST), manifest)
     if failures:
-        warnings.warn(f"{len(failures)} of {len(paths)} images could not be featurised; their rows are NaN and "
-                      f"they are listed under 'failures' in {os.path.join(out, MANIFEST)}.", UserWarning,
-                      stacklevel=2)
-    return Bunch(out=out, n_shards=len(bounds), computed=sorted(computed), skipped=skipped, failures=failures,
-                 n_features=n_features, seconds=time.perf_counter() - start_time)
+        warnings.warn(
+            f"{len(failures)} of {len(paths)} images could not be featurised; their rows are NaN and "
+            f"they are listed under 'failures' in {os.path.join(out, MANIFEST)}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return Bunch(
+        out=out,
+        n_shards=len(bounds),
+        computed=sorted(computed),
+        skipped=skipped,
+        failures=failures,
+        n_features=n_features,
+        seconds=time.perf_counter() - start_time,
+    )
 
 
 def load_shards(out, *, mmap_mode=None):
@@ -333,17 +362,26 @@ def load_shards(out, *, mmap_mode=None):
     bounds = _bounds(manifest["n_images"], manifest["shard_size"])
     if not manifest.get("complete"):
         done = sum(_shard_ok(out, k, b - a, manifest["config"]["n_features"]) for k, (a, b) in enumerate(bounds))
-        raise ValueError(f"{out!r} is an unfinished extraction ({done} of {len(bounds)} shards); resume it "
-                         "(extract_shards(..., resume=True) or sk-decaf extract --resume).")
+        raise ValueError(
+            f"{out!r} is an unfinished extraction ({done} of {len(bounds)} shards); resume it "
+            "(extract_shards(..., resume=True) or sk-decaf extract --resume)."
+        )
     shards = []
     for k, (a, b) in enumerate(bounds):
         arr = np.load(os.path.join(out, _shard_name(k)), mmap_mode=mmap_mode)
         if arr.shape != (b - a, manifest["config"]["n_features"]) or arr.dtype != np.float32:
-            raise ValueError(f"{os.path.join(out, _shard_name(k))!r} is malformed: shape {arr.shape}, dtype "
-                             f"{arr.dtype}.")
+            raise ValueError(
+                f"{os.path.join(out, _shard_name(k))!r} is malformed: shape {arr.shape}, dtype {arr.dtype}."
+            )
         shards.append(arr)
     features = np.concatenate(shards) if mmap_mode is None else None
-    return Bunch(features=features, shards=shards, paths=manifest["paths"],
-                 feature_names=np.asarray(manifest["feature_names"], dtype=object),
-                 layers=manifest["config"]["layers"], failures=manifest.get("failures", []),
-                 config=manifest["config"], **manifest.get("metadata", {}))
+    return Bunch(
+        features=features,
+        shards=shards,
+        paths=manifest["paths"],
+        feature_names=np.asarray(manifest["feature_names"], dtype=object),
+        layers=manifest["config"]["layers"],
+        failures=manifest.get("failures", []),
+        config=manifest["config"],
+        **manifest.get("metadata", {}),
+    )

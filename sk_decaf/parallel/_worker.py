@@ -128,6 +128,7 @@ def transform_block(transformer, items, start):
             raise bad from None
         raise ValueError(f"images {start} to {start + len(items) - 1}: {exc}") from None
     failed = np.flatnonzero(np.isnan(features).all(axis=1)) if features.shape[1] else []
-    failures = [{"index": int(start + i), "item": _name(items[i]), "message": _failure(items[i], start + i)}
-                for i in failed]
+    failures = [
+        {"index": int(start + i), "item": _name(items[i]), "message": _failure(items[i], start + i)} for i in failed
+    ]
     return features, failures

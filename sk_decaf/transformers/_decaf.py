@@ -427,15 +427,14 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         with output_array((n, self.n_features_out_), out) as result:
             cache = ActivationCache(self.cache, self.cache_max_bytes) if self.cache is not None else None
             try:
-                todo, copies, keys = self._fill_from_cache(cache, items, result, columns, failures)
+                todo, copies, keys, hits = self._fill_from_cache(cache, items, result, columns, failures)
                 computed = self._run_network(items, todo, result, columns, cache, keys, failures)
                 for dst, src in copies.items():  # the same image twice in X: computed once
                     result[dst] = result[src]
                     if failures is not None and src in failures:
                         failures[dst] = f"{describe(items[dst], dst)}: same content as {failures[src]}"
                 if cache is not None:
-                    cache.record(self._cache_key, hits=n - len(todo) - len(copies) - len(failures or ()),
-                                 computed=computed, description=self._identity)
+                    cache.record(self._cache_key, hits=hits, computed=computed, description=self._identity)
                     cache.evict()
             finally:
                 if cache is not None:
@@ -455,14 +454,15 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def _fill_from_cache(self, cache, items, result, columns, failures):
         """Copy cached rows into ``result``, chunk by chunk so that memory stays flat; return what misses.
 
-        Returns ``(todo, copies, keys)``: indices that need the network, ``{duplicate: first index}``, and
-        each item's content key (``None`` for bad items). Without a cache every good item is to do.
+        Returns ``(todo, copies, keys, hits)``: indices that need the network, ``{duplicate: first index}``,
+        each item's content key (``None`` for bad items) and the number of rows served from the cache.
+        Without a cache every good item is to do.
         """
         bad = failures or {}
         if cache is None:
-            return [i for i in range(len(items)) if i not in bad], {}, None
+            return [i for i in range(len(items)) if i not in bad], {}, None, 0
         dims = {name: self.feature_dims_[name] for name in self.layers_}
-        keys, todo, first, copies = [None] * len(items), [], {}, {}
+        keys, todo, first, copies, n_hits = [None] * len(items), [], {}, {}, 0
         for start in range(0, len(items), self._cache_chunk):
             stop = min(start + self._cache_chunk, len(items))
             for i in range(start, stop):
@@ -480,6 +480,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                 if key is None:
                     continue
                 if key in hits:
+                    n_hits += 1
                     for name, cols in columns.items():
                         result[i, cols] = hits[key][name]
                 elif key in first:  # the same image earlier in X: computed once, copied
@@ -487,7 +488,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                 else:
                     first[key] = i
                     todo.append(i)
-        return todo, copies, keys
+        return todo, copies, keys, n_hits
 
     def _run_network(self, items, todo, result, columns, cache, keys, failures):
         """Compute the rows ``todo``; every good row of a batch is kept (and cached) before an error is raised.

@@ -6,14 +6,16 @@ import shutil
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-from sklearn.pipeline import make_pipeline
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
 from sk_decaf import DeCAFTransformer
 from sk_decaf.cli import build_parser, main
-from sk_decaf.datasets import load_image_folder, load_office_caltech10
+from sk_decaf.datasets import load_image_folder, load_office31, load_office_caltech10
 from sk_decaf.evaluation import evaluate, evaluate_office
-from tests.conftest import TINY
+from tests.conftest import TINY, assert_features_close
 
 # torch engine: no ONNX export, so each command starts in about a second.
 NET = ["--backbone", TINY, "--weights", "random", "--engine", "torch"]
@@ -48,8 +50,20 @@ def office_folder(request, tmp_path_factory, demo):
     return root, request.param
 
 
-def _decaf(layer):
-    return DeCAFTransformer(TINY, weights="random", engine="torch", random_state=0, layer=layer)
+def _decaf(layer, cache=None):
+    return DeCAFTransformer(TINY, weights="random", engine="torch", random_state=0, layer=layer, cache=cache)
+
+
+def _check_features(cache, paths, layer, n_images):
+    """The command's features, read back from its --cache, are the library's; the API runs computed none.
+
+    Scores are then compared on these very features: exact, whatever kernels the CPU picks, whereas
+    features computed twice in different batches differ by float32 rounding and may flip a near-tie
+    prediction, one image being 11 points on these tiny test sets.
+    """
+    cached = _decaf(layer, cache=cache).fit(paths)
+    assert_features_close(cached.transform(paths), _decaf(layer).fit_transform(paths))
+    assert cached.cache_info()["computed"] == n_images  # every API lookup above was a cache hit
 
 
 def _cells(text):
@@ -64,21 +78,23 @@ def test_parser_lists_the_three_commands():
 
 
 def test_evaluate_per_class_table_and_figures(class_folder, tmp_path, capsys):
-    figures = tmp_path / "figures"
+    figures, cache = tmp_path / "figures", str(tmp_path / "activations.sqlite")
     argv = ["evaluate", "--data", str(class_folder), "--protocol", "per-class", "--n-train", "2",
-            "--splits", "3", "--layer", "-1", "-2", "--figures", str(figures), *NET]
+            "--splits", "3", "--layer", "-1", "-2", "--figures", str(figures), "--cache", cache, *NET]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "15 images, 3 classes" in out
     assert "per-class: 2 train / the rest test images per class, 3 random splits" in out
     rows = [line.split()[0] for line in out.splitlines() if "±" in line]
     assert rows == ["logits", "pre_logits"]
-    # The printed numbers are those of the Python API on the same splits.
+    # The printed numbers are those of the Python API on the same splits and features.
     data = load_image_folder(class_folder)
     for (mean, std), layer in zip(_cells(out), rows):
-        res = evaluate(make_pipeline(_decaf(layer), LinearSVC()), data, protocol="per-class",
+        res = evaluate(make_pipeline(_decaf(layer, cache), LinearSVC()), data, protocol="per-class",
                        n_train=2, n_splits=3, random_state=0)
         assert_allclose([mean, std], [100 * res.mean, 100 * res.std], atol=0.006)
+    for layer in rows:
+        _check_features(cache, data.paths, layer, 15)
     # One forward pass per image for both layers, every split, the few-shot curve and the t-SNE.
     assert "15 images went through the network" in out
     for name in ("few_shot.png", "tsne.png"):
@@ -86,22 +102,27 @@ def test_evaluate_per_class_table_and_figures(class_folder, tmp_path, capsys):
         assert f"saved {figures / name}" in out
 
 
-def test_evaluate_logreg_default_layer(class_folder, capsys):
+def test_evaluate_logreg_default_layer(class_folder, tmp_path, capsys):
+    cache = str(tmp_path / "activations.sqlite")
     argv = ["evaluate", "--data", str(class_folder), "--protocol", "per-class", "--n-train", "3",
-            "--splits", "2", "--classifier", "logreg", "-C", "0.5", *NET]
+            "--splits", "2", "--classifier", "logreg", "-C", "0.5", "--cache", cache, *NET]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "LogisticRegression(C=0.5)" in out
     assert [line.split()[0] for line in out.splitlines() if "±" in line] == ["pre_logits"]
-    assert len(_cells(out)) == 1 and 0 <= _cells(out)[0][0] <= 100
+    data = load_image_folder(class_folder)
+    res = evaluate(make_pipeline(_decaf(None, cache), LogisticRegression(C=0.5, max_iter=2000)), data,
+                   protocol="per-class", n_train=3, n_splits=2, random_state=0)
+    assert_allclose(_cells(out), [(100 * res.mean, 100 * res.std)], atol=0.006)
+    _check_features(cache, data.paths, None, 15)
 
 
 def test_evaluate_office(office_folder, tmp_path, capsys):
     root, layout = office_folder
-    figures = tmp_path / "figures"
+    figures, cache = tmp_path / "figures", str(tmp_path / "activations.sqlite")
     argv = ["evaluate", "--data", str(root), "--protocol", "office", "--source", "amazon",
             "--target", "webcam", "--n-source", "3", "--n-target", "1", "--splits", "2",
-            "--figures", str(figures), *NET]
+            "--figures", str(figures), "--cache", cache, *NET]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "27 images, 3 classes" in out
@@ -109,14 +130,14 @@ def test_evaluate_office(office_folder, tmp_path, capsys):
             "target tested, 2 random splits; settings S, T, ST") in out
     settings = [line.split()[1] for line in out.splitlines() if "±" in line]
     assert settings == ["S", "T", "ST"]
-    if layout == "office_caltech10":
-        data = load_office_caltech10(root, domain=["amazon", "webcam"])
-        expected = evaluate_office(
-            make_pipeline(_decaf(None), LinearSVC()), data, source="amazon", target="webcam",
-            n_source_per_class=3, n_target_per_class=1, n_splits=2,
-        )
-        assert_allclose(_cells(out), [(100 * r.mean, 100 * r.std) for r in expected.values()],
-                        atol=0.006)
+    loader = load_office31 if layout == "office31" else load_office_caltech10
+    data = loader(root, domain=["amazon", "webcam"])
+    expected = evaluate_office(
+        make_pipeline(_decaf(None, cache), LinearSVC()), data, source="amazon", target="webcam",
+        n_source_per_class=3, n_target_per_class=1, n_splits=2,
+    )
+    assert_allclose(_cells(out), [(100 * r.mean, 100 * r.std) for r in expected.values()], atol=0.006)
+    _check_features(cache, data.paths, None, 27)
     # 9 test images per split: the 4 - 1 unlabelled webcam images of each class.
     assert all(line.split()[-1] == "9" for line in out.splitlines() if "±" in line)
     assert (figures / "tsne_office.png").read_bytes()[:8] == PNG
@@ -173,14 +194,28 @@ def test_empty_folder_exit_2(tmp_path, capsys):
     assert "no images found" in capsys.readouterr().err
 
 
-def test_demo_on_a_folder(class_folder, capsys):
-    assert main(["demo", "--data", str(class_folder), "--cv", "2", "--layers", "-1", "-2", *NET]) == 0
+def test_demo_on_a_folder(class_folder, tmp_path, capsys):
+    cache = str(tmp_path / "activations.sqlite")
+    argv = ["demo", "--data", str(class_folder), "--cv", "2", "--layers", "-1", "-2", "--cache", cache, *NET]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "15 images, 3 classes" in out
     assert "2-fold stratified CV" in out
+    # The table and the best layer are those of the same grid search written with the API, on the same
+    # features (read from the command's cache).
+    data = load_image_folder(class_folder)
+    pipe = Pipeline([("decaf", _decaf(None, cache)), ("svm", LinearSVC())])
+    grid = GridSearchCV(pipe, {"decaf__layer": [-1, -2]}, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    grid.fit(data.paths, data.target)
+    table = re.findall(r"^(-\d)\s+(\d\.\d{3})\s+(\d\.\d{3})", out, flags=re.M)
+    assert [int(layer) for layer, _, _ in table] == [-1, -2]
+    assert_allclose([[float(m), float(s)] for _, m, s in table],
+                    np.c_[grid.cv_results_["mean_test_score"], grid.cv_results_["std_test_score"]], atol=6e-4)
     match = re.search(r"best layer: (\S+) \(mean accuracy (\d\.\d+)", out)
-    assert match is not None and match.group(1) in ("-1", "-2")
-    assert 0.0 <= float(match.group(2)) <= 1.0
+    assert match is not None and int(match.group(1)) == grid.best_params_["decaf__layer"]
+    assert_allclose(float(match.group(2)), grid.best_score_, atol=6e-4)
+    for layer in (-1, -2):
+        _check_features(cache, data.paths, layer, 15)
 
 
 @pytest.mark.parametrize("layers", [["-1"], ["-1", "-2"]])
@@ -200,8 +235,8 @@ def test_extract_writes_npz(class_folder, tmp_path, capsys, layers):
         assert npz["paths"].tolist() == data.paths
         assert npz["target"].tolist() == data.target.tolist()
         assert npz["target_names"].tolist() == data.target_names.tolist()
-        # --weights random is seeded (--weights-seed 0): the file holds exactly the library's features
-        np.testing.assert_allclose(npz["features"], decaf.transform(data.paths), rtol=1e-5, atol=1e-6)
+        # --weights random is seeded (--weights-seed 0): the file holds the library's features
+        assert_features_close(npz["features"], decaf.transform(data.paths))
 
 
 @pytest.mark.parametrize("command", ["demo", "extract"])

@@ -43,7 +43,7 @@ def test_train_output(folder, tmp_path, capsys):
     assert main(["train", "--data", str(folder), "-o", str(model), "--backbone", TINY, "--weights", "random",
                  "--layers", "-2", "--cv", "9"]) == 0
     out = capsys.readouterr().out
-    assert "3-fold stratified CV" in out  # capped at the smallest class's size
+    assert "5-fold stratified CV" in out  # capped at the smallest class's size
     assert "CV accuracy" in out and f"wrote {model}" in out and "outputs label, decision_function" in out
 
 
@@ -65,3 +65,6 @@ def test_predict_json_and_errors(trained, folder, tmp_path, capsys):
     assert set(row) == {"image", "label", "decision_function"} and len(row["decision_function"]) == 3
     assert main(["predict", str(trained), str(tmp_path / "missing.jpg")]) == 2
     assert "no such image file" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    assert main(["predict", str(trained), image, str(tmp_path / "bad.jpg")]) == 2
+    assert f"image 1 ({str(tmp_path / 'bad.jpg')!r}): cannot decode" in capsys.readouterr().err

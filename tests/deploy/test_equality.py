@@ -48,6 +48,7 @@ def office(tmp_path_factory):
             DeCAFTransformer(cache=str(cache)), tmp_path_factory.mktemp("office_models"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adapt", [
     None,
     DomainAugment(target_domain="dslr"),

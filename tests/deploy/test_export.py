@@ -28,7 +28,6 @@ from sk_decaf import (
 from sk_decaf.deploy import OnnxPipeline, read_metadata, register_converters, unsupported_steps
 from sk_decaf.deploy import runtime as runtime_module
 from sk_decaf.deploy._network import preprocess_config
-
 from tests.conftest import TINY
 
 

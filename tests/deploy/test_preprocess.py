@@ -59,7 +59,7 @@ def images(tmp_path_factory):
     save("la.png", Image.fromarray(rgba).convert("LA"))
     palette = Image.fromarray(_pattern(90, 140, 9)).convert("P")
     save("palette.png", palette, transparency=0)
-    save("grey16.png", Image.fromarray((_pattern(70, 50, 10)[..., 0].astype(np.uint16) * 257)))
+    save("grey16.png", Image.fromarray(_pattern(70, 50, 10)[..., 0].astype(np.uint16) * 257))
     save("binary.png", Image.fromarray(_pattern(64, 80, 11)).convert("1"))
     items.append(Image.fromarray(_pattern(333, 500, 12)))
     items.append(_pattern(256, 200, 13))

@@ -94,8 +94,6 @@ def test_runtime_module_api_without_torch(exported, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.xfail(strict=True, reason="sk_decaf/__init__.py imports torch and scikit-learn eagerly, so "
-                                       "`sk-decaf predict` cannot start without them until it loads them lazily")
 def test_cli_predict_without_torch(exported, tmp_path):
     pipe, model, images = exported
     env = _blocked_env(tmp_path, ["torch", "timm", "sklearn", "torchvision", "scipy", "skl2onnx"])

@@ -22,7 +22,9 @@ def _office(seed=0):
     return X, y, d
 
 
-CHOICES = [NoAdaptation("webcam"), DomainAugment("webcam"), CORAL("webcam"), SubspaceAlignment(4, target_domain="webcam")]
+CHOICES = [
+    NoAdaptation("webcam"), DomainAugment("webcam"), CORAL("webcam"), SubspaceAlignment(4, target_domain="webcam"),
+]
 
 
 def test_grid_search_over_adaptation_choices():

@@ -27,7 +27,9 @@ def _skada_data():
     return X, y, np.where(names == "amazon", 1, -2)  # skada: >= 0 source, < 0 target
 
 
-@pytest.mark.parametrize("adapter", [CORAL(), SubspaceAlignment(3), GeodesicFlowKernel(3)], ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize(
+    "adapter", [CORAL(), SubspaceAlignment(3), GeodesicFlowKernel(3)], ids=lambda a: type(a).__name__
+)
 def test_unsupervised_members_in_make_da_pipeline(skada, adapter):
     # The call of the issue: it raised "Pipeline.fit got unexpected argument(s) {'sample_domain'}".
     X, y, sd = _skada_data()
@@ -38,7 +40,8 @@ def test_unsupervised_members_in_make_da_pipeline(skada, adapter):
     svm = LinearSVC().fit(by_hand.transform(X, sample_domain=sd)[sd >= 0], y[sd >= 0])
     target = sd < 0
     assert_allclose(pipe.decision_function(X[target]), svm.decision_function(by_hand.transform(X[target])))
-    assert_allclose(pipe.decision_function(X, sample_domain=sd), svm.decision_function(by_hand.transform(X, sample_domain=sd)))
+    expected = svm.decision_function(by_hand.transform(X, sample_domain=sd))
+    assert_allclose(pipe.decision_function(X, sample_domain=sd), expected)
     # Labels masked beforehand (skada's convention for unlabelled targets) give the same model.
     masked = skada.make_da_pipeline(sklearn.clone(adapter), LinearSVC())
     masked.fit(X, np.where(target, -1, y), sample_domain=sd)
@@ -65,6 +68,21 @@ def test_subspace_alignment_matches_skada(skada, n_components):
     expected = theirs.transform(X, sample_domain=sd, allow_source=True)
     assert_allclose(ours.transform(X, sample_domain=sd), expected, atol=1e-10)
     assert_allclose(ours.transform(X[sd < 0]), theirs.transform(X[sd < 0]), atol=1e-10)
+
+
+def test_coral_matches_skada_up_to_its_conventions(skada):
+    # skada's CORALAdapter(reg=None): biased covariances (1/n), both domains centred. Ours with reg=0
+    # and center=True: unbiased covariances (Matlab's cov), target rows unchanged, source rows moved
+    # to the target mean. Same algorithm: equal once the target mean and the 1/n scale are accounted for.
+    X, _, sd = _skada_data()
+    n_source, n_target = np.sum(sd >= 0), np.sum(sd < 0)
+    theirs = skada.CORALAdapter(reg=None).fit(X, sample_domain=sd).transform(X, sample_domain=sd, allow_source=True)
+    coral = CORAL(reg=0.0, center=True).fit(X, sample_domain=sd)
+    ours = coral.transform(X, sample_domain=sd) - coral.mean_target_
+    scale = np.sqrt(n_source / (n_source - 1) * (n_target - 1) / n_target)
+    source = sd >= 0
+    assert_allclose(ours[source] * scale, theirs[source], atol=1e-10)
+    assert_allclose(ours[~source], theirs[~source], atol=1e-12)
 
 
 @pytest.fixture(scope="module")

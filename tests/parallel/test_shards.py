@@ -35,8 +35,12 @@ def _stats(folder):
 def test_shards_equal_one_transform(paths, local, tmp_path, shard_size, n_shards):
     out = tmp_path / "out"
     report = extract_shards(_decaf(), paths, out, shard_size=shard_size, metadata={"target": list(range(25))})
-    assert (report.n_shards, report.computed, report.skipped, report.failures) == \
-        (n_shards, list(range(n_shards)), [], [])
+    assert (report.n_shards, report.computed, report.skipped, report.failures) == (
+        n_shards,
+        list(range(n_shards)),
+        [],
+        [],
+    )
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [f"shard-{k:06d}.npy" for k in range(n_shards)]
     data = load_shards(out)
     assert data.features.dtype == np.float32 and data.features.shape == local.shape
@@ -113,8 +117,6 @@ def test_bad_image_stops_the_job_with_its_global_index_then_resume(paths, local,
 
 
 def test_on_error_nan_records_the_failures(paths, local, tmp_path):
-    if "on_error" not in _decaf().get_params():
-        pytest.skip("DeCAFTransformer has no on_error parameter yet")
     items = list(paths)
     (tmp_path / "empty.jpg").write_bytes(b"")
     items[8] = str(tmp_path / "empty.jpg")

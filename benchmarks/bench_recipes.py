@@ -1,0 +1,193 @@
+"""Recipes compared: single backbones, test-time augmentation and ensembles, accuracy against images per second.
+
+Each row is a feature recipe followed by ``LinearSVC(C=1)``: ``make_ensemble(*backbones, tta=...)``, i.e. per
+backbone ``DeCAFTransformer(backbone, tta=...)`` (pooled pre-logits) then ``SignedSqrt()``, the branches
+concatenated. Every row is scored on the same splits of:
+
+* **Office-Caltech-10, within domain** (columns A, C, D, W): per domain, ``PerClassSplit`` with 20 training images
+  per class (amazon, caltech10) or 8 (dslr, webcam; ``too_few="shrink"`` for dslr's 8 mugs), the rest tested,
+  5 splits, seed 0; "mean" is the mean of the four domains;
+* **Office-Caltech-10, amazon → webcam** (Saenko et al. 2010): ``DomainAdaptationSplit`` (20 amazon + 3 webcam
+  images per class, the other webcam images tested, 5 splits, seed 0), trained on both (ST) or with Daumé III's
+  ``DomainAugment`` before the SVM;
+* **the demo set** (200 Caltech-101 images, 10 classes): ``PerClassSplit`` 10 train / 10 test per class, 10 splits.
+
+Scores are mean per-class accuracy (%), mean over the splits. Office features go through an activation cache
+(``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing; rows with many views
+can be restricted to some domains (``--heavy-domains``; their other cells show "–").
+
+**Cost.** The demo images are featurised without a cache for every (backbone, tta) setting, after one warm-up
+batch, and timed: a row's img/s combines its members (``1 / sum(1 / rate)``), and "cost" is Lite0's img/s over
+the row's. Lite0 is timed again at the end, to show how much the machine's load drifted during the run.
+
+Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ...] [--heavy-domains dslr webcam]``
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
+
+from sk_decaf import DomainAugment, make_ensemble
+from sk_decaf.datasets import load_demo, load_office_caltech10
+from sk_decaf.evaluation import evaluate, evaluate_office
+from sk_decaf.model_selection import DomainAdaptationSplit
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAINS = {"amazon": "A", "caltech10": "C", "dslr": "D", "webcam": "W"}
+N_TRAIN = {"amazon": 20, "caltech10": 20, "dslr": 8, "webcam": 8}
+LITE = {"Lite0": "efficientnet_lite0", "Lite1": "efficientnet_lite1", "Lite2": "efficientnet_lite2"}
+HEAVY = {"10crop", "12jitter"}
+#: Views per image of each tta mode: batches hold 32 views (the views of an image share a batch, so the default
+#: batch_size=32 would put 320 views of 10crop through the network at once, ~10 GB of activations).
+VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
+
+#: Row name -> (backbones, tta). The default rows fit a ~40 minute run on a loaded 2-core machine.
+ROWS = {
+    "Lite0": (["Lite0"], None),
+    "Lite0 + flip": (["Lite0"], "flip"),
+    "Lite0 + 10crop": (["Lite0"], "10crop"),
+    "Lite0 + 12jitter": (["Lite0"], "12jitter"),
+    "Lite1": (["Lite1"], None),
+    "Lite2": (["Lite2"], None),
+    "Lite2 + flip": (["Lite2"], "flip"),
+    "Lite0 + Lite2": (["Lite0", "Lite2"], None),
+    "Lite0 + Lite2, flip": (["Lite0", "Lite2"], "flip"),
+    "Lite0 + Lite1 + Lite2": (["Lite0", "Lite1", "Lite2"], None),
+    "Lite0 + Lite1 + Lite2, flip": (["Lite0", "Lite1", "Lite2"], "flip"),
+}
+DEFAULT_ROWS = ["Lite0", "Lite0 + flip", "Lite0 + 10crop", "Lite0 + 12jitter", "Lite2", "Lite2 + flip",
+                "Lite0 + Lite2", "Lite0 + Lite2, flip"]
+
+
+def recipe(row, cache):
+    """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)``."""
+    backbones, tta = ROWS[row]
+    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache, decaf_params=batch(tta))
+
+
+def batch(tta):
+    return {"batch_size": max(1, 32 // VIEWS[tta])}
+
+
+def classifier():
+    return LinearSVC(C=1.0)
+
+
+def time_members(rows, demo_paths):
+    """{(backbone, tta): (img/s, demo features)}: each setting featurises the demo images once, without a cache."""
+    out = {}
+    for backbones, tta in (ROWS[row] for row in rows):
+        for b in backbones:
+            if (b, tta) in out:
+                continue
+            decaf = make_ensemble(LITE[b], tta=tta, decaf_params=batch(tta)).fit(demo_paths)
+            decaf.transform(demo_paths[:4])  # network loaded, exported and checked outside the timing
+            start = time.perf_counter()
+            features = decaf.transform(demo_paths)
+            out[b, tta] = (len(demo_paths) / (time.perf_counter() - start), features)
+            print(f"  timed {b}{' + ' + tta if tta else ''}: {out[b, tta][0]:.1f} img/s", flush=True)
+    return out
+
+
+def within_domain(X, y):
+    """{domain: mean per-class accuracy}: PerClassSplit per domain on the row's features."""
+    return {
+        d: evaluate(classifier(), (X[d], y[d]), protocol="per-class", n_train=N_TRAIN[d], n_splits=5,
+                    too_few="shrink", random_state=0).mean
+        for d in X
+    }
+
+
+def amazon_webcam(X, y):
+    """(ST, Daumé III) mean per-class accuracy on amazon → webcam, the same splits for both."""
+    Xa, ya = (np.concatenate([v["amazon"], v["webcam"]]) for v in (X, y))
+    da = np.repeat(["amazon", "webcam"], [len(y["amazon"]), len(y["webcam"])])
+    st = evaluate_office(classifier(), (Xa, ya, da), source="amazon", target="webcam", settings=("ST",),
+                         random_state=0)["ST"]
+    cv = DomainAdaptationSplit("amazon", "webcam", setting="ST", n_splits=5, random_state=0)
+    daume = []
+    for train, test in cv.split(Xa, ya, sample_domain=da):
+        augment = DomainAugment(target_domain="webcam").fit(Xa[train], sample_domain=da[train])
+        clf = classifier().fit(augment.transform(Xa[train], sample_domain=da[train]), ya[train])
+        y_pred = clf.predict(augment.transform(Xa[test], sample_domain=da[test]))
+        daume.append(balanced_accuracy_score(ya[test], y_pred))
+    return st.mean, float(np.mean(daume))
+
+
+def demo_score(X, y):
+    return evaluate(classifier(), (X, y), protocol="per-class", n_train=10, n_splits=10, random_state=0).mean
+
+
+def cell(value):
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=DEFAULT_ROWS, metavar="ROW",
+                        help=f"rows to run, among {list(ROWS)} (default: {DEFAULT_ROWS})")
+    parser.add_argument("--heavy-domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS),
+                        help="Office domains featurised for the 10crop/12jitter rows (default: all four)")
+    parser.add_argument("--cache", default=None, help="activation cache file (default: none)")
+    parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the SVMs (default 1)")
+    args = parser.parse_args(argv)
+    if not Path(args.data).is_dir():
+        sys.exit(f"Office-Caltech-10 not found at {args.data} (expected <root>/<domain>/<class>/*.jpg).")
+
+    office = load_office_caltech10(args.data)
+    paths, target, domain = np.asarray(office.paths, dtype=object), office.target, np.asarray(office.domain, str)
+    y = {d: target[domain == d] for d in DOMAINS}
+    demo = load_demo()
+    demo_paths = list(demo.paths)
+    print(f"{len(paths)} Office-Caltech-10 images, {len(demo_paths)} demo images; {os.cpu_count()} CPU cores "
+          f"({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+
+    start = time.perf_counter()
+    print("cost: demo images, no cache", flush=True)
+    members = time_members(args.rows, demo_paths)
+    results = {}
+    for row in args.rows:
+        t_row = time.perf_counter()
+        backbones, tta = ROWS[row]
+        domains = args.heavy_domains if tta in HEAVY else list(DOMAINS)
+        keep = np.isin(domain, domains)
+        F = recipe(row, args.cache).fit_transform(list(paths[keep]))
+        X = {d: F[domain[keep] == d] for d in domains}
+        with threadpool_limits(args.blas_threads, user_api="blas"):
+            within = within_domain(X, {d: y[d] for d in domains})
+            aw = amazon_webcam(X, y) if {"amazon", "webcam"} <= set(domains) else (None, None)
+            # The demo features are the timed ones (each through its SignedSqrt), concatenated as in the recipe.
+            demo_X = np.hstack([members[b, tta][1] for b in backbones])
+            demo_acc = demo_score(demo_X, demo.target)
+        rate = 1 / sum(1 / members[b, tta][0] for b in backbones)
+        results[row] = dict(within=within, mean=np.mean(list(within.values())) if len(within) == 4 else None,
+                            aw=aw, demo=demo_acc, rate=rate)
+        print(f"  {row} ({time.perf_counter() - t_row:.0f} s): within {cell(results[row]['mean'])}, "
+              f"A→W ST {cell(aw[0])}, Daumé {cell(aw[1])}, demo {cell(demo_acc)}", flush=True)
+    retime = time_members(["Lite0"], demo_paths)[("Lite0", None)][0]
+
+    base = members.get(("Lite0", None), (retime,))[0]
+    head = ["recipe", *(f"{DOMAINS[d]}" for d in DOMAINS), "mean", "A→W ST", "A→W Daumé", "demo", "img/s", "cost"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for row, r in results.items():
+        cells = [cell(r["within"].get(d)) for d in DOMAINS]
+        cells += [f"**{cell(r['mean'])}**", cell(r["aw"][0]), cell(r["aw"][1]), cell(r["demo"])]
+        cells += [f"{r['rate']:.1f}", f"{base / r['rate']:.1f}×"]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+    print(f"\ncommand: python benchmarks/bench_recipes.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"Lite0 img/s: {base:.1f} at the start, {retime:.1f} at the end (load average now "
+          f"{os.getloadavg()[0]:.1f}); total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
