@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import ActivationCache
+from .._progress import progress_bar
 from .._torch.backbones import load_backbone, state_digest
 from .._torch.catalog import backbone_info, take_loaded
 from .._torch.engines import onnxruntime_available
@@ -497,12 +498,10 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         """
         if not todo:
             return 0
-        from tqdm.auto import tqdm
-
         computed = 0
         featurizer = self._get_featurizer()
         layers = featurizer.layers
-        with tqdm(total=len(todo), desc="DeCAF", unit="img", disable=not self.verbose) as progress:
+        with progress_bar(len(todo), desc="DeCAF", unit="img", disable=not self.verbose) as progress:
             for idx, outputs, errors in featurizer.run(items, todo, batch_size=self.batch_size,
                                                        n_jobs=self.n_jobs, progress=progress):
                 computed += len(idx)
