@@ -131,7 +131,7 @@ def accuracy(demo_paths, demo_target, shared):
     for domain in ("amazon", "caltech10", "dslr", "webcam"):
         data = load_office_caltech10(shared / "office_caltech10", domain=domain)
 
-        def within(X, y, data=data):
+        def within(X, y, domain=domain):
             from sk_decaf.model_selection import PerClassSplit
 
             scores = []

@@ -77,8 +77,10 @@ class ActivationCache:
         return os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)
 
     def _open_readonly(self):
-        """Read a cache that cannot be written: plain read-only, or immutable when even the WAL index cannot
-        be created next to it."""
+        """Read a cache that cannot be written.
+
+        Plain read-only, or immutable when even the WAL index cannot be created next to it.
+        """
         uri = "file:" + os.path.abspath(self.path)
         for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
             conn = sqlite3.connect(uri + suffix, uri=True, timeout=self.timeout, isolation_level=None)
@@ -211,7 +213,8 @@ class ActivationCache:
         with self._transaction(conn, "update"):
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start:start + _CHUNK]
-                conn.execute(f"UPDATE activations SET used=? WHERE config=? AND image IN ({','.join('?' * len(chunk))})",
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"UPDATE activations SET used=? WHERE config=? AND image IN ({marks})",
                              [now, config, *chunk])
 
     # -- writes ------------------------------------------------------------------------------------

@@ -10,9 +10,8 @@
 * **What the reader brings.** Where the prose says, in effect, "with ``train_paths`` your images", the test
   brings them: ``READER_INPUTS`` below builds each page's inputs (image paths and labels, feature arrays, a
   small ``CUB_200_2011`` or ``office31`` folder) from the embedded demo set before the page's first block,
-  and ``test_reader_inputs_are_used_by_their_pages`` checks that each supplied name is one the page uses
-  and does not define itself. The inputs are small, so that the module runs in about a minute on 2 cores;
-  the blocks run as written.
+  and checks that each supplied name is one the page uses and does not define itself. The inputs are
+  small, so that the module runs in about a minute on 2 cores; the blocks run as written.
 * **Markers.** An HTML comment on the line before a block's opening fence, invisible on the rendered page:
   ``<!-- requires: shared-data -->`` runs the block only where ``../shared/data`` (or
   ``$SK_DECAF_SHARED_DATA``) exists, as the ``shared_data`` fixture does; ``<!-- skip: reason -->`` never
@@ -146,7 +145,7 @@ def _protocols(ns, workdir):
 
 def _domain_features(ns, workdir):
     """Features of 4 classes in two domains: amazon (20 labelled rows per class) and webcam, whose features
-    are shifted and rescaled (5 labelled rows per class, 10 more to test)."""
+    are shifted and rescaled (5 labelled rows per class, 10 more unlabelled)."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 64))
     shift, scale = rng.normal(size=64), rng.uniform(0.5, 2.0, size=64)
@@ -156,29 +155,24 @@ def _domain_features(ns, workdir):
         X = centres[y] + 0.5 * rng.normal(size=(len(y), 64))
         return (X * scale + shift if domain == "webcam" else X), y, np.full(len(y), domain)
 
-    (Xs, ys, ds), (Xl, yl, dl), (Xt, yt, dt) = draw(20, "amazon"), draw(5, "webcam"), draw(10, "webcam")
-    X_train, y_train, d_train = np.vstack([Xs, Xl]), np.r_[ys, yl], np.r_[ds, dl]
-    supplied = {
-        "X_train": X_train, "y_train": y_train, "d_train": d_train, "domain_train": d_train,
-        "X_test": Xt, "y_test": yt, "d_test": dt, "domain_test": dt,
-        "X_all": np.vstack([X_train, Xt]), "d_all": np.r_[d_train, dt], "domain_all": np.r_[d_train, dt],
-        "X_target": Xt,
-    }
-    ns.update({key: value for key, value in supplied.items() if key in _free_names("docs/domain_adaptation.md")})
+    (Xs, ys, ds), (Xl, yl, dl), (Xt, _, dt) = draw(20, "amazon"), draw(5, "webcam"), draw(10, "webcam")
+    ns["X_train"], ns["y_train"], ns["d_train"] = np.vstack([Xs, Xl]), np.r_[ys, yl], np.r_[ds, dl]
+    ns["X_target"] = Xt
+    ns["X_all"], ns["d_all"] = np.vstack([ns["X_train"], Xt]), np.r_[ns["d_train"], dt]
 
 
 def _deploy(ns, workdir):
+    from PIL import Image
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
     from sk_decaf import DeCAFTransformer, SignedSqrt
 
+    # The pipeline "fitted in a notebook", on 3 classes x 2 demo images.
     paths, labels = _demo_subset(2, classes=range(3))
     ns["pipe"] = Pipeline([("decaf", DeCAFTransformer()), ("sqrt", SignedSqrt()), ("svm", LinearSVC())])
     ns["pipe"].fit(paths, labels)
     ns["some_images"] = _demo_subset(1, classes=range(3), start=2)[0]
-    from PIL import Image
-
     shutil.copy(paths[0], workdir / "photo.jpg")  # the files the page's prediction example names
     Image.open(paths[-1]).save(workdir / "other.png")
 
@@ -269,7 +263,12 @@ def page_state(request, workdir, monkeypatch):
         state.inputs_ready = True
         setup = READER_INPUTS.get(_name(page))
         if setup is not None:
-            setup(state.ns, workdir)
+            supplied = {}
+            setup(supplied, workdir)
+            # Inputs follow the page: a name the page no longer uses, or now defines itself, is an error.
+            unused = sorted(set(supplied) - _free_names(_name(page)))
+            assert not unused, f"READER_INPUTS gives {_name(page)} {unused}, which it does not use or defines"
+            state.ns.update(supplied)
     return state
 
 
@@ -334,15 +333,10 @@ def test_python_block(block, page_state):
                         f"{page_state.done[earlier]!r}")
 
 
-def test_reader_inputs_are_used_by_their_pages(tmp_path):
-    """Each page gets only names its Python uses without defining them, so the inputs follow the pages."""
-    for name, setup in READER_INPUTS.items():
+def test_reader_inputs_name_pages_with_python():
+    for name in READER_INPUTS:
         assert (REPO / name).is_file(), f"{name} is gone: drop it from READER_INPUTS"
-        ns, folder = {}, tmp_path / Path(name).stem
-        folder.mkdir()
-        setup(ns, folder)
-        unused = sorted(set(ns) - _free_names(name))
-        assert not unused, f"{name}: READER_INPUTS supplies {unused}, which the page does not use or defines"
+        assert any(p == REPO / name for p, _ in PYTHON), f"{name} has no Python block left"
 
 
 # -- shell blocks -----------------------------------------------------------------------------------------
@@ -376,3 +370,34 @@ def test_shell_command(command, workdir, monkeypatch, capsys):
         argv += sorted(glob.glob(arg)) if "*" in arg else [arg]
     status = main(argv)
     assert status == 0, f"{_name(page)}:{line}: `{text}` exited with {status}\n{capsys.readouterr().err}"
+
+
+def test_markers_are_read_from_the_line_before_the_fence(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    page.write_text(textwrap.dedent("""\
+        Text.
+
+        <!-- requires: shared-data -->
+        ```python
+        x = 1
+        ```
+        <!-- skip: needs a GPU -->
+
+        ```python
+        >>> 1 + 1
+        2
+
+        ```
+        ```bash
+        sk-decaf demo
+        ```
+        """))
+    (first, *_), (second, *_), (third, *_) = [(b[3], b) for b in _blocks(page)]
+    assert first == ("requires", "shared-data") and second == ("skip", "needs a GPU") and third is None
+    assert _skip_reason(second) == "needs a GPU"
+    monkeypatch.setenv("SK_DECAF_SHARED_DATA", str(tmp_path))
+    assert _skip_reason(first) is None
+    monkeypatch.setenv("SK_DECAF_SHARED_DATA", str(tmp_path / "absent"))
+    assert "shared" in _skip_reason(first)
+    with pytest.raises(ValueError, match="unknown requirement"):
+        _skip_reason(("requires", "a-gpu"))

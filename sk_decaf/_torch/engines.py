@@ -75,8 +75,11 @@ class TorchEngine:
         return self.result(self.submit(images))
 
     def submit(self, images):
-        """Start a batch. On CUDA this only queues work (copy in, forward, copy out to pinned memory),
-        so the caller can prepare the next batch while the GPU computes; :meth:`result` waits for it."""
+        """Start a batch.
+
+        On CUDA this only queues work (copy in, forward, copy out to pinned memory), so the caller can prepare
+        the next batch while the GPU computes; :meth:`result` waits for it.
+        """
         if self.device.type != "cuda":
             parts = []
             with torch.inference_mode(), self._amp():

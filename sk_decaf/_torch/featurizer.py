@@ -38,8 +38,10 @@ def resolve_device(device):
 
 
 def one_line(exc, limit=300):
-    """``"Type: first line of the message"``, at most ``limit`` characters: warnings stay one line long
-    even when an exporter's message carries a whole traced graph."""
+    """``"Type: first line of the message"``, at most ``limit`` characters.
+
+    Warnings stay one line long even when an exporter's message carries a whole traced graph.
+    """
     text = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {text[0] if text else ''}"
     return text if len(text) <= limit else text[: limit - 3] + "..."

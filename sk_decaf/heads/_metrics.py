@@ -121,6 +121,7 @@ def mean_average_precision(
             f"{undefined.sum()} of {len(ap)} queries have no relevant item in the "
             "database; they are left out of the mean.",
             UndefinedMetricWarning,
+            stacklevel=2,
         )
     return float(np.mean(ap[~undefined]))
 

@@ -19,8 +19,8 @@ from .._cache import ActivationCache
 from .._progress import progress_bar
 from .._torch.backbones import load_backbone, state_digest
 from .._torch.catalog import backbone_info, take_loaded
-from .._torch.engines import onnxruntime_available
 from .._torch.data import make_preprocessor
+from .._torch.engines import onnxruntime_available
 from .._torch.featurizer import Featurizer, default_home, resolve_device
 from .._torch.images import ImageLoadError, as_image_sequence, check_files, content_key, describe
 from .._torch.layers import resolve_layers
@@ -180,7 +180,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     Notes
     -----
     A pickled fitted transformer does not contain the weights (unless ``backbone`` is a module): they are
-    reloaded when it is unpickled, and their digest is checked when it was recorded. Bad input never loses
+    reloaded when the unpickled transformer first needs the network, and their digest is checked then. Bad input never loses
     alignment: a missing, empty, corrupt, truncated or non-image item raises a ``ValueError`` that names
     its index and path (or gives a NaN row with ``on_error="nan"``).
 
@@ -537,8 +537,11 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                           dtype=object)
 
     def cache_info(self):
-        """Counters of this configuration's cache: stored ``entries``/``images``/``bytes``, ``hits`` and
-        ``computed`` (images that went through the network), summed over every process that shared it."""
+        """Counters of this configuration's cache, summed over every process that shared it.
+
+        Returns a dict of the stored ``entries``, ``images`` and ``bytes``, and of ``hits`` and ``computed``
+        (images that went through the network).
+        """
         check_is_fitted(self, "layers_")
         if self.cache is None:
             raise ValueError("This transformer has no cache (cache=None).")
@@ -569,6 +572,12 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "layers_" in state:
-            self.device_ = resolve_device(self.device)  # "auto" may now mean another machine's device
-            self._runtime = _Runtime()
-            self._get_featurizer()
+            # "auto" may now mean another machine's device, engine and precision (a GPU worker of a
+            # transformer fitted on a CPU client); the key follows the precision actually computed.
+            self.device_ = resolve_device(self.device)
+            self._bf16 = self.precision == "bfloat16" or (self.precision == "auto" and self.device_.type == "cuda")
+            self.engine_ = self._resolve_engine(self.device_, self._identity["family"], self._bf16)
+            self._identity = dict(self._identity, precision="bfloat16" if self._bf16 else "float32")
+            self._cache_key = hashlib.sha256(
+                json.dumps(self._identity, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+            self._runtime = _Runtime()  # the network loads, and its digest is checked, on first use

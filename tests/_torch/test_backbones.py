@@ -54,8 +54,9 @@ def test_changed_weights_file_is_detected_on_reload(tmp_path, image_files):
     blob = pickle.dumps(est)
     other = DeCAFTransformer(backbone=TINY, weights="random", random_state=1, engine="torch").fit(image_files)
     torch.save(other.backbone_.state_dict(), path)
+    reloaded = pickle.loads(blob)  # cheap: the network loads on first use
     with pytest.raises(ValueError, match="changed since"):
-        pickle.loads(blob)
+        reloaded.transform(image_files[:1])
 
 
 class Small(nn.Module):

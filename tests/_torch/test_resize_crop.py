@@ -1,7 +1,5 @@
 """ResizeCrop: timm's pixels when exact, bounded and close when reduced, and the test-time views."""
 
-import io
-
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose

@@ -7,6 +7,7 @@ import pytest
 from sklearn.utils.metadata_routing import UNUSED
 
 import sk_decaf
+import sk_decaf.transformers
 from sk_decaf import domain
 from sk_decaf.domain import BaseDomainTransformer, check_domain_transformer, yield_domain_transformer_checks
 

@@ -5,13 +5,13 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 from sklearn.utils import Bunch
 
-from sk_decaf import PerClassSplit, evaluate
+from sk_decaf import DomainAdaptationSplit, PerClassSplit, evaluate
 from sk_decaf.evaluation import EvaluationResult, FewShotCurve, few_shot_curve
 from sk_decaf.transformers import DeCAFTransformer
 from tests.conftest import TINY
@@ -170,6 +170,19 @@ def test_splitter_object_protocol():
     result = evaluate(LinearSVC(), (X, y), protocol=StratifiedKFold(3))
     assert result.scores.shape == (3,) and "StratifiedKFold" in result.protocol
     assert_array_equal(result.n_test, [20, 20, 20])
+
+
+def test_splitter_objects_get_the_domains_under_their_own_name():
+    # GroupKFold requests `groups`, DomainAdaptationSplit `sample_domain`: each gets the dataset's domains.
+    X, y = _blobs([30, 30])
+    domain = np.tile(np.repeat(["amazon", "webcam"], [20, 10]), 2)
+    by_group = evaluate(LinearSVC(), (X, y, domain), protocol=GroupKFold(2))
+    assert sorted(by_group.n_test) == [20, 40]  # one whole domain per test fold
+    cv = DomainAdaptationSplit("amazon", "webcam", n_source_per_class=10, n_splits=2, random_state=0)
+    office = evaluate(LinearSVC(), (X, y, domain), protocol=cv)
+    assert_array_equal(office.n_train, [2 * (10 + 3)] * 2)
+    assert_array_equal(office.n_test, [2 * 7] * 2)
+    assert office.splitter is cv and by_group.splitter.get_n_splits() == 2
 
 
 def test_too_few_is_passed_on():
