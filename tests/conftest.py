@@ -41,6 +41,20 @@ def assert_features_close(actual, desired, rtol=1e-4):
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
 
 
+def normalised_batch(decaf, images):
+    """A fitted transformer's network input for `images`, written out by hand: timm's evaluation transform
+    (as ``decode="exact"`` uses), then the mean/std normalisation in float32."""
+    import torch
+
+    from sk_decaf._torch.data import build_transform
+    from sk_decaf._torch.images import load_rgb
+
+    tf = build_transform(decaf.data_config_)
+    mean = torch.tensor(decaf.data_config_["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(decaf.data_config_["std"]).view(1, 3, 1, 1)
+    return torch.stack([tf(load_rgb(p)) for p in images]).float().div(255).sub(mean).div(std).contiguous()
+
+
 def shared_data_root():
     """``../shared/data`` next to the repository, or ``$SK_DECAF_SHARED_DATA``; None when absent."""
     root = Path(os.environ.get("SK_DECAF_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -248,7 +248,22 @@ def workdir(tmp_path_factory):
     new.mkdir()
     for i, path in enumerate(_demo_subset(1, classes=[0, 5])[0], start=1):
         shutil.copy(path, new / f"{i}.jpg")
-    return root
+    yield root
+    _close_clusters()
+
+
+def _close_clusters():
+    """Close the Dask clients and clusters that pages started, so that no worker outlives the module."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return
+    for kind in (distributed.Client, distributed.deploy.Cluster):  # clients before their clusters
+        for state in _STATE.values():
+            for value in list(state.ns.values()):
+                if isinstance(value, kind):
+                    value.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from torch import nn
 
 from sk_decaf import DeCAFTransformer, list_layers
 from sk_decaf._torch import backbones
-from tests.conftest import TINY, assert_features_close
+from tests.conftest import TINY, assert_features_close, normalised_batch
 
 
 def test_weights_file_pth_and_safetensors(tmp_path, image_files):
@@ -81,14 +81,23 @@ class Small(nn.Module):
 def test_plain_module_uses_hooks_and_stops_early(image_files):
     net = Small()
     assert list_layers(net) == ["conv", "act", "pool", "fc", "logits"]
-    est = DeCAFTransformer(backbone=net, layer="act", engine="auto").fit(image_files)
+    est = DeCAFTransformer(backbone=net, layer="act", engine="auto", decode="exact").fit(image_files)
     assert est.engine_ == "torch"  # hooks cannot be exported; auto chooses torch
     X = est.transform(image_files)
-    assert X.shape == (5, 8) and (X >= 0).all()
     assert est.backbone_.calls == 0  # the forward pass was cut before fc
-    logits = DeCAFTransformer(backbone=net, layer=["pool", "logits"]).fit(image_files).transform(image_files)
-    assert logits.shape == (5, 8 + 5)
+    both = DeCAFTransformer(backbone=net, layer=["pool", "logits"], decode="exact").fit(image_files)
+    logits = both.transform(image_files)
     assert net.calls == 0  # the user's module itself is never used or modified
+    # The values are those of the module's own layers, run by hand (not through its forward).
+    with torch.inference_mode():
+        act = net.act(net.conv(normalised_batch(est, image_files)))
+        pooled = net.pool(act).flatten(1)
+        expected_logits = net.fc(pooled)
+    assert X.shape == (5, 8) and (X >= 0).all()
+    assert_features_close(X, act.mean(dim=(2, 3)).numpy())
+    assert logits.shape == (5, 8 + 5)
+    assert_features_close(logits[:, :8], pooled.numpy())
+    assert_features_close(logits[:, 8:], expected_logits.numpy())
 
 
 def test_timm_module_given_directly(image_files):
@@ -108,10 +117,19 @@ def test_torchvision_family(image_files):
     layers = list_layers("torchvision:resnet18")
     assert layers[-1] == "fc" and "layer4.1" in layers and layers.index("layer4.1") < layers.index("avgpool")
     est = DeCAFTransformer(backbone="torchvision:resnet18", layer=["layer3.1", "logits"], weights="random",
-                           random_state=0, engine="torch").fit(image_files)
+                           random_state=0, engine="torch", decode="exact").fit(image_files)
     X = est.transform(image_files[:2])
     assert est.feature_dims_ == {"layer3.1": 256, "fc": 1000}
     assert X.shape == (2, 1256)
+    # By hand: torchvision's own resnet18 with the same seeded weights, layer3.1 average-pooled, and its logits.
+    model = backbones.load_backbone("torchvision:resnet18", weights="random", seed=est.random_seed_).model.eval()
+    taps = []
+    handle = model.layer3[1].register_forward_hook(lambda module, args, out: taps.append(out.mean(dim=(2, 3))))
+    with torch.inference_mode():
+        logits = model(normalised_batch(est, image_files[:2]))
+    handle.remove()
+    assert_features_close(X[:, :256], taps[0].numpy())
+    assert_features_close(X[:, 256:], logits.numpy())
 
 
 def test_state_digest_changes_with_any_weight():

@@ -14,24 +14,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from sk_decaf import DeCAFTransformer, list_layers
-from tests.conftest import API_CHECKS, TINY, assert_features_close
+from tests.conftest import API_CHECKS, TINY, assert_features_close, normalised_batch
 
 
 def tiny(**kwargs):
     params = dict(backbone=TINY, weights="random", random_state=0, engine="torch")
     params.update(kwargs)
     return DeCAFTransformer(**params)
-
-
-def _normalised_batch(decaf, images):
-    """The network input for `images`, written out by hand: timm's transform, then mean/std in float32."""
-    from sk_decaf._torch.data import build_transform
-    from sk_decaf._torch.images import load_rgb
-
-    tf = build_transform(decaf.data_config_)
-    mean = torch.tensor(decaf.data_config_["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(decaf.data_config_["std"]).view(1, 3, 1, 1)
-    return torch.stack([tf(load_rgb(p)) for p in images]).float().div(255).sub(mean).div(std).contiguous()
 
 
 # -- layers and shapes ------------------------------------------------------------------------------
@@ -128,7 +117,7 @@ def test_logits_and_pre_logits_match_the_model(name, image_files):
                              engine="torch", decode="exact").fit(image_files)  # exact: timm's transform
     X = decaf.transform(image_files)
     model = decaf.backbone_.float().eval()
-    batch = _normalised_batch(decaf, image_files)
+    batch = normalised_batch(decaf, image_files)
     with torch.inference_mode():
         feats = model.forward_features(batch)
         pre = model.forward_head(feats, pre_logits=True).numpy()
@@ -157,7 +146,7 @@ def test_pooling(pooling, dim, image_files):
     model = decaf.backbone_.float().eval()
     handle = model.blocks[1].register_forward_hook(lambda module, args, out: maps.append(out.numpy().copy()))
     with torch.inference_mode():
-        model(_normalised_batch(decaf, image_files))
+        model(normalised_batch(decaf, image_files))
     handle.remove()
     fmap = maps[0]
     assert fmap.shape == (5, 24, 40, 40)
