@@ -138,9 +138,10 @@ def featurize(spec, paths, cache):
     for part in spec.split("+"):
         backbone, layer, tta = (part.split(":") + [None, None])[:3]
         layer = layer or "pre_logits"
-        decaf = DeCAFTransformer(backbone, layer=layer, tta=tta or None, cache=cache, random_state=0)
-        parts.append(normalize(decaf.fit_transform(paths)))
-        computed += decaf.cache_info()["computed"]
+        decaf = DeCAFTransformer(backbone, layer=layer, tta=tta or None, cache=cache, random_state=0).fit(paths)
+        before = decaf.cache_info()["computed"]  # counters of the cache file, summed over its past runs
+        parts.append(normalize(decaf.transform(paths)))
+        computed += decaf.cache_info()["computed"] - before
         names.append(f'DeCAFTransformer("{backbone}", layer="{layer}"' + (f', tta="{tta}")' if tta else ")"))
     X = normalize(np.hstack(parts)) if len(parts) > 1 else parts[0]
     return X, " + ".join(f"`{n}`" for n in names), computed
@@ -321,8 +322,8 @@ domains A = amazon, C = caltech10, D = dslr, W = webcam), read with `load_office
 
 **Features.**
 {features_text}: ImageNet weights shipped offline; all images extracted once through the activation cache
-({computed} image passes through the networks in {t_features:.0f} s, {len(candidates)} feature set(s)), then every
-method runs on the arrays.
+({len(candidates)} feature set(s) in {t_features:.0f} s: {computed} images through a network, the others read from
+the cache{" file given with `--cache`" if args.cache else ""}), then every method runs on the arrays.
 
 **Protocol** (Saenko et al. 2010, DeCAF Sec. 4.2 and Table 1). For each shift source → target and each of
 {args.splits} random splits (`DomainAdaptationSplit`, `random_state={args.seed}`): per class, 20 labelled source
