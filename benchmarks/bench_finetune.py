@@ -28,7 +28,7 @@ same run took three to four times longer; ``OMP_NUM_THREADS=1`` then helps.)
 Run::
 
     python benchmarks/bench_finetune.py [--shifts amazon:webcam,dslr:webcam] [--n-splits 2]
-        [--max-epochs 5] [--freeze-until blocks.5] [--head-init linear_probe] [--setting ST]
+        [--max-epochs 5] [--freeze-until blocks.5] [--head-init linear_probe] [--batchnorm frozen] [--setting ST]
         [--within amazon] [--n-train 20] [--data DIR]
 
 ``DIR`` defaults to ``$SK_DECAF_SHARED_DATA/office_caltech10``, else ``<repo>/../shared/data/office_caltech10``.
@@ -81,6 +81,7 @@ def _parse():
     parser.add_argument("--backbone-lr-scale", type=float, default=0.1)
     parser.add_argument("--freeze-until", default="blocks.5", help="a layer/module name, 'all' or 'none'")
     parser.add_argument("--head-init", choices=["linear_probe", "random"], default="linear_probe")
+    parser.add_argument("--batchnorm", choices=["frozen", "recompute", "train"], default="frozen")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--early-stopping", action="store_true")
     parser.add_argument("--device", default="auto")
@@ -111,14 +112,14 @@ def main():
           f"CUDA: {torch.cuda.is_available()}")
     print(f"setting {args.setting}, {args.n_splits} splits, seed {args.seed}; fine-tuning: {args.max_epochs} "
           f"epochs, lr {args.lr:g} (backbone x{args.backbone_lr_scale:g}), freeze_until={freeze!r}, "
-          f"head_init={args.head_init!r}, "
+          f"head_init={args.head_init!r}, batchnorm={args.batchnorm!r}, "
           f"batch {args.batch_size}, early stopping {'on' if args.early_stopping else 'off'}\n")
 
     frozen = make_pipeline(DeCAFTransformer(layer="pre_logits", cache=cache, device=args.device),
                            Normalizer(), LinearSVC(C=1.0))
     finetuned = FineTunedClassifier(layer="pre_logits", max_epochs=args.max_epochs, lr=args.lr,
                                     backbone_lr_scale=args.backbone_lr_scale, freeze_until=freeze,
-                                    head_init=args.head_init,
+                                    head_init=args.head_init, batchnorm=args.batchnorm,
                                     batch_size=args.batch_size, early_stopping=args.early_stopping,
                                     device=args.device, random_state=args.seed)
     rows = []

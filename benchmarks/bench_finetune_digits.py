@@ -12,16 +12,19 @@ Methods, on the ImageNet-pretrained ``efficientnet_lite0`` (shipped offline):
 
 * raw pixels: ``LinearSVC(C=1)`` on the 64 original grey levels (scaled to [0, 1]);
 * frozen: ``DeCAFTransformer(layer="pre_logits") -> SignedSqrt -> LinearSVC(C=1)``;
-* fine-tuned: ``FineTunedClassifier(max_epochs=..., early_stopping=False, augment=..., batchnorm=...)``
-  with every other parameter at its default (the whole network trained, linear-probe initialisation,
-  AdamW, ``lr=1e-3`` for the new layer and ``1e-4`` for the network, cosine schedule), once per
-  ``--batchnorm`` policy. For each, the accuracy of its predictions (evaluation mode) on its own
-  training images is printed next to the last epoch's training loss: the two must tell the same story.
+* fine-tuned: ``FineTunedClassifier(max_epochs=6, early_stopping=False, augment=False, batchnorm=...)``
+  (``--max-epochs``, ``--early-stopping``, ``--augment``) with every other parameter at its default
+  (the whole network trained, linear-probe initialisation, AdamW, ``lr=1e-3`` for the new layer and
+  ``1e-4`` for the network, cosine schedule), once per ``--batchnorm`` policy. For each, the accuracy
+  of its predictions (evaluation mode) on its own training images is printed next to the last epoch's
+  training loss: the two must tell the same story.
 
 Run::
 
     python benchmarks/bench_finetune_digits.py [--batchnorm frozen,recompute,train] [--max-epochs 6]
-        [--augment] [--n-splits 1] [--seed 0] [--threads N]
+        [--augment] [--early-stopping] [--freeze-until none] [--n-splits 1] [--seed 0] [--threads N]
+
+``--max-epochs 10 --augment --early-stopping --batchnorm frozen`` is ``FineTunedClassifier()`` itself.
 
 On a busy machine ``--threads 1`` avoids PyTorch's spin-waiting threads.
 """
@@ -48,6 +51,7 @@ def _parse():
                         help="comma-separated BatchNorm policies of FineTunedClassifier to run")
     parser.add_argument("--max-epochs", type=int, default=6)
     parser.add_argument("--augment", action="store_true", help="timm's training augmentation (default off)")
+    parser.add_argument("--early-stopping", action="store_true", help="hold out 10%% for early stopping")
     parser.add_argument("--freeze-until", default="none")
     parser.add_argument("--n-train", type=int, default=30)
     parser.add_argument("--n-splits", type=int, default=1)
@@ -72,7 +76,7 @@ def main():
           f"CUDA: {torch.cuda.is_available()}")
     print(f"digits as 64x64 images: {len(images)} images, {args.n_train} training images per class, "
           f"{args.n_splits} split(s), seed {args.seed}; fine-tuning: {args.max_epochs} epochs, "
-          f"augment={args.augment}, freeze_until={freeze!r}\n", flush=True)
+          f"augment={args.augment}, early_stopping={args.early_stopping}, freeze_until={freeze!r}\n", flush=True)
 
     start = time.perf_counter()
     features = DeCAFTransformer(layer="pre_logits").fit_transform(images)
@@ -90,7 +94,8 @@ def main():
         results.setdefault("frozen pre_logits + SignedSqrt + LinearSVC", []).append(row)
         print(f"split {k}: frozen {row[0]:.2f} (train {row[1]:.2f})", flush=True)
         for policy in policies:
-            clf = FineTunedClassifier(max_epochs=args.max_epochs, early_stopping=False, augment=args.augment,
+            clf = FineTunedClassifier(max_epochs=args.max_epochs, early_stopping=args.early_stopping,
+                                      augment=args.augment,
                                       freeze_until=freeze, batchnorm=policy, random_state=args.seed + k)
             start = time.perf_counter()
             clf.fit([images[i] for i in train], y[train])

@@ -11,7 +11,7 @@ from ._version import __version__
 #: Public name -> the submodule that defines it.
 _LAZY = {
     "DeCAFTransformer": ".transformers",
-    "DomainAugment": ".transformers",
+    "DomainAugment": ".domain",
     "FeatureDropout": ".transformers",
     "SignedSqrt": ".transformers",
     "list_layers": "._torch.layers",

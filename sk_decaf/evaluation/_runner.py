@@ -32,7 +32,7 @@ def _unpack(dataset):
         key = next((k for k in ("images", "data", "paths") if k in dataset), None)
         if key is None or "target" not in dataset:
             raise ValueError("dataset needs `target` and one of `images`, `data`, `paths`.")
-        X, y, domain = dataset[key], dataset["target"], dataset.get("domain")
+        X, y, domain = dataset[key], dataset["target"], dataset.get("sample_domain", dataset.get("domain"))
     elif isinstance(dataset, (tuple, list)) and len(dataset) in (2, 3):
         X, y, domain = (*dataset, None)[:3]
     else:
@@ -122,19 +122,27 @@ def _with_inner_cv(estimator, cv, random_state):
 
 
 def _domain_routing(estimator, domain):
-    """Methods among fit/predict whose metadata routing requests `domain`."""
+    """{method: metadata name} for fit/predict when the estimator requests the domains.
+
+    The name is ``sample_domain`` (sk_decaf.domain, skada), or ``domain``, its deprecated name.
+    """
     if domain is None:
-        return set()
+        return {}
     with config_context(enable_metadata_routing=True):
         routing = get_routing_for_object(estimator)
-        return {m for m in ("fit", "predict") if routing.consumes(method=m, params={"domain"})}
+        return {
+            method: name
+            for method in ("fit", "predict")
+            for name in ("domain", "sample_domain")  # sample_domain wins when both are requested
+            if routing.consumes(method=method, params={name})
+        }
 
 
 def _fit_and_score(estimator, X, y, domain, train, test, routed, keep):
     est = clone(estimator)
-    fit_params = {"domain": domain[train]} if "fit" in routed else {}
+    fit_params = {routed["fit"]: domain[train]} if "fit" in routed else {}
     est.fit(_take(X, train), y[train], **fit_params)
-    predict_params = {"domain": domain[test]} if "predict" in routed else {}
+    predict_params = {routed["predict"]: domain[test]} if "predict" in routed else {}
     y_pred = est.predict(_take(X, test), **predict_params)
     score = balanced_accuracy_score(y[test], y_pred)
     return score, getattr(est, "best_params_", None), est if keep else None
