@@ -68,13 +68,17 @@ def main():
             agree &= bool((got == expected).all())
 
     best = {name: min(values) for name, values in times.items()}
-    print(f"{len(images)} images ({'demo set' if not args.data else args.data} x {args.repeat}), {args.backbone}, "
-          f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.rounds} rounds")
+    print(
+        f"{len(images)} images ({'demo set' if not args.data else args.data} x {args.repeat}), {args.backbone}, "
+        f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.rounds} rounds"
+    )
     print(f"model {size_mb:.1f} MB; to_onnx {export_s:.1f} s; session start + warm-up {session_s:.1f} s")
     for name, seconds in best.items():
         print(f"  {name:<22} {seconds:7.2f} s  {len(images) / seconds:7.1f} img/s")
-    print(f"speed-up of the exported model: {best['pipeline.predict'] / best['OnnxPipeline.predict']:.2f}x "
-          f"(labels identical: {agree})")
+    print(
+        f"speed-up of the exported model: {best['pipeline.predict'] / best['OnnxPipeline.predict']:.2f}x "
+        f"(labels identical: {agree})"
+    )
 
 
 if __name__ == "__main__":

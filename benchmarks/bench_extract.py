@@ -100,11 +100,11 @@ def hand_slices(args, paths, *, size, channels_last=True, compile=False):
     with torch.inference_mode():
         run(paths[:size])  # warm-up (and, with torch.compile, compilation)
         if len(paths) % size:  # the last, shorter slice: compiled ahead too
-            run(paths[:len(paths) % size])
+            run(paths[: len(paths) % size])
     first = elapsed(start)
     start = time.perf_counter()
     with torch.inference_mode():
-        out = torch.cat([run(paths[i:i + size]) for i in range(0, len(paths), size)])
+        out = torch.cat([run(paths[i : i + size]) for i in range(0, len(paths), size)])
     return out.numpy(), first, elapsed(start)
 
 
@@ -117,8 +117,13 @@ def hand_loader(args, paths, *, size, workers, channels_last, prefetch=None):
     model, transform = _hand_model(args.backbone)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = DataLoader(_Files(paths, transform), batch_size=size, num_workers=workers, prefetch_factor=prefetch,
-                        persistent_workers=prefetch is not None)
+    loader = DataLoader(
+        _Files(paths, transform),
+        batch_size=size,
+        num_workers=workers,
+        prefetch_factor=prefetch,
+        persistent_workers=prefetch is not None,
+    )
 
     def run(x):
         return _pre_logits(model, x.contiguous(memory_format=torch.channels_last) if channels_last else x)
@@ -151,8 +156,16 @@ def hand_onnx(args, paths, *, size):
     example = _decode(paths[0], transform).unsqueeze(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter: no onnxscript needed
-        torch.onnx.export(PreLogits(model), (example,), path, dynamo=False, input_names=["x"],
-                          output_names=["f"], dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
+        torch.onnx.export(
+            PreLogits(model),
+            (example,),
+            path,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["f"],
+            dynamic_axes={"x": {0: "n"}, "f": {0: "n"}},
+            opset_version=17,
+        )
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
     def run(chunk):
@@ -162,7 +175,7 @@ def hand_onnx(args, paths, *, size):
     run(paths[:size])  # warm-up batch
     first = elapsed(start)
     start = time.perf_counter()
-    out = np.concatenate([run(paths[i:i + size]) for i in range(0, len(paths), size)])
+    out = np.concatenate([run(paths[i : i + size]) for i in range(0, len(paths), size)])
     return out, first, elapsed(start)
 
 
@@ -173,7 +186,7 @@ def decaf(args, paths, **params):
     start = time.perf_counter()
     est = DeCAFTransformer(backbone=args.backbone, batch_size=args.batch_size, device="cpu", **params)
     est.fit(paths)
-    est.transform(paths[:args.batch_size])  # warm-up: loads the network, exports and checks the ONNX graph
+    est.transform(paths[: args.batch_size])  # warm-up: loads the network, exports and checks the ONNX graph
     first = elapsed(start)
     start = time.perf_counter()
     X = est.transform(paths)
@@ -189,21 +202,41 @@ def _contenders(batch_size):
     """
     b = batch_size
     return {
-        "loader-2w": (f"DataLoader 2 workers, batches of {b}, NCHW (old baseline)", hand_loader,
-                      dict(size=b, workers=2, channels_last=False), "hand"),
-        "one-at-a-time": ("one image at a time, NCHW (img2vec-style)", hand_slices,
-                          dict(size=1, channels_last=False), "hand"),
+        "loader-2w": (
+            f"DataLoader 2 workers, batches of {b}, NCHW (old baseline)",
+            hand_loader,
+            dict(size=b, workers=2, channels_last=False),
+            "hand",
+        ),
+        "one-at-a-time": (
+            "one image at a time, NCHW (img2vec-style)",
+            hand_slices,
+            dict(size=1, channels_last=False),
+            "hand",
+        ),
         "slices-1": ("hand loop, channels_last, slices of 1", hand_slices, dict(size=1), "hand"),
         "slices-4": ("hand loop, channels_last, slices of 4", hand_slices, dict(size=4), "hand"),
         "slices-8": ("hand loop, channels_last, slices of 8", hand_slices, dict(size=8), "hand"),
         "compile-4": ("hand loop + torch.compile, slices of 4", hand_slices, dict(size=4, compile=True), "hand"),
-        "loader-1w": ("DataLoader 1 worker, prefetch 4, slices of 4", hand_loader,
-                      dict(size=4, workers=1, channels_last=True, prefetch=4), "hand"),
+        "loader-1w": (
+            "DataLoader 1 worker, prefetch 4, slices of 4",
+            hand_loader,
+            dict(size=4, workers=1, channels_last=True, prefetch=4),
+            "hand",
+        ),
         "onnx-hand": (f"hand ONNX export + onnxruntime, batches of {b}", hand_onnx, dict(size=b), "hand"),
-        "decaf-onnxruntime": ("DeCAFTransformer(engine='onnxruntime', decode='exact')", decaf,
-                              dict(engine="onnxruntime", decode="exact"), "decaf"),
-        "decaf-torch": ("DeCAFTransformer(engine='torch', decode='exact')", decaf,
-                        dict(engine="torch", decode="exact"), "decaf"),
+        "decaf-onnxruntime": (
+            "DeCAFTransformer(engine='onnxruntime', decode='exact')",
+            decaf,
+            dict(engine="onnxruntime", decode="exact"),
+            "decaf",
+        ),
+        "decaf-torch": (
+            "DeCAFTransformer(engine='torch', decode='exact')",
+            decaf,
+            dict(engine="torch", decode="exact"),
+            "decaf",
+        ),
         "decaf-default": ("DeCAFTransformer() defaults (decode='reduced')", decaf, {}, "default"),
     }
 
@@ -226,8 +259,11 @@ def run_cpu(args):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name], peak = run_worker(SCRIPT, name, passthrough, result_dir)
         results[name]["peak_mb"] = peak
-        print(f"  {results[name]['rate']:.1f} img/s, start-up {results[name]['first']:.1f} s, peak {peak:.0f} MB",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {results[name]['rate']:.1f} img/s, start-up {results[name]['first']:.1f} s, peak {peak:.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
 
     checked = [n for n in names if contenders[n][3] == "decaf"]
     reference_name = REFERENCE if REFERENCE in results else (checked or names)[0]
@@ -235,9 +271,11 @@ def run_cpu(args):
     hand = [n for n in names if contenders[n][3] == "hand"]
     best = max(hand, key=lambda n: results[n]["rate"]) if hand else None
     n = results[names[0]]["n_images"]
-    print(f"\n{n} images (the demo set x {args.repeat}{f', first {args.limit}' if args.limit else ''}), "
-          f"backbone {args.backbone}, pre_logits features, {os.cpu_count()} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f} at the end; each contender in a fresh process\n")
+    print(
+        f"\n{n} images (the demo set x {args.repeat}{f', first {args.limit}' if args.limit else ''}), "
+        f"backbone {args.backbone}, pre_logits features, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end; each contender in a fresh process\n"
+    )
     rows, failed = [], []
     for name in names:
         r = results[name]
@@ -294,9 +332,10 @@ def gpu_decaf(args, paths, *, backbone):
     from sk_decaf import DeCAFTransformer
 
     start = time.perf_counter()
-    est = DeCAFTransformer(backbone=backbone, weights="random", device="cuda", batch_size=args.gpu_batch_size,
-                           precision="bfloat16").fit(paths)
-    est.transform(paths[:args.gpu_batch_size])  # warm-up: network load, cuDNN autotuning, worker start
+    est = DeCAFTransformer(
+        backbone=backbone, weights="random", device="cuda", batch_size=args.gpu_batch_size, precision="bfloat16"
+    ).fit(paths)
+    est.transform(paths[: args.gpu_batch_size])  # warm-up: network load, cuDNN autotuning, worker start
     torch.cuda.synchronize()
     first = elapsed(start)
     start = time.perf_counter()
@@ -308,8 +347,10 @@ def run_gpu(args):
     import torch
 
     if not torch.cuda.is_available():
-        raise SystemExit("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is False here. "
-                         "Run without --device for the CPU comparison.")
+        raise SystemExit(
+            "--device cuda needs a CUDA GPU, and torch.cuda.is_available() is False here. "
+            "Run without --device for the CPU comparison."
+        )
     result_dir = tempfile.mkdtemp(prefix="bench_extract_gpu_")
     passthrough = ["--device", "cuda", "--repeat", str(args.repeat), "--gpu-batch-size", str(args.gpu_batch_size)]
     if args.limit:
@@ -323,16 +364,39 @@ def run_gpu(args):
             figures[kind], figures[kind + "_mb"] = run_worker(SCRIPT, name, passthrough, result_dir)
         model, dec = figures["model"], figures["decaf"]
         device = dec["device"]
-        rows.append((backbone, f"{model['rate']:.0f}", f"{dec['rate']:.0f}", f"{dec['rate'] / model['rate']:.2f}",
-                     f"{model['first']:.1f}", f"{dec['first']:.1f}", f"{figures['decaf_mb']:.0f}",
-                     f"{dec['gpu_mb']:.0f}", str(dec["n_images"])))
-    print(f"\n{device}, {os.cpu_count()} CPU cores; random weights, batches of {args.gpu_batch_size}, bf16 "
-          "autocast, channels_last, pre_logits; each in a fresh process\n")
-    header = ("backbone", "model alone img/s", "DeCAFTransformer img/s", "ratio", "start-up s (model)",
-              "start-up s (DeCAF)", "host peak MB (DeCAF)", "GPU peak MB (DeCAF)", "images")
+        rows.append(
+            (
+                backbone,
+                f"{model['rate']:.0f}",
+                f"{dec['rate']:.0f}",
+                f"{dec['rate'] / model['rate']:.2f}",
+                f"{model['first']:.1f}",
+                f"{dec['first']:.1f}",
+                f"{figures['decaf_mb']:.0f}",
+                f"{dec['gpu_mb']:.0f}",
+                str(dec["n_images"]),
+            )
+        )
+    print(
+        f"\n{device}, {os.cpu_count()} CPU cores; random weights, batches of {args.gpu_batch_size}, bf16 "
+        "autocast, channels_last, pre_logits; each in a fresh process\n"
+    )
+    header = (
+        "backbone",
+        "model alone img/s",
+        "DeCAFTransformer img/s",
+        "ratio",
+        "start-up s (model)",
+        "start-up s (DeCAF)",
+        "host peak MB (DeCAF)",
+        "GPU peak MB (DeCAF)",
+        "images",
+    )
     print("\n".join(format_table(header, rows)))
-    print("\nmodel alone: random tensors already on the GPU, no decoding or copies (an upper bound); "
-          "DeCAFTransformer: JPEG paths in (the demo images), float32 numpy out.")
+    print(
+        "\nmodel alone: random tensors already on the GPU, no decoding or copies (an upper bound); "
+        "DeCAFTransformer: JPEG paths in (the demo images), float32 numpy out."
+    )
 
 
 # -- entry points ----------------------------------------------------------------------------------------
@@ -344,13 +408,21 @@ def worker(args):
     warm_files(paths)
     name = args.worker
     if name.startswith("gpu-"):
-        kind, backbone = name[len("gpu-"):].split(":", 1)
+        kind, backbone = name[len("gpu-") :].split(":", 1)
         function = gpu_model_alone if kind == "model" else gpu_decaf
         n, first, seconds, dim = function(args, paths, backbone=backbone)
         import torch
 
-        write_result(args.result_dir, name, rate=n / seconds, first=first, n_images=n, n_features=dim,
-                     device=torch.cuda.get_device_name(), gpu_mb=torch.cuda.max_memory_allocated() / 2**20)
+        write_result(
+            args.result_dir,
+            name,
+            rate=n / seconds,
+            first=first,
+            n_images=n,
+            n_features=dim,
+            device=torch.cuda.get_device_name(),
+            gpu_mb=torch.cuda.max_memory_allocated() / 2**20,
+        )
         return
     _, function, kwargs, _ = _contenders(args.batch_size)[name]
     features, first, seconds = function(args, paths, **kwargs)
@@ -360,8 +432,12 @@ def worker(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="passes over the 200 demo images (default: 3 on the CPU, 25 with --device cuda)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="passes over the 200 demo images (default: 3 on the CPU, 25 with --device cuda)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images (quick checks)")
     parser.add_argument("--batch-size", type=int, default=32, help="CPU: DeCAFTransformer's and the loaders' batch")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="CPU mode's network")

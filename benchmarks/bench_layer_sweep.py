@@ -65,8 +65,9 @@ def sweep(args, paths, y):
     est, startup = _start_up(backbone=args.backbone, layer=args.layers[0], cache=cache)
     computed_before = est.cache_info()["computed"]
     pipe = Pipeline([("decaf", DeCAFTransformer(backbone=args.backbone, cache=cache)), ("svm", LinearSVC())])
-    grid = GridSearchCV(pipe, {"decaf__layer": args.layers, "svm__C": [0.1, 1.0]},
-                        cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    grid = GridSearchCV(
+        pipe, {"decaf__layer": args.layers, "svm__C": [0.1, 1.0]}, cv=StratifiedKFold(3, shuffle=True, random_state=0)
+    )
     start = time.perf_counter()
     grid.fit(paths, y)
     cold = elapsed(start)
@@ -77,8 +78,10 @@ def sweep(args, paths, y):
     start = time.perf_counter()
     DeCAFTransformer(backbone=args.backbone, layer="pre_logits", cache=cache).fit_transform(paths)
     cached = elapsed(start)
-    scores = [(p["decaf__layer"], p["svm__C"], s)
-              for p, s in zip(grid.cv_results_["params"], grid.cv_results_["mean_test_score"])]
+    scores = [
+        (p["decaf__layer"], p["svm__C"], s)
+        for p, s in zip(grid.cv_results_["params"], grid.cv_results_["mean_test_score"])
+    ]
     return dict(startup=startup, cold=cold, warm=warm, cached=cached, computed=computed, scores=scores)
 
 
@@ -112,28 +115,47 @@ def main(argv=None):
     plain, sw = results["plain"], results["sweep"]
     n = plain["n_images"]
     n_fits = len(args.layers) * 2 * 3 + 1
-    print(f"\ndemo set: {n} images, backbone {args.backbone}, GridSearchCV {len(args.layers)} layers x 2 C x "
-          f"3 folds ({n_fits} fits of the pipeline), each in a fresh process, {os.cpu_count()} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print(
+        f"\ndemo set: {n} images, backbone {args.backbone}, GridSearchCV {len(args.layers)} layers x 2 C x "
+        f"3 folds ({n_fits} fits of the pipeline), each in a fresh process, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end\n"
+    )
     base, base_total = plain["work"], plain["startup"] + plain["work"]
     rows = [
-        ("plain extraction of all images", f"{plain['startup']:.2f}", f"{base:.2f}", "1.00",
-         f"{base_total:.2f}", "1.00"),
-        ("grid search, fresh cache", f"{sw['startup']:.2f}", f"{sw['cold']:.2f}", f"{sw['cold'] / base:.2f}",
-         f"{sw['startup'] + sw['cold']:.2f}", f"{(sw['startup'] + sw['cold']) / base_total:.2f}"),
+        (
+            "plain extraction of all images",
+            f"{plain['startup']:.2f}",
+            f"{base:.2f}",
+            "1.00",
+            f"{base_total:.2f}",
+            "1.00",
+        ),
+        (
+            "grid search, fresh cache",
+            f"{sw['startup']:.2f}",
+            f"{sw['cold']:.2f}",
+            f"{sw['cold'] / base:.2f}",
+            f"{sw['startup'] + sw['cold']:.2f}",
+            f"{(sw['startup'] + sw['cold']) / base_total:.2f}",
+        ),
         ("grid search, warm cache", "-", f"{sw['warm']:.2f}", f"{sw['warm'] / base:.2f}", "-", "-"),
         ("re-extraction from the cache", "-", f"{sw['cached']:.3f}", f"1/{base / sw['cached']:.0f}", "-", "-"),
     ]
     header = ("", "start-up s", "after start-up s", "x extraction", "total s", "x extraction (total)")
     print("\n".join(format_table(header, rows)))
     print(f"\nper image, plain extraction after start-up: {1000 * base / n:.1f} ms")
-    print(f"grid search with a fresh cache, in total: {(sw['startup'] + sw['cold']) / base_total:.2f} x one "
-          f"extraction (target <= 1.3)")
+    print(
+        f"grid search with a fresh cache, in total: {(sw['startup'] + sw['cold']) / base_total:.2f} x one "
+        f"extraction (target <= 1.3)"
+    )
     print(f"re-extraction from the cache: {base / sw['cached']:.0f} x faster than extraction (target >= 50)")
-    print(f"images through the network during the sweep: {sw['computed']} for {n} images "
-          f"({sw['computed'] / n:.2f} per image, target 1)")
-    print(f"peak memory (PSS, process + workers): plain {results['plain_mb']:.0f} MB, "
-          f"sweep {results['sweep_mb']:.0f} MB")
+    print(
+        f"images through the network during the sweep: {sw['computed']} for {n} images "
+        f"({sw['computed'] / n:.2f} per image, target 1)"
+    )
+    print(
+        f"peak memory (PSS, process + workers): plain {results['plain_mb']:.0f} MB, sweep {results['sweep_mb']:.0f} MB"
+    )
     print("mean CV accuracy per candidate:")
     for layer, C, score in sw["scores"]:
         print(f"  {layer:<12} C={C:<4} {score:.3f}")

@@ -88,8 +88,11 @@ def inductive(transformer):
 def fit_predict(method, X, y, domain, train, test, target, args):
     """Predictions of one method for the test rows of one split."""
     if method in ("SVM (S)", "SVM (T)", "SVM (ST)"):
-        keep = {"SVM (S)": domain[train] != target, "SVM (T)": domain[train] == target,
-                "SVM (ST)": np.ones(len(train), bool)}[method]
+        keep = {
+            "SVM (S)": domain[train] != target,
+            "SVM (T)": domain[train] == target,
+            "SVM (ST)": np.ones(len(train), bool),
+        }[method]
         pipe = make_pipeline(Normalizer(), classifier())
         return pipe.fit(X[train[keep]], y[train[keep]]).predict(X[test])
     name = method.split(" (")[0]
@@ -112,11 +115,21 @@ def fit_predict(method, X, y, domain, train, test, target, args):
     transformer.fit(Z, sample_domain=domain[np.r_[train, test]])
     after = normalize if isinstance(transformer, CORAL) else (lambda Z: Z)
     clf = classifier().fit(after(transformer.transform(Z[: len(train)], sample_domain=domain[train])), y[train])
-    return clf.predict(after(transformer.transform(Z[len(train):], sample_domain=domain[test])))
+    return clf.predict(after(transformer.transform(Z[len(train) :], sample_domain=domain[test])))
 
 
-METHODS = ["SVM (S)", "SVM (T)", "SVM (ST)", "Daumé III (ST)", "CORAL (ST)", "SA (ST)", "GFK (ST)",
-           "CORAL (ST)†", "SA (ST)†", "GFK (ST)†"]
+METHODS = [
+    "SVM (S)",
+    "SVM (T)",
+    "SVM (ST)",
+    "Daumé III (ST)",
+    "CORAL (ST)",
+    "SA (ST)",
+    "GFK (ST)",
+    "CORAL (ST)†",
+    "SA (ST)†",
+    "GFK (ST)†",
+]
 
 
 def run_shift(X, y, domain, source, target, args):
@@ -164,27 +177,41 @@ def compare_features(candidates, y, domain, args):
                 for source, target in itertools.permutations(DOMAINS, 2):
                     per_shift.append(run_shift(X, y, domain, source, target, sub)[0])
             out[spec][seed] = {m: 100 * np.mean([r[m].mean() for r in per_shift]) for m in methods}
-        print(f"  {spec}: " + "; ".join(f"seed {seed}: " + ", ".join(f"{m} {v:.2f}" for m, v in res.items())
-                                       for seed, res in out[spec].items()), flush=True)
+        print(
+            f"  {spec}: "
+            + "; ".join(
+                f"seed {seed}: " + ", ".join(f"{m} {v:.2f}" for m, v in res.items()) for seed, res in out[spec].items()
+            ),
+            flush=True,
+        )
     return out
 
 
 def comparison_table(comparison, descriptions, chosen, args):
-    head = (f"| features | SVM (ST), seed {args.select_seed} | Daumé III (ST), seed {args.select_seed} "
-            f"| SVM (ST), seed {args.seed} | Daumé III (ST), seed {args.seed} |")
+    head = (
+        f"| features | SVM (ST), seed {args.select_seed} | Daumé III (ST), seed {args.select_seed} "
+        f"| SVM (ST), seed {args.seed} | Daumé III (ST), seed {args.seed} |"
+    )
     lines = [head, "|---|---|---|---|---|"]
     for spec, res in comparison.items():
         mark = " (**chosen**)" if spec == chosen else ""
-        cells = [f"{res[seed][m]:.2f}" for seed in (args.select_seed, args.seed)
-                 for m in ("SVM (ST)", "Daumé III (ST)")]
+        cells = [
+            f"{res[seed][m]:.2f}" for seed in (args.select_seed, args.seed) for m in ("SVM (ST)", "Daumé III (ST)")
+        ]
         lines.append(f"| {descriptions[spec]}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def check_against_evaluate_office(arrays, source, target, scores, args):
     """The S/T/ST rows are exactly what sk_decaf.evaluate_office gives on the same seed."""
-    results = evaluate_office(make_pipeline(Normalizer(), classifier()), arrays, source=source,
-                              target=target, n_splits=args.splits, random_state=args.seed)
+    results = evaluate_office(
+        make_pipeline(Normalizer(), classifier()),
+        arrays,
+        source=source,
+        target=target,
+        n_splits=args.splits,
+        random_state=args.seed,
+    )
     for setting, result in results.items():
         np.testing.assert_allclose(result.scores, scores[f"SVM ({setting})"])
 
@@ -197,16 +224,20 @@ def evaluate_shift(results, X, y, domain, source, target, args):
         results[shift], arrays = run_shift(X, y, domain, source, target, args)
     if shift == "A→W":
         check_against_evaluate_office(arrays, source, target, results[shift], args)
-    print(f"  {shift} ({time.perf_counter() - t_shift:.0f} s): "
-          + ", ".join(f"{m} {100 * s.mean():.1f}" for m, s in results[shift].items()), flush=True)
+    print(
+        f"  {shift} ({time.perf_counter() - t_shift:.0f} s): "
+        + ", ".join(f"{m} {100 * s.mean():.1f}" for m, s in results[shift].items()),
+        flush=True,
+    )
 
 
 def table(results, shifts, methods, decimals=1):
     head = ["method", *shifts, "mean"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
-        cells = [f"{100 * results[s][m].mean():.{decimals}f} ± {100 * results[s][m].std():.{decimals}f}"
-                 for s in shifts]
+        cells = [
+            f"{100 * results[s][m].mean():.{decimals}f} ± {100 * results[s][m].std():.{decimals}f}" for s in shifts
+        ]
         mean = np.mean([results[s][m].mean() for s in shifts])
         lines.append(f"| {m} | " + " | ".join(cells) + f" | **{100 * mean:.1f}** |")
     return "\n".join(lines)
@@ -223,16 +254,19 @@ def observations(results, shifts, methods):
         f"* Best mean over the 12 shifts: {best} ({mean[best]:.1f} %); SVM (ST) {mean['SVM (ST)']:.1f} %.\n"
         f"* Domain shift, measured as SVM (ST) − SVM (S): largest on "
         + ", ".join(f"{s} ({shift_size[s]:+.1f})" for s in order[::-1][:3])
-        + ", nil on " + ", ".join(f"{s} ({shift_size[s]:+.1f})" for s in order[:2])
-        + " (DeCAF: \"in the case of Dslr→Webcam the domain shift is largely non-existent\").\n"
+        + ", nil on "
+        + ", ".join(f"{s} ({shift_size[s]:+.1f})" for s in order[:2])
+        + ' (DeCAF: "in the case of Dslr→Webcam the domain shift is largely non-existent").\n'
         f"* Daumé III over SVM (ST): {min(gain.values()):+.1f} to {max(gain.values()):+.1f} points per shift "
         f"(mean {np.mean(list(gain.values())):+.2f})."
     )
 
 
 def decaf_table(results):
-    lines = ["| DeCAF row | A→W DeCAF6 (Office-31) | D→W DeCAF6 (Office-31) | our row | A→W (here) | D→W (here) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| DeCAF row | A→W DeCAF6 (Office-31) | D→W DeCAF6 (Office-31) | our row | A→W (here) | D→W (here) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, ours, aw, dw in DECAF_TABLE1:
         for row in ours:
             if row not in results["A→W"]:
@@ -245,22 +279,46 @@ def decaf_table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
-    parser.add_argument("--features", nargs="+", default=["efficientnet_lite0:pre_logits"],
-                        help="features, each backbone[:layer[:tta]] or several joined by '+' (concatenated); "
-                             "with several, the best Daumé III (ST) mean on --select-seed's splits is reported")
-    parser.add_argument("--post", choices=["l2", "signed-sqrt"], default="l2",
-                        help="row-wise post-processing of the features (default: L2 normalisation)")
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        default=["efficientnet_lite0:pre_logits"],
+        help="features, each backbone[:layer[:tta]] or several joined by '+' (concatenated); "
+        "with several, the best Daumé III (ST) mean on --select-seed's splits is reported",
+    )
+    parser.add_argument(
+        "--post",
+        choices=["l2", "signed-sqrt"],
+        default="l2",
+        help="row-wise post-processing of the features (default: L2 normalisation)",
+    )
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the reported splits (default 0)")
-    parser.add_argument("--select-seed", type=int, default=1,
-                        help="seed of the splits on which several --features are compared (default 1)")
-    parser.add_argument("--n-components", type=int, default=20,
-                        help="SA/GFK subspace dimension with labelled rows only (30 target rows; default 20)")
-    parser.add_argument("--n-components-transductive", type=int, default=50,
-                        help="SA/GFK subspace dimension with the unlabelled target rows (default 50)")
+    parser.add_argument(
+        "--select-seed",
+        type=int,
+        default=1,
+        help="seed of the splits on which several --features are compared (default 1)",
+    )
+    parser.add_argument(
+        "--n-components",
+        type=int,
+        default=20,
+        help="SA/GFK subspace dimension with labelled rows only (30 target rows; default 20)",
+    )
+    parser.add_argument(
+        "--n-components-transductive",
+        type=int,
+        default=50,
+        help="SA/GFK subspace dimension with the unlabelled target rows (default 50)",
+    )
     parser.add_argument("--no-transductive", action="store_true", help="leave out the † rows")
-    parser.add_argument("--blas-threads", type=int, default=1,
-                        help="BLAS threads during the evaluation (default 1; 0: the library's default)")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads during the evaluation (default 1; 0: the library's default)",
+    )
     parser.add_argument("--cache", default=None, help="activation cache file (default: a temporary one)")
     parser.add_argument("--output", default=str(REPO / "docs" / "office_caltech.md"))
     args = parser.parse_args(argv)

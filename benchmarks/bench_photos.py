@@ -70,7 +70,7 @@ def throughput(demo_paths, photos, repeat):
 
     def model_alone():
         for start in range(0, len(batch), decaf.batch_size):
-            engine.result(engine.submit(batch[start:start + decaf.batch_size]))
+            engine.result(engine.submit(batch[start : start + decaf.batch_size]))
 
     def decode_alone():
         for p in demo_paths:
@@ -114,8 +114,10 @@ def accuracy(demo_paths, demo_target, shared):
     def report(name, paths, y, scorer):
         ex, red = features(paths, "exact"), features(paths, "reduced")
         change = np.abs(red - ex).mean() / np.abs(ex).mean()
-        print(f"{name:<28} exact {scorer(ex, y):6.2f}   reduced {scorer(red, y):6.2f}   "
-              f"mean |change| / mean |feature| = {change:.4f}")
+        print(
+            f"{name:<28} exact {scorer(ex, y):6.2f}   reduced {scorer(red, y):6.2f}   "
+            f"mean |change| / mean |feature| = {change:.4f}"
+        )
 
     def cv(X, y):
         pred = cross_val_predict(LinearSVC(), X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
@@ -135,8 +137,9 @@ def accuracy(demo_paths, demo_target, shared):
             from sk_decaf.model_selection import PerClassSplit
 
             scores = []
-            for train, test in PerClassSplit(n_train=8 if domain in ("dslr", "webcam") else 20, n_splits=5,
-                                             random_state=0, too_few="shrink").split(X, y):
+            for train, test in PerClassSplit(
+                n_train=8 if domain in ("dslr", "webcam") else 20, n_splits=5, random_state=0, too_few="shrink"
+            ).split(X, y):
                 model = LinearSVC().fit(X[train], y[train])
                 scores.append(100 * balanced_accuracy_score(y[test], model.predict(X[test])))
             return float(np.mean(scores))

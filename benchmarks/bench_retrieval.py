@@ -60,8 +60,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=_default_data())
     parser.add_argument(
-        "--n-components", type=lambda text: [int(v) for v in text.split(",")],
-        default=[16, 32, 128], help="comma-separated PCA dimensions (default 16,32,128)",
+        "--n-components",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[16, 32, 128],
+        help="comma-separated PCA dimensions (default 16,32,128)",
     )
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -93,8 +95,9 @@ def main():
             start = time.perf_counter()
             index = RetrievalIndex(n_components=n_components, whiten=whiten).fit(X_database)
             ranking = index.predict(X_query)
-            rows.append((f"{name}, d={index.n_components_}", _scores(y_query, y_database, ranking),
-                         time.perf_counter() - start))
+            rows.append(
+                (f"{name}, d={index.n_components_}", _scores(y_query, y_database, ranking), time.perf_counter() - start)
+            )
 
     if args.levels:
         start = time.perf_counter()
@@ -108,8 +111,13 @@ def main():
             start = time.perf_counter()
             index = RetrievalIndex(n_components=n_components).fit(features[0])
             ranking = index.predict(features[1])
-            rows.append((f"spatial L2 -> PCA whitening -> L2, d={n_components}",
-                         _scores(y_query, y_database, ranking), time.perf_counter() - start))
+            rows.append(
+                (
+                    f"spatial L2 -> PCA whitening -> L2, d={n_components}",
+                    _scores(y_query, y_database, ranking),
+                    time.perf_counter() - start,
+                )
+            )
 
     base = rows[0][1][0]
     print(f"\n{'method':<48} {'mAP':>7} {'mAP trap.':>9} {'ratio':>6} {'time s':>7}")

@@ -51,8 +51,10 @@ pipe.fit(train, names[data.target[::2]])
 model_path = os.path.join(output, "model.onnx")
 model = to_onnx(pipe, model_path, X=test[::10])
 preprocessing = runtime.read_metadata(model_path)[runtime.PREPROCESS_KEY]
-print(f"{model_path}: {os.path.getsize(model_path) / 1e6:.1f} MB, outputs {[o.name for o in model.graph.output]}, "
-      f"preprocessing {preprocessing}")
+print(
+    f"{model_path}: {os.path.getsize(model_path) / 1e6:.1f} MB, outputs {[o.name for o in model.graph.output]}, "
+    f"preprocessing {preprocessing}"
+)
 
 # %%
 # Serve it without torch, timm or scikit-learn
@@ -61,23 +63,31 @@ print(f"{model_path}: {os.path.getsize(model_path) / 1e6:.1f} MB, outputs {[o.na
 # imports (and ``sk_decaf``) raise ``ImportError``. It prints ``image<TAB>label<TAB>score``.
 blocker = tempfile.mkdtemp(prefix="sk_decaf_blocker_")
 with open(os.path.join(blocker, "sitecustomize.py"), "w") as f:
-    f.write("import sys\n"
-            "class Blocker:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in {'torch', 'timm', 'sklearn', 'scipy', 'sk_decaf'}:\n"
-            "            raise ImportError(name + ' is not installed here')\n"
-            "sys.meta_path.insert(0, Blocker())\n")
+    f.write(
+        "import sys\n"
+        "class Blocker:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'timm', 'sklearn', 'scipy', 'sk_decaf'}:\n"
+        "            raise ImportError(name + ' is not installed here')\n"
+        "sys.meta_path.insert(0, Blocker())\n"
+    )
 shutil.copy(runtime.__file__, os.path.join(output, "runtime.py"))
-done = subprocess.run([sys.executable, os.path.join(output, "runtime.py"), model_path, *test, "--json"],
-                      env={"PYTHONPATH": blocker, "PATH": os.environ.get("PATH", "")}, capture_output=True,
-                      text=True, check=True)
+done = subprocess.run(
+    [sys.executable, os.path.join(output, "runtime.py"), model_path, *test, "--json"],
+    env={"PYTHONPATH": blocker, "PATH": os.environ.get("PATH", "")},
+    capture_output=True,
+    text=True,
+    check=True,
+)
 rows = [json.loads(line) for line in done.stdout.splitlines()]
 served_labels = np.array([row["label"] for row in rows], dtype=object)
 served_scores = np.array([row["decision_function"] for row in rows])
 expected = pipe.decision_function(test)
-print(f"{len(test)} test images: labels identical: {bool((served_labels == pipe.predict(test)).all())}; "
-      f"largest relative score difference {np.abs(served_scores - expected).max() / np.abs(expected).max():.1e}; "
-      f"accuracy {np.mean(served_labels == names[data.target[1::2]]):.3f}")
+print(
+    f"{len(test)} test images: labels identical: {bool((served_labels == pipe.predict(test)).all())}; "
+    f"largest relative score difference {np.abs(served_scores - expected).max() / np.abs(expected).max():.1e}; "
+    f"accuracy {np.mean(served_labels == names[data.target[1::2]]):.3f}"
+)
 
 
 # %%

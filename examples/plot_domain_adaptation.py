@@ -61,11 +61,18 @@ def per_class_figure(names, accuracies):
     width = 0.8 / len(accuracies)
     x = np.arange(len(names))
     for k, (label, acc) in enumerate(accuracies.items()):
-        ax.bar(x + (k - (len(accuracies) - 1) / 2) * width, 100 * acc, width,
-               label=f"{label} (mean {100 * acc.mean():.1f} %)")
+        ax.bar(
+            x + (k - (len(accuracies) - 1) / 2) * width,
+            100 * acc,
+            width,
+            label=f"{label} (mean {100 * acc.mean():.1f} %)",
+        )
     ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set(ylabel="accuracy on webcam test images (%)", ylim=(0, 105),
-           title="amazon → webcam, 20 source + 3 target images per class")
+    ax.set(
+        ylabel="accuracy on webcam test images (%)",
+        ylim=(0, 105),
+        title="amazon → webcam, 20 source + 3 target images per class",
+    )
     ax.legend(loc="lower right")
     return fig
 
@@ -79,15 +86,19 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="folder for the figure (default: a temporary one)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
-        sys.exit(f"Office-Caltech-10 not found at {args.data}: pass --data <root> with the layout "
-                 "<root>/<domain>/<class>/*.jpg (sk_decaf never downloads data).")
+        sys.exit(
+            f"Office-Caltech-10 not found at {args.data}: pass --data <root> with the layout "
+            "<root>/<domain>/<class>/*.jpg (sk_decaf never downloads data)."
+        )
     output = args.output or tempfile.mkdtemp(prefix="sk_decaf_example_")
     os.makedirs(output, exist_ok=True)
 
     data = load_office_caltech10(args.data, domain=["amazon", "webcam"])
     X, y, domain = np.asarray(data.paths), data.target, np.asarray(data.domain, dtype=str)
-    print(f"{len(X)} images: {np.sum(domain == 'amazon')} amazon, {np.sum(domain == 'webcam')} webcam, "
-          f"{len(data.target_names)} classes")
+    print(
+        f"{len(X)} images: {np.sum(domain == 'amazon')} amazon, {np.sum(domain == 'webcam')} webcam, "
+        f"{len(data.target_names)} classes"
+    )
     # One split of the protocol: 20 amazon + 3 webcam labelled images per class; the rest of webcam is test.
     cv = DomainAdaptationSplit("amazon", "webcam", n_splits=5, random_state=0)
     train, test = next(cv.split(X, y, sample_domain=domain))
@@ -108,8 +119,10 @@ def main(argv=None):
         print(f"\nfirst split ({len(train)} training images, {len(test)} webcam test images):")
         for name, y_pred in predictions.items():
             print(f"  {name:<26} mean per-class accuracy {100 * balanced_accuracy_score(y[test], y_pred):.2f} %")
-        print(f"  DomainAugment maps {decaf.n_features_out_} features to "
-              f"{adapted.named_steps['domainaugment'].n_features_in_ * 3} ([shared, amazon, webcam]).")
+        print(
+            f"  DomainAugment maps {decaf.n_features_out_} features to "
+            f"{adapted.named_steps['domainaugment'].n_features_in_ * 3} ([shared, amazon, webcam])."
+        )
 
         # The five splits of the protocol; features are computed once (cache hits here).
         print("\nfive splits (evaluate_office, same draws for both pipelines):")

@@ -132,7 +132,9 @@ class ActivationCache:
         if self.readonly:
             warnings.warn(
                 f"The activation cache {self.path!r} is read-only: cached activations are used, new ones are "
-                "not stored.", UserWarning, stacklevel=4,
+                "not stored.",
+                UserWarning,
+                stacklevel=4,
             )
         self._conn = conn
         return conn
@@ -151,8 +153,7 @@ class ActivationCache:
                 "CREATE TABLE IF NOT EXISTS configs (config TEXT PRIMARY KEY, description TEXT, "
                 "hits INTEGER DEFAULT 0, computed INTEGER DEFAULT 0)"
             )
-            conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                             [("format", _FORMAT), ("version", _VERSION)])
+            conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [("format", _FORMAT), ("version", _VERSION)])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -183,9 +184,11 @@ class ActivationCache:
         unique = list(dict.fromkeys(keys))
         with self._errors("read"):
             for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start:start + _CHUNK]
-                q = (f"SELECT image, layer, data, crc FROM activations WHERE config=? "
-                     f"AND image IN ({','.join('?' * len(chunk))}) AND layer IN ({','.join('?' * len(layers))})")
+                chunk = unique[start : start + _CHUNK]
+                q = (
+                    f"SELECT image, layer, data, crc FROM activations WHERE config=? "
+                    f"AND image IN ({','.join('?' * len(chunk))}) AND layer IN ({','.join('?' * len(layers))})"
+                )
                 for image, layer, data, crc in conn.execute(q, [config, *chunk, *layers]):
                     if len(data) != 4 * dims[layer] or zlib.crc32(data) != crc:
                         continue  # torn or foreign vector: never return wrong features
@@ -212,10 +215,11 @@ class ActivationCache:
         now = time.time()
         with self._transaction(conn, "update"):
             for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start:start + _CHUNK]
+                chunk = keys[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                conn.execute(f"UPDATE activations SET used=? WHERE config=? AND image IN ({marks})",
-                             [now, config, *chunk])
+                conn.execute(
+                    f"UPDATE activations SET used=? WHERE config=? AND image IN ({marks})", [now, config, *chunk]
+                )
 
     # -- writes ------------------------------------------------------------------------------------
     def put(self, config, rows, description=None):
@@ -231,8 +235,10 @@ class ActivationCache:
         with self._transaction(conn, "write to"):
             conn.executemany("INSERT OR REPLACE INTO activations VALUES (?, ?, ?, ?, ?, ?)", payload)
             if description is not None:
-                conn.execute("INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
-                             (config, json.dumps(description, sort_keys=True, default=str)))
+                conn.execute(
+                    "INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
+                    (config, json.dumps(description, sort_keys=True, default=str)),
+                )
 
     def record(self, config, hits, computed, description=None):
         """Add to the per-configuration counters of cache hits and images that went through the network."""
@@ -240,10 +246,14 @@ class ActivationCache:
         if self.readonly:
             return  # counters are statistics: a read-only cache still serves its hits
         with self._transaction(conn, "write to"):
-            conn.execute("INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
-                         (config, json.dumps(description, sort_keys=True, default=str)))
-            conn.execute("UPDATE configs SET hits = hits + ?, computed = computed + ? WHERE config=?",
-                         (int(hits), int(computed), config))
+            conn.execute(
+                "INSERT OR IGNORE INTO configs (config, description) VALUES (?, ?)",
+                (config, json.dumps(description, sort_keys=True, default=str)),
+            )
+            conn.execute(
+                "UPDATE configs SET hits = hits + ?, computed = computed + ? WHERE config=?",
+                (int(hits), int(computed), config),
+            )
 
     def evict(self):
         """Drop least-recently-used vectors until the stored bytes fit ``max_bytes``."""
@@ -257,8 +267,9 @@ class ActivationCache:
         removed = 0
         while total > self.max_bytes:
             with self._errors("read"):
-                rows = conn.execute("SELECT config, image, layer, LENGTH(data) FROM activations "
-                                    "ORDER BY used LIMIT 256").fetchall()
+                rows = conn.execute(
+                    "SELECT config, image, layer, LENGTH(data) FROM activations ORDER BY used LIMIT 256"
+                ).fetchall()
             if not rows:
                 break
             drop = []
@@ -294,8 +305,9 @@ class ActivationCache:
         where, args = ("WHERE config=?", (config,)) if config is not None else ("", ())
         with self._errors("read"):
             entries, images, size = conn.execute(
-                f"SELECT COUNT(*), COUNT(DISTINCT image), COALESCE(SUM(LENGTH(data)), 0) FROM activations {where}",
-                args).fetchone()
+                f"SELECT COUNT(*), COUNT(DISTINCT image), COALESCE(SUM(LENGTH(data)), 0) FROM activations {where}", args
+            ).fetchone()
             hits, computed = conn.execute(
-                f"SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(computed), 0) FROM configs {where}", args).fetchone()
+                f"SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(computed), 0) FROM configs {where}", args
+            ).fetchone()
         return {"entries": entries, "images": images, "bytes": size, "hits": hits, "computed": computed}

@@ -23,8 +23,12 @@ TINY = "test_efficientnet"
 #: scikit-learn's estimator checks that apply to estimators whose input is images, not a feature matrix
 #: (their array checks cannot run; these API-level ones can).
 API_CHECKS = [
-    check_no_attributes_set_in_init, check_do_not_raise_errors_in_init_or_set_params,
-    check_get_params_invariance, check_set_params, check_estimator_cloneable, check_estimator_repr,
+    check_no_attributes_set_in_init,
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_get_params_invariance,
+    check_set_params,
+    check_estimator_cloneable,
+    check_estimator_repr,
 ]
 
 

@@ -60,7 +60,7 @@ def test_layer_subset_is_served_from_a_superset_entry(cache, image_files):
     single = tiny(cache, layer="pre_logits", cache_layers="requested").fit(image_files)
     Y = single.transform(image_files)
     assert computed(single) == 5  # the single layer was a pure cache hit
-    assert_allclose(Y, X[:, both.feature_dims_["blocks.1"]:], rtol=0)  # the stored bytes of the same pass
+    assert_allclose(Y, X[:, both.feature_dims_["blocks.1"] :], rtol=0)  # the stored bytes of the same pass
 
 
 def test_missing_layer_runs_the_network_only_for_missing_images(cache, image_files):
@@ -80,10 +80,15 @@ def test_auto_cache_layers_make_a_layer_sweep_one_pass(cache, image_files):
     assert computed(tiny(cache).fit(image_files)) == 5
 
 
-@pytest.mark.parametrize("change", [
-    # pre_logits is pooled by the network itself: max pooling is asked of a spatial layer
-    {"preprocess": "decaf"}, {"random_state": 1}, {"pooling": "max", "layer": "blocks.1"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        # pre_logits is pooled by the network itself: max pooling is asked of a spatial layer
+        {"preprocess": "decaf"},
+        {"random_state": 1},
+        {"pooling": "max", "layer": "blocks.1"},
+    ],
+)
 def test_key_changes_with_what_changes_the_activations(change, cache, image_files):
     base = tiny(cache).fit(image_files)
     base.transform(image_files)
@@ -109,8 +114,11 @@ def test_weights_file_content_is_part_of_the_key(cache, tmp_path, image_files):
 def test_grid_search_clones_share_the_cache(cache, demo):
     paths, y = demo.paths[::10], demo.target[::10]  # 20 images
     pipe = Pipeline([("decaf", tiny(cache)), ("svm", LinearSVC())])
-    grid = GridSearchCV(pipe, {"decaf__layer": ["blocks.2", "blocks.4", "pre_logits"], "svm__C": [0.1, 1.0]},
-                        cv=KFold(3, shuffle=True, random_state=0)).fit(paths, y)
+    grid = GridSearchCV(
+        pipe,
+        {"decaf__layer": ["blocks.2", "blocks.4", "pre_logits"], "svm__C": [0.1, 1.0]},
+        cv=KFold(3, shuffle=True, random_state=0),
+    ).fit(paths, y)
     assert grid.best_estimator_.named_steps["decaf"].cache_info()["computed"] == 20  # each image once
 
 

@@ -96,9 +96,7 @@ def test_public_estimators_are_discovered():
     }
 
 
-@pytest.mark.parametrize(
-    "cls", _public_estimator_classes(), ids=lambda cls: cls.__name__
-)
+@pytest.mark.parametrize("cls", _public_estimator_classes(), ids=lambda cls: cls.__name__)
 def test_public_estimators_are_constructible(cls):
     # An estimator that cannot be built from ESTIMATOR_PARAMS / its defaults
     # would silently miss the compliance suite: fail loudly instead.
@@ -122,8 +120,6 @@ def test_expected_failures_name_known_classes():
     assert set(ESTIMATOR_PARAMS) <= names
 
 
-@parametrize_with_checks(
-    _array_estimators(), expected_failed_checks=_expected_failed_checks
-)
+@parametrize_with_checks(_array_estimators(), expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -50,7 +50,7 @@ def _blocks(page):
     text = page.read_text(encoding="utf-8")
     out = []
     for match in _FENCE.finditer(text):
-        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         marker = _MARKER.search(before)
         line = text.count("\n", 0, match.start()) + 1
         out.append((line, match["lang"].lower(), match["code"], marker and (marker["kind"], marker["value"])))
@@ -80,7 +80,7 @@ def _demo_subset(per_class, classes=range(10), start=0):
     from sk_decaf.datasets import load_demo
 
     demo = load_demo()
-    picked = [i for c in classes for i in np.flatnonzero(demo.target == c)[start:start + per_class]]
+    picked = [i for c in classes for i in np.flatnonzero(demo.target == c)[start : start + per_class]]
     return [demo.paths[i] for i in picked], demo.target[picked]
 
 
@@ -208,8 +208,10 @@ def _free_names(page_name):
                     local.add(node.name)
                 elif isinstance(node, ast.arg):
                     local.add(node.arg)
-            nodes = sorted((n for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.alias))),
-                           key=lambda n: (n.lineno, n.col_offset) if hasattr(n, "lineno") else (0, 0))
+            nodes = sorted(
+                (n for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.alias))),
+                key=lambda n: (n.lineno, n.col_offset) if hasattr(n, "lineno") else (0, 0),
+            )
             for node in nodes:
                 if isinstance(node, ast.alias):
                     defined.add((node.asname or node.name).split(".")[0])
@@ -344,8 +346,7 @@ def test_python_block(block, page_state):
         if earlier not in page_state.done:  # this block was selected alone: run its page up to it first
             _run(page_state, earlier, code, is_doctest)
         if page_state.done[earlier] is not None:
-            pytest.fail(f"an earlier block of the page failed ({_name(page)}:{earlier}): "
-                        f"{page_state.done[earlier]!r}")
+            pytest.fail(f"an earlier block of the page failed ({_name(page)}:{earlier}): {page_state.done[earlier]!r}")
 
 
 def test_reader_inputs_name_pages_with_python():
@@ -389,7 +390,8 @@ def test_shell_command(command, workdir, monkeypatch, capsys):
 
 def test_markers_are_read_from_the_line_before_the_fence(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
-    page.write_text(textwrap.dedent("""\
+    page.write_text(
+        textwrap.dedent("""\
         Text.
 
         <!-- requires: shared-data -->
@@ -406,7 +408,8 @@ def test_markers_are_read_from_the_line_before_the_fence(tmp_path, monkeypatch):
         ```bash
         sk-decaf demo
         ```
-        """))
+        """)
+    )
     (first, *_), (second, *_), (third, *_) = [(b[3], b) for b in _blocks(page)]
     assert first == ("requires", "shared-data") and second == ("skip", "needs a GPU") and third is None
     assert _skip_reason(second) == "needs a GPU"

@@ -52,8 +52,9 @@ def _run_offline(code, tmp_path, env=None, timeout=300):
     unset; return (completed process, Python-level network calls, native network calls, files left in HOME)."""
     home, log, trace = tmp_path / "home", tmp_path / "network.log", tmp_path / "strace.log"
     home.mkdir()
-    child_env = {k: v for k, v in os.environ.items()
-                 if not k.startswith(("XDG_", "HF_", "TORCH_HOME", "MPLCONFIGDIR", "ORT_"))}
+    child_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "HF_", "TORCH_HOME", "MPLCONFIGDIR", "ORT_"))
+    }
     child_env.update(HOME=str(home), NETWORK_LOG=str(log), **(env or {}))
     cmd = [sys.executable, "-c", GUARD + code]
     strace = _strace()
@@ -130,10 +131,13 @@ def no_network(monkeypatch):
 def test_hf_hub_offline_loads_timm_weights_from_the_cache(hub_cache, tmp_path):
     """The user's switch, as the issue reports it: HF_HUB_OFFLINE=1 and weights in HF_HOME's cache."""
     hf_home, weights = hub_cache
-    code = (f"from sk_decaf._torch.backbones import load_backbone, state_digest\n"
-            f"print(state_digest(load_backbone({TINY!r}).model))")
+    code = (
+        f"from sk_decaf._torch.backbones import load_backbone, state_digest\n"
+        f"print(state_digest(load_backbone({TINY!r}).model))"
+    )
     proc, python_calls, native_calls, _ = _run_offline(
-        code, tmp_path, env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
+        code, tmp_path, env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-1] == _digest(weights)
     assert python_calls == [] and native_calls == []

@@ -48,14 +48,25 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 # DeCAF names of torchvision AlexNet's FX nodes, in forward order. conv/fc taps are after the ReLU,
 # as DeCAF takes them; fc8 is the logits.
 ALEXNET_NODES = {
-    "conv1": "features.1", "pool1": "features.2",
-    "conv2": "features.4", "pool2": "features.5",
-    "conv3": "features.7", "conv4": "features.9", "conv5": "features.11", "pool5": "features.12",
-    "fc6": "classifier.2", "fc7": "classifier.5", "fc8": "classifier.6",
+    "conv1": "features.1",
+    "pool1": "features.2",
+    "conv2": "features.4",
+    "pool2": "features.5",
+    "conv3": "features.7",
+    "conv4": "features.9",
+    "conv5": "features.11",
+    "pool5": "features.12",
+    "fc6": "classifier.2",
+    "fc7": "classifier.5",
+    "fc8": "classifier.6",
 }
 ALEXNET_ALIASES = {
-    "decaf1": "pool1", "decaf5": "pool5", "decaf6": "fc6", "decaf7": "fc7",
-    "pre_logits": "fc7", "logits": "fc8",
+    "decaf1": "pool1",
+    "decaf5": "pool5",
+    "decaf6": "fc6",
+    "decaf7": "fc7",
+    "pre_logits": "fc7",
+    "logits": "fc8",
 }
 
 
@@ -90,7 +101,7 @@ def _unwrap_state_dict(obj, path):
         raise ValueError(f"weights file {path!s} does not contain a state dict of tensors.")
     prefix = "module."
     if all(k.startswith(prefix) for k in obj):  # saved from DataParallel / DDP
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 
@@ -249,11 +260,24 @@ def _alexnet_backbone(weights, seed):
         _load_into(model, load_state_dict_file(weights), weights)
         source = str(weights)
     data_config = {
-        "input_size": (3, 224, 224), "interpolation": "bilinear", "mean": _IMAGENET_MEAN,
-        "std": _IMAGENET_STD, "crop_pct": 0.875, "crop_mode": "center",
+        "input_size": (3, 224, 224),
+        "interpolation": "bilinear",
+        "mean": _IMAGENET_MEAN,
+        "std": _IMAGENET_STD,
+        "crop_pct": 0.875,
+        "crop_mode": "center",
     }
-    return Backbone(model, "alexnet", "alexnet", data_config, list(ALEXNET_NODES), "fc6",
-                    aliases=dict(ALEXNET_ALIASES), nodes=dict(ALEXNET_NODES), weights_source=source)
+    return Backbone(
+        model,
+        "alexnet",
+        "alexnet",
+        data_config,
+        list(ALEXNET_NODES),
+        "fc6",
+        aliases=dict(ALEXNET_ALIASES),
+        nodes=dict(ALEXNET_NODES),
+        weights_source=source,
+    )
 
 
 def _fx_layers(model):
@@ -302,8 +326,12 @@ def _torchvision_backbone(name, weights, model_kwargs, seed):
     tfm = default_weights.transforms()
     size = tfm.crop_size[0]
     data_config = {
-        "input_size": (3, size, size), "interpolation": tfm.interpolation.value, "mean": tuple(tfm.mean),
-        "std": tuple(tfm.std), "crop_pct": size / tfm.resize_size[0], "crop_mode": "center",
+        "input_size": (3, size, size),
+        "interpolation": tfm.interpolation.value,
+        "mean": tuple(tfm.mean),
+        "std": tuple(tfm.std),
+        "crop_pct": size / tfm.resize_size[0],
+        "crop_mode": "center",
     }
     return _graph_backbone(model, "torchvision", f"torchvision:{name}", data_config, source)
 
@@ -313,8 +341,9 @@ def _graph_backbone(model, family, name, data_config, source):
     layers = list(nodes)
     default = layers[-2] if len(layers) > 1 else layers[-1]
     aliases = {"logits": layers[-1], "pre_logits": default}
-    return Backbone(model, family, name, data_config, layers, default, aliases=aliases, nodes=nodes,
-                    weights_source=source)
+    return Backbone(
+        model, family, name, data_config, layers, default, aliases=aliases, nodes=nodes, weights_source=source
+    )
 
 
 def _module_backbone(model, weights):
@@ -337,8 +366,17 @@ def _module_backbone(model, weights):
         layers = leaves + ["logits"]
         default = layers[-2] if len(layers) > 1 else "logits"
         nodes = {n: n for n in leaves}
-        return Backbone(model, "module", type(model).__name__, cfg, layers, default,
-                        aliases={"pre_logits": default}, nodes=nodes, weights_source="module")
+        return Backbone(
+            model,
+            "module",
+            type(model).__name__,
+            cfg,
+            layers,
+            default,
+            aliases={"pre_logits": default},
+            nodes=nodes,
+            weights_source="module",
+        )
 
 
 def load_backbone(backbone, weights=None, model_kwargs=None, seed=0):

@@ -61,8 +61,11 @@ def _weights_key(weights):
 def _memo_key(backbone, weights, model_kwargs, seed, pooling):
     if not isinstance(backbone, str):
         return None
-    return json.dumps([backbone, _weights_key(weights), model_kwargs or {},
-                       seed if weights == "random" else None, pooling], sort_keys=True, default=str)
+    return json.dumps(
+        [backbone, _weights_key(weights), model_kwargs or {}, seed if weights == "random" else None, pooling],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def head_pool(model):
@@ -95,8 +98,13 @@ def backbone_info(backbone, weights, model_kwargs, seed, pooling):
     loaded = load_backbone(backbone, weights, model_kwargs, seed=seed)
     # The probe reads every layer without pruning anything, so the network stays reusable.
     info = BackboneInfo(
-        name=loaded.name, family=loaded.family, layers=list(loaded.layers), default_layer=loaded.default_layer,
-        aliases=dict(loaded.aliases), data_config=dict(loaded.data_config), dims=_probe(loaded, pooling),
+        name=loaded.name,
+        family=loaded.family,
+        layers=list(loaded.layers),
+        default_layer=loaded.default_layer,
+        aliases=dict(loaded.aliases),
+        data_config=dict(loaded.data_config),
+        dims=_probe(loaded, pooling),
         digest=state_digest(loaded.model),
         head_pool=head_pool(loaded.model) if loaded.family == "timm" else None,
         architecture="" if isinstance(backbone, str) else hashlib.sha256(repr(loaded.model).encode()).hexdigest()[:32],

@@ -27,8 +27,11 @@ def build_transform(data_config, preprocess="model"):
     """The eval transform for ``preprocess`` ("model" or "decaf"), ending in a uint8 CHW tensor."""
     from timm.data import create_transform
 
-    cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-           if k in data_config}
+    cfg = {
+        k: data_config[k]
+        for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        if k in data_config
+    }
     if preprocess == "decaf":
         cfg.update(crop_mode="squash", crop_pct=0.875)
     elif preprocess != "model":

@@ -84,7 +84,7 @@ class TorchEngine:
             parts = []
             with torch.inference_mode(), self._amp():
                 for start in range(0, len(images), self.cpu_slice):
-                    parts.append([o.float() for o in self.extractor(images[start:start + self.cpu_slice])])
+                    parts.append([o.float() for o in self.extractor(images[start : start + self.cpu_slice])])
             return [torch.cat(cols).numpy() for cols in zip(*parts)]
         with torch.inference_mode(), self._amp():
             outs = [o.float() for o in self.extractor(images.to(self.device, non_blocking=True))]
@@ -120,9 +120,15 @@ def export_onnx(extractor, path, example):
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent python code
             torch.onnx.export(
-                extractor, (example,), tmp, dynamo=False, input_names=["images"], output_names=names,
+                extractor,
+                (example,),
+                tmp,
+                dynamo=False,
+                input_names=["images"],
+                output_names=names,
                 dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                opset_version=17, do_constant_folding=True,
+                opset_version=17,
+                do_constant_folding=True,
             )
         os.replace(tmp, path)  # readers never see a half-written model
     finally:

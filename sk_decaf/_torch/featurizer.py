@@ -73,8 +73,22 @@ class Featurizer:
         Where exported graphs are kept.
     """
 
-    def __init__(self, backbone, layers, *, pooling, preprocess, device, engine="torch", bf16=False,
-                 identity=None, onnx_dir=None, decode="exact", tta=None, tta_reduce="mean"):
+    def __init__(
+        self,
+        backbone,
+        layers,
+        *,
+        pooling,
+        preprocess,
+        device,
+        engine="torch",
+        bf16=False,
+        identity=None,
+        onnx_dir=None,
+        decode="exact",
+        tta=None,
+        tta_reduce="mean",
+    ):
         self.layers = list(layers)
         self.model = backbone.model
         self.extractor = FeatureExtractor(backbone, self.layers, pooling)
@@ -108,7 +122,9 @@ class Featurizer:
                 if max(errors) > ONNX_TOLERANCE:
                     warnings.warn(
                         f"onnxruntime outputs differ from torch by a relative error of {max(errors):.2e} "
-                        f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.", RuntimeWarning, stacklevel=5,
+                        f"(> {ONNX_TOLERANCE:g}); falling back to engine='torch'.",
+                        RuntimeWarning,
+                        stacklevel=5,
                     )
                     return self.torch_engine
                 with open(verified, "w") as f:
@@ -116,8 +132,9 @@ class Featurizer:
             return engine
         except Exception as exc:  # export or session failure: torch still works
             warnings.warn(
-                f"Could not run this network with onnxruntime ({one_line(exc)}); falling back to "
-                "engine='torch'.", RuntimeWarning, stacklevel=5,
+                f"Could not run this network with onnxruntime ({one_line(exc)}); falling back to engine='torch'.",
+                RuntimeWarning,
+                stacklevel=5,
             )
             return self.torch_engine
 
@@ -160,8 +177,11 @@ class Featurizer:
             idx, engine, handle, errors = pending
             if progress is not None:
                 progress.update(len(idx) + len(errors))
-            outputs = [] if handle is None else [self._reduce_views(np.asarray(o, dtype=np.float32), len(idx))
-                                                 for o in engine.result(handle)]
+            outputs = (
+                []
+                if handle is None
+                else [self._reduce_views(np.asarray(o, dtype=np.float32), len(idx)) for o in engine.result(handle)]
+            )
             return idx.numpy(), outputs, errors
 
         pending = None
@@ -169,8 +189,15 @@ class Featurizer:
             workers = None
             if jobs == "measured":  # decided from the timed first batch
                 jobs, workers = 1, self.decode_workers(timing)
-            loader = make_loader(items, self.transform, indices=subset, batch_size=batch_size, n_jobs=jobs,
-                                 device_type=self.device.type, workers=workers)
+            loader = make_loader(
+                items,
+                self.transform,
+                indices=subset,
+                batch_size=batch_size,
+                n_jobs=jobs,
+                device_type=self.device.type,
+                workers=workers,
+            )
             start = time.perf_counter()
             for images, idx, errors in iterate(loader):
                 engine = handle = None
@@ -182,8 +209,9 @@ class Featurizer:
                         decoded = time.perf_counter()
                         handle = engine.submit(images)
                         engine.result(handle)
-                        timing.update(decode=(decoded - start) / len(idx),
-                                      model=(time.perf_counter() - decoded) / len(idx))
+                        timing.update(
+                            decode=(decoded - start) / len(idx), model=(time.perf_counter() - decoded) / len(idx)
+                        )
                     else:
                         handle = engine.submit(images)
                 if pending is not None:

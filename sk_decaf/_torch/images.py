@@ -57,18 +57,14 @@ def as_image_sequence(X):
             return X  # (N, H, W, C) or (N, H, W): indexing yields one image
         if X.ndim == 1:
             return list(X)
-        raise ValueError(
-            f"An array of images must have shape (N, H, W) or (N, H, W, C); got {X.shape}."
-        )
+        raise ValueError(f"An array of images must have shape (N, H, W) or (N, H, W, C); got {X.shape}.")
     if hasattr(X, "iloc") and hasattr(X, "ndim") and X.ndim == 1:  # pandas Series of paths
         return list(X)
     if not isinstance(X, Sequence) and not hasattr(X, "__getitem__"):
         try:
             return list(X)
         except TypeError:
-            raise ValueError(
-                f"Expected a sequence of images, got {type(X).__name__}."
-            ) from None
+            raise ValueError(f"Expected a sequence of images, got {type(X).__name__}.") from None
     return X
 
 

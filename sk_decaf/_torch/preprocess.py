@@ -29,9 +29,12 @@ TTA_MODES = (None, "flip", "10crop", "12jitter")
 _N_VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
 _FILTERS = {
-    "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
 #: Pillow's resize first shrinks by an integer factor while the image is at least this many times the output.
 _REDUCING_GAP = 2.0
@@ -72,22 +75,25 @@ class ResizeCrop:
         self.decode = decode
         # The box path covers timm's "center" and "squash" modes on square inputs that are never upsampled
         # past the crop; everything else (timm's "border" mode, ...) is timm's transform alone.
-        self.fused = (self.crop_mode in ("center", "squash") and h == w
-                      and math.floor(w / self.crop_pct) >= w)
+        self.fused = self.crop_mode in ("center", "squash") and h == w and math.floor(w / self.crop_pct) >= w
         from .data import build_transform
 
         self._timm = build_transform(data_config, preprocess)
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}.")
         if tta not in (None, "flip") and not self.fused:
-            raise ValueError(f"tta={tta!r} needs a square input with timm's 'center' or 'squash' crop; this "
-                             f"network's data config has crop_mode={self.crop_mode!r}. Use tta='flip'.")
+            raise ValueError(
+                f"tta={tta!r} needs a square input with timm's 'center' or 'squash' crop; this "
+                f"network's data config has crop_mode={self.crop_mode!r}. Use tta='flip'."
+            )
         self.tta = tta
         self.n_views = _N_VIEWS[tta]
 
     def __repr__(self):
-        return (f"ResizeCrop(crop={self.crop}, crop_pct={self.crop_pct}, crop_mode={self.crop_mode!r}, "
-                f"interpolation={self.interpolation!r}, decode={self.decode!r}, tta={self.tta!r})")
+        return (
+            f"ResizeCrop(crop={self.crop}, crop_pct={self.crop_pct}, crop_mode={self.crop_mode!r}, "
+            f"interpolation={self.interpolation!r}, decode={self.decode!r}, tta={self.tta!r})"
+        )
 
     def resized_size(self, width, height):
         """Size ``(w, h)`` of the full resized image for a ``width x height`` source (torchvision's rule)."""
@@ -123,13 +129,22 @@ class ResizeCrop:
             return self._timm(img)
         if self.decode == "exact" and small:  # the full resize once, then crops of it: timm's pixels
             full = np.asarray(img.resize((new_w, new_h), self.filter), dtype=np.uint8)
-            crops = [full[top:top + crop_h, left:left + crop_w] for left, top in offsets]
+            crops = [full[top : top + crop_h, left : left + crop_w] for left, top in offsets]
         else:  # resample only each crop's box of the source
             sx, sy = width / new_w, height / new_h
             gap = _REDUCING_GAP if self.decode == "reduced" else None
-            crops = [np.asarray(img.resize(self.crop, self.filter, reducing_gap=gap,
-                                           box=(left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)),
-                                dtype=np.uint8) for left, top in offsets]
+            crops = [
+                np.asarray(
+                    img.resize(
+                        self.crop,
+                        self.filter,
+                        reducing_gap=gap,
+                        box=(left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy),
+                    ),
+                    dtype=np.uint8,
+                )
+                for left, top in offsets
+            ]
         if self.tta == "12jitter":  # the whole image, squashed to the input size
             gap = _REDUCING_GAP if self.decode == "reduced" else None
             crops.append(np.asarray(img.resize(self.crop, self.filter, reducing_gap=gap), dtype=np.uint8))

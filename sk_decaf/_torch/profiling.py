@@ -41,9 +41,27 @@ _NORMS = (
     getattr(nn, "RMSNorm", nn.LayerNorm),
 )
 # Element-wise non-linearities from outside torch.nn (timm's Swish, HardSigmoid, GELUTanh, ...).
-_NEURON_WORDS = ("relu", "elu", "gelu", "silu", "swish", "mish", "sigmoid", "tanh", "softplus", "softsign",
-                 "hardswish", "hard_swish", "hardsigmoid", "hard_sigmoid", "prelu", "celu", "selu", "quickgelu",
-                 "drop")
+_NEURON_WORDS = (
+    "relu",
+    "elu",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "softsign",
+    "hardswish",
+    "hard_swish",
+    "hardsigmoid",
+    "hard_sigmoid",
+    "prelu",
+    "celu",
+    "selu",
+    "quickgelu",
+    "drop",
+)
 
 
 def layer_type(module):
@@ -63,9 +81,7 @@ def layer_type(module):
         return "norm"
     if isinstance(module, nn.modules.dropout._DropoutNd):
         return "neuron"
-    if type(module).__module__ == nn.modules.activation.__name__ and not isinstance(
-        module, nn.MultiheadAttention
-    ):
+    if type(module).__module__ == nn.modules.activation.__name__ and not isinstance(module, nn.MultiheadAttention):
         return "neuron"
     name = type(module).__name__.lower()
     if any(word in name for word in _NEURON_WORDS):
@@ -83,9 +99,10 @@ def profiled_modules(model):
         if isinstance(module, nn.Identity):
             continue
         leaf = next(module.children(), None) is None
-        owns = next(module.parameters(recurse=False), None) is not None or next(
-            module.buffers(recurse=False), None
-        ) is not None
+        owns = (
+            next(module.parameters(recurse=False), None) is not None
+            or next(module.buffers(recurse=False), None) is not None
+        )
         if leaf or owns:
             out.append((name or type(module).__name__, module))
     return out

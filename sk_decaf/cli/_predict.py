@@ -7,9 +7,12 @@ from ..deploy.runtime import add_predict_arguments, run_predict
 
 
 def add_predict_parser(sub):
-    p = sub.add_parser("predict", help="label images with an exported model (onnxruntime, numpy and Pillow only)",
-                       description="Print 'image<TAB>label<TAB>score' for each image: the score is the predicted "
-                                   "class's probability when the model has predict_proba, else its decision "
-                                   "value. The model's preprocessing is read from the model file.")
+    p = sub.add_parser(
+        "predict",
+        help="label images with an exported model (onnxruntime, numpy and Pillow only)",
+        description="Print 'image<TAB>label<TAB>score' for each image: the score is the predicted "
+        "class's probability when the model has predict_proba, else its decision "
+        "value. The model's preprocessing is read from the model file.",
+    )
     add_predict_arguments(p)
     p.set_defaults(func=run_predict)

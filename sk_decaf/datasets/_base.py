@@ -52,9 +52,7 @@ def _list_images(folder):
         names = sorted(
             e.name
             for e in it
-            if e.is_file()
-            and not e.name.startswith(".")
-            and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+            if e.is_file() and not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
         )
     return [os.path.join(folder, n) for n in names]
 
@@ -80,9 +78,7 @@ def _make_bunch(paths, labels, target_names=None, **extra):
     target_names = np.asarray(target_names, dtype=object)
     lookup = {name: i for i, name in enumerate(target_names.tolist())}
     target = np.fromiter((lookup[lab] for lab in labels), dtype=np.intp, count=len(labels))
-    return Bunch(
-        paths=[str(p) for p in paths], target=target, target_names=target_names, **extra
-    )
+    return Bunch(paths=[str(p) for p in paths], target=target, target_names=target_names, **extra)
 
 
 def _load_domains(root, domain, name, layout, subdir):
@@ -141,8 +137,7 @@ def _split_from_lists(relpaths, lists):
                 split[i] = label
     if missing:
         warnings.warn(
-            f"{missing} image(s) named in the official split files were not found "
-            "on disk; they are ignored.",
+            f"{missing} image(s) named in the official split files were not found on disk; they are ignored.",
             UserWarning,
             stacklevel=3,
         )
@@ -224,9 +219,7 @@ class CroppedImages(Sequence):
         self.paths = [str(p) for p in paths]
         self.boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
         if len(self.boxes) != len(self.paths):
-            raise ValueError(
-                f"Got {len(self.paths)} paths but {len(self.boxes)} boxes."
-            )
+            raise ValueError(f"Got {len(self.paths)} paths but {len(self.boxes)} boxes.")
 
     def __len__(self):
         return len(self.paths)

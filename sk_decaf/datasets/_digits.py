@@ -45,6 +45,5 @@ def load_digits_images(*, size=64, n_class=10):
         raise ValueError(f"size must be a positive number of pixels; got {size!r}.")
     digits = load_digits(n_class=n_class)
     ink = np.round(255 - digits.images * (255 / 16)).astype(np.uint8)
-    images = [np.asarray(Image.fromarray(g, "L").resize((int(size),) * 2, Image.BILINEAR).convert("RGB"))
-              for g in ink]
+    images = [np.asarray(Image.fromarray(g, "L").resize((int(size),) * 2, Image.BILINEAR).convert("RGB")) for g in ink]
     return Bunch(images=images, target=digits.target, target_names=digits.target_names, data=digits.data)

@@ -40,10 +40,7 @@ _CUB200 = (
     "  <root>/train_test_split.txt, [classes.txt], images/<class>/*.jpg  (CUB_200_2011)"
 )
 _FLOWERS102 = "  <root>/jpg/image_00001.jpg, <root>/imagelabels.mat, [<root>/setid.mat]"
-_PETS = (
-    "  <root>/images/*.jpg, <root>/annotations/list.txt,\n"
-    "  optional <root>/annotations/trainval.txt and test.txt"
-)
+_PETS = "  <root>/images/*.jpg, <root>/annotations/list.txt,\n  optional <root>/annotations/trainval.txt and test.txt"
 
 
 def load_caltech101(root, *, include_background=True):
@@ -388,7 +385,9 @@ def load_pets(root):
     names = {int(r[1]): r[0].rsplit("_", 1)[0] for r in rows}
     paths = [str(images / f"{r[0]}.jpg") for r in rows]
     bunch = _make_bunch(
-        paths, [names[int(r[1])] for r in rows], [names[k] for k in sorted(names)],
+        paths,
+        [names[int(r[1])] for r in rows],
+        [names[k] for k in sorted(names)],
         species=np.array(["cat", "dog"], dtype=object)[[int(r[2]) - 1 for r in rows]],
     )
     files = {"train": annotations / "trainval.txt", "test": annotations / "test.txt"}

@@ -64,8 +64,9 @@ def _normalize(scope, container, x, norm, dtype):
 
 
 def _output_type(operator, n_features):
-    operator.outputs[0].type = operator.inputs[0].type.__class__([operator.inputs[0].get_first_dimension(),
-                                                                  int(n_features)])
+    operator.outputs[0].type = operator.inputs[0].type.__class__(
+        [operator.inputs[0].get_first_dimension(), int(n_features)]
+    )
 
 
 def _float_dtype(operator):
@@ -99,8 +100,9 @@ def _embed(scope, container, model, inputs, outputs):
 
     def rename(name):
         if name == "":
-            raise ValueError("The network's ONNX graph omits an optional input before a given one, which "
-                             "skl2onnx cannot order.")
+            raise ValueError(
+                "The network's ONNX graph omits an optional input before a given one, which skl2onnx cannot order."
+            )
         if name not in names:
             names[name] = scope.get_unique_variable_name(name.replace("/", "_").strip("_") or "t")
         return names[name]
@@ -125,8 +127,9 @@ def _embed(scope, container, model, inputs, outputs):
 
 def _decaf_converter(scope, operator, container):
     model = network_to_onnx(operator.raw_operator)
-    _embed(scope, container, model, {"images": operator.inputs[0].full_name},
-           {"features": operator.outputs[0].full_name})
+    _embed(
+        scope, container, model, {"images": operator.inputs[0].full_name}, {"features": operator.outputs[0].full_name}
+    )
 
 
 # -- the feature transformers -------------------------------------------------------------------------------------
@@ -140,8 +143,12 @@ def _signed_sqrt_converter(scope, operator, container):
     if est.norm is not None:
         x = _normalize(scope, container, x, est.norm, dtype)
     if est.power != 1:
-        magnitude = _node(scope, container, "Pow", [_node(scope, container, "Abs", [x]),
-                                                    _const(scope, container, est.power, dtype, "power")])
+        magnitude = _node(
+            scope,
+            container,
+            "Pow",
+            [_node(scope, container, "Abs", [x]), _const(scope, container, est.power, dtype, "power")],
+        )
         x = _node(scope, container, "Mul", [_node(scope, container, "Sign", [x]), magnitude])
     if est.renorm is not None:
         x = _normalize(scope, container, x, est.renorm, dtype)
@@ -184,8 +191,13 @@ def _affine(scope, container, operator, mean, matrix):
     x = operator.inputs[0].full_name
     if mean is not None:
         x = _node(scope, container, "Sub", [x, _const(scope, container, mean, dtype, "mean")])
-    _node(scope, container, "MatMul", [x, _const(scope, container, matrix, dtype, "matrix")],
-          output=operator.outputs[0].full_name)
+    _node(
+        scope,
+        container,
+        "MatMul",
+        [x, _const(scope, container, matrix, dtype, "matrix")],
+        output=operator.outputs[0].full_name,
+    )
 
 
 def _subspace_alignment_shape(operator):

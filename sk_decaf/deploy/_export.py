@@ -23,7 +23,7 @@ TOLERANCE = 1e-4
 #: Steps that can never be exported, and why.
 _NEVER = {
     "FineTunedClassifier": "it takes images and runs its own fine-tuned network, so it cannot follow a "
-                           "DeCAFTransformer; it is a whole pipeline by itself and has no ONNX export here",
+    "DeCAFTransformer; it is a whole pipeline by itself and has no ONNX export here",
     "RetrievalIndex": "it ranks a database of images: its answer is not a function of one image",
 }
 
@@ -32,8 +32,10 @@ def _steps(pipeline):
     if isinstance(pipeline, DeCAFTransformer):
         return [("decaf", pipeline)]
     if not isinstance(pipeline, Pipeline):
-        raise TypeError("to_onnx exports a fitted Pipeline that starts with a DeCAFTransformer (or a fitted "
-                        f"DeCAFTransformer); got {type(pipeline).__name__}.")
+        raise TypeError(
+            "to_onnx exports a fitted Pipeline that starts with a DeCAFTransformer (or a fitted "
+            f"DeCAFTransformer); got {type(pipeline).__name__}."
+        )
     return [(name, est) for name, est in pipeline.steps if est is not None and not isinstance(est, str)]
 
 
@@ -52,27 +54,35 @@ def _reason(est, first, last):
 
     name = type(est).__name__
     if first and not isinstance(est, DeCAFTransformer):
-        return ("the graph starts from images, so the first step must be a DeCAFTransformer (to export a "
-                "pipeline on features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())")
+        return (
+            "the graph starts from images, so the first step must be a DeCAFTransformer (to export a "
+            "pipeline on features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())"
+        )
     if isinstance(est, DeCAFTransformer) and not first:
         return "a DeCAFTransformer takes images, so it can only be the first step"
     if name in _NEVER:
         return _NEVER[name]
     if last and not is_classifier(est) and not hasattr(est, "transform"):
-        return ("the final step must be a classifier (exported: its labels and scores) or a transformer "
-                "(exported: its features)")
+        return (
+            "the final step must be a classifier (exported: its labels and scores) or a transformer "
+            "(exported: its features)"
+        )
     if type(est) in CONVERTERS:
         if getattr(est, "domains_", None) is not None and getattr(est, "target_domain_", "") is None:
-            return ("it was fitted with several target domains and no target_domain, so the unlabelled images "
-                    "the graph receives belong to none of them; refit it with target_domain=")
+            return (
+                "it was fitted with several target domains and no target_domain, so the unlabelled images "
+                "the graph receives belong to none of them; refit it with target_domain="
+            )
         return None
     if name == "FunctionTransformer" and est.func is not None:
         return "it runs an arbitrary Python function, which has no ONNX form"
     try:
         get_model_alias(type(est))
     except RuntimeError:
-        return ("skl2onnx has no converter for it (skl2onnx.supported_converters() lists what it converts; "
-                "skl2onnx.update_registered_converter adds one)")
+        return (
+            "skl2onnx has no converter for it (skl2onnx.supported_converters() lists what it converts; "
+            "skl2onnx.update_registered_converter adds one)"
+        )
     return None
 
 
@@ -117,8 +127,12 @@ def _convert_alone(est, n_features, candidates, target_opset):
             with warnings.catch_warnings():
                 # skl2onnx reads attributes that scikit-learn deprecates (SVC's probA_ in 1.9): not the user's.
                 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
-                return convert_sklearn(est, initial_types=[("X", FloatTensorType([None, n_features]))],
-                                       options={id(est): options} if options else None, target_opset=target_opset)
+                return convert_sklearn(
+                    est,
+                    initial_types=[("X", FloatTensorType([None, n_features]))],
+                    options={id(est): options} if options else None,
+                    target_opset=target_opset,
+                )
         except (NameError, RuntimeError, ValueError) as exc:  # skl2onnx's "option not supported" errors
             error = exc
     raise ValueError(f"skl2onnx cannot convert {type(est).__name__}: {error}") from error
@@ -142,8 +156,10 @@ def _heads(est, n_features, target_opset):
     rng = np.random.default_rng(0)
     probe = rng.standard_normal((32, n_features)).astype(np.float32)
     probe[16:] /= np.linalg.norm(probe[16:], axis=1, keepdims=True)  # unit rows, as after SignedSqrt
-    wanted = [("decision_function", [{"zipmap": False, "raw_scores": True}, {"raw_scores": True}]),
-              ("predict_proba", [{"zipmap": False, "raw_scores": False}, {"zipmap": False}, {}])]
+    wanted = [
+        ("decision_function", [{"zipmap": False, "raw_scores": True}, {"raw_scores": True}]),
+        ("predict_proba", [{"zipmap": False, "raw_scores": False}, {"zipmap": False}, {}]),
+    ]
     heads = []
     for method, candidates in wanted:
         if not hasattr(est, method):
@@ -166,8 +182,10 @@ def _heads(est, n_features, target_opset):
         if error > TOLERANCE:
             warnings.warn(
                 f"The exported model has no {method!r} output: skl2onnx's converter for {type(est).__name__} "
-                f"does not reproduce it (relative error {error:.2g} on probe features).", UserWarning,
-                stacklevel=3)
+                f"does not reproduce it (relative error {error:.2g} on probe features).",
+                UserWarning,
+                stacklevel=3,
+            )
             continue
         heads.append((method, model, binary))
     if not heads:
@@ -209,8 +227,9 @@ def _compose(body, heads, classifier):
             nodes.append(helper.make_node("Identity", [scores.name], [method], name=f"{method}_out"))
             outputs.append(helper.make_tensor_value_info(method, onnx.TensorProto.FLOAT, [None, None]))
     merged = helper.make_graph(nodes, "sk_decaf_pipeline", list(graph.input), outputs, inits)
-    return helper.make_model(merged, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
-                             ir_version=body.ir_version)
+    return helper.make_model(
+        merged, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()], ir_version=body.ir_version
+    )
 
 
 def _rename_output(model, new):
@@ -300,8 +319,10 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     check_is_fitted(pipeline if isinstance(pipeline, Pipeline) else steps[0][1])
     problems = unsupported_steps(pipeline)
     if problems:
-        raise ValueError("This pipeline cannot be exported to ONNX:\n" +
-                         "\n".join(f"  step {name!r}: {why}" for name, why in problems))
+        raise ValueError(
+            "This pipeline cannot be exported to ONNX:\n"
+            + "\n".join(f"  step {name!r}: {why}" for name, why in problems)
+        )
     register_converters()
     opset = target_opset or NETWORK_OPSET
     decaf, final = steps[0][1], steps[-1][1]
@@ -310,8 +331,9 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     height, width = decaf.data_config_["input_size"][-2:]
     body_model = Pipeline(body_steps) if len(body_steps) > 1 else body_steps[0][1]
     try:
-        body = convert_sklearn(body_model, initial_types=[("images", UInt8TensorType([None, 3, height, width]))],
-                               target_opset=opset)
+        body = convert_sklearn(
+            body_model, initial_types=[("images", UInt8TensorType([None, 3, height, width]))], target_opset=opset
+        )
     except (RuntimeError, TypeError, NameError) as exc:
         raise ValueError(f"skl2onnx could not convert the pipeline: {exc}") from exc
     body = _rename_output(body, "features")
@@ -319,20 +341,27 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     heads = _heads(final, n_features, opset) if classifier else []
     model = _compose(body, heads, classifier)
 
-    outputs = {"outputs": [o.name for o in model.graph.output],
-               "final_step": type(final).__name__,
-               "classes": final.classes_.tolist() if classifier else None}
+    outputs = {
+        "outputs": [o.name for o in model.graph.output],
+        "final_step": type(final).__name__,
+        "classes": final.classes_.tolist() if classifier else None,
+    }
     meta = {
         PREPROCESS_KEY: preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode),
         OUTPUTS_KEY: outputs,
         "sk_decaf.steps": [[name, type(est).__name__] for name, est in steps],
-        "sk_decaf.network": {"backbone": decaf.backbone if isinstance(decaf.backbone, str) else
-                             type(decaf.backbone).__name__, "layers": list(decaf.layers_), "pooling": decaf.pooling},
+        "sk_decaf.network": {
+            "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
+            "layers": list(decaf.layers_),
+            "pooling": decaf.pooling,
+        },
     }
     onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in meta.items()})
     model.producer_name, model.producer_version = "sk_decaf", __version__
-    model.doc_string = (f"sk_decaf pipeline {' -> '.join(type(e).__name__ for _, e in steps)}: uint8 images "
-                        f"(N, 3, {height}, {width}) -> {', '.join(outputs['outputs'])}.")
+    model.doc_string = (
+        f"sk_decaf pipeline {' -> '.join(type(e).__name__ for _, e in steps)}: uint8 images "
+        f"(N, 3, {height}, {width}) -> {', '.join(outputs['outputs'])}."
+    )
     onnx.checker.check_model(model)
     _write_checked(model, path, pipeline, X)
     return model
@@ -371,5 +400,7 @@ def _check(path, pipeline, X):
         else:
             error = _relative_error(value, expected)
             if error > TOLERANCE:
-                raise ValueError(f"The exported model's {name} differs from the pipeline's by a relative error "
-                                 f"of {error:.2g} (> {TOLERANCE:g}).")
+                raise ValueError(
+                    f"The exported model's {name} differs from the pipeline's by a relative error "
+                    f"of {error:.2g} (> {TOLERANCE:g})."
+                )

@@ -85,8 +85,9 @@ def network_to_onnx(decaf):
     else:
         graph.node.append(helper.make_node("Concat", wanted, ["features"], axis=1, name="features"))
     del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(
-        "features", onnx.TensorProto.FLOAT, ["batch", int(decaf.n_features_out_)]))
+    graph.output.append(
+        helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["batch", int(decaf.n_features_out_)])
+    )
     return model
 
 

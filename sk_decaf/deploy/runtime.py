@@ -24,16 +24,18 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["OnnxPipeline", "read_metadata", "load_rgb", "preprocess", "preprocess_image", "jpeg_draft_size",
-           "main"]
+__all__ = ["OnnxPipeline", "read_metadata", "load_rgb", "preprocess", "preprocess_image", "jpeg_draft_size", "main"]
 
 #: Metadata keys written by ``sk_decaf.to_onnx`` (JSON values).
 PREPROCESS_KEY = "sk_decaf.preprocess"
 OUTPUTS_KEY = "sk_decaf.outputs"
 
 _RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
     "lanczos": Image.Resampling.LANCZOS,
 }
 
@@ -109,8 +111,7 @@ def _scale_size(config):
 def _fused(config):
     """Whether the box path applies: square centre or squash crops that never upsample past the crop."""
     crop_h, crop_w = _crop_size(config)
-    return (config.get("crop_mode") in ("center", "squash") and crop_h == crop_w
-            and _scale_size(config)[1] >= crop_w)
+    return config.get("crop_mode") in ("center", "squash") and crop_h == crop_w and _scale_size(config)[1] >= crop_w
 
 
 def _resized_size(width, height, config):
@@ -210,8 +211,11 @@ def read_metadata(model):
     """The ``sk_decaf.*`` metadata of an exported model (path, or onnxruntime session), JSON-decoded."""
     import onnxruntime as ort
 
-    session = model if isinstance(model, ort.InferenceSession) else ort.InferenceSession(
-        os.fspath(model), providers=["CPUExecutionProvider"])
+    session = (
+        model
+        if isinstance(model, ort.InferenceSession)
+        else ort.InferenceSession(os.fspath(model), providers=["CPUExecutionProvider"])
+    )
     props = session.get_modelmeta().custom_metadata_map
     return {key: json.loads(value) for key, value in props.items() if key.startswith("sk_decaf.")}
 
@@ -252,8 +256,9 @@ class OnnxPipeline:
         self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         meta = read_metadata(self.session)
         if PREPROCESS_KEY not in meta:
-            raise ValueError(f"{os.fspath(path)!r} was not written by sk_decaf.to_onnx: no {PREPROCESS_KEY!r} "
-                             "metadata.")
+            raise ValueError(
+                f"{os.fspath(path)!r} was not written by sk_decaf.to_onnx: no {PREPROCESS_KEY!r} metadata."
+            )
         self.config = meta[PREPROCESS_KEY]
         self.outputs = meta.get(OUTPUTS_KEY, {})
         classes = self.outputs.get("classes")
@@ -266,7 +271,7 @@ class OnnxPipeline:
         """Every output of the graph for ``images`` (paths, PIL images or uint8 arrays), as a dict."""
         parts = []
         for start in range(0, len(images), self.batch_size):
-            batch = preprocess(images[start:start + self.batch_size], self.config)
+            batch = preprocess(images[start : start + self.batch_size], self.config)
             parts.append(self.session.run(None, {self.input_name: batch}))
         if not parts:
             raise ValueError("OnnxPipeline got no images.")
@@ -319,8 +324,11 @@ def add_predict_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: every core)")
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object per image with every output, instead of 'image<TAB>label<TAB>score'")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per image with every output, instead of 'image<TAB>label<TAB>score'",
+    )
     return parser
 
 
@@ -352,9 +360,12 @@ def run_predict(args, stream=None):
 
 def main(argv=None):
     """``python runtime.py model.onnx IMAGE...``: the label and score of each image."""
-    parser = add_predict_arguments(argparse.ArgumentParser(
-        prog="runtime.py", description="Predict with a model exported by sk_decaf.to_onnx (onnxruntime, "
-                                       "numpy and Pillow only)."))
+    parser = add_predict_arguments(
+        argparse.ArgumentParser(
+            prog="runtime.py",
+            description="Predict with a model exported by sk_decaf.to_onnx (onnxruntime, numpy and Pillow only).",
+        )
+    )
     args = parser.parse_args(argv)
     try:
         return run_predict(args)

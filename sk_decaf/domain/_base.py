@@ -133,8 +133,7 @@ def _sorted_labels(labels):
         return sorted(labels)
     except TypeError as exc:
         raise ValueError(
-            "Domain labels must be mutually comparable (all strings or all numbers), got "
-            f"{sorted(map(repr, labels))}."
+            f"Domain labels must be mutually comparable (all strings or all numbers), got {sorted(map(repr, labels))}."
         ) from exc
 
 

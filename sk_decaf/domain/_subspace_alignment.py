@@ -215,8 +215,7 @@ def _fit_domain_subspaces(estimator, X, sample_domain, n_components):
     d = limit if n_components is None else n_components
     if d > limit:
         raise ValueError(
-            f"n_components={n_components} must be <= min(n_source_samples, "
-            f"n_target_samples, n_features) = {limit}."
+            f"n_components={n_components} must be <= min(n_source_samples, n_target_samples, n_features) = {limit}."
         )
     mean_target, basis_target = _pca_basis(X_target, d)
     if X_source.shape[0] == 0:

@@ -129,8 +129,14 @@ def evaluate_office(
         )
         jobs[setting] = (cv, list(cv.split(X, y, sample_domain=domain)))
     out = _run(
-        estimator, X, y, domain, jobs, precompute=precompute,
-        random_state=random_state, n_jobs=n_jobs,
+        estimator,
+        X,
+        y,
+        domain,
+        jobs,
+        precompute=precompute,
+        random_state=random_state,
+        n_jobs=n_jobs,
     )
     results = {s: result_from_run(out[s], f"office: {describe(cv)}", cv, False) for s, (cv, _) in jobs.items()}
     shared = f"office: {describe(cv, setting=False)}; settings {', '.join(jobs)}"

@@ -121,13 +121,13 @@ def profile_layers(transformer, images, *, n_repeats=3, batch_size=1):
 
     transformer = _fitted(transformer, images)
     backbone = load_backbone(
-        transformer.backbone, transformer.weights, transformer.model_kwargs,
+        transformer.backbone,
+        transformer.weights,
+        transformer.model_kwargs,
         seed=transformer.random_seed_,
     )
     batch = _input_batch(images, backbone, transformer.preprocess, batch_size)
-    names, modules, seconds, total = time_layers(
-        backbone.model, batch, n_repeats=n_repeats, device=transformer.device_
-    )
+    names, modules, seconds, total = time_layers(backbone.model, batch, n_repeats=n_repeats, device=transformer.device_)
     return Bunch(
         layers=names,
         types=[layer_type(m) for m in modules],

@@ -21,15 +21,11 @@ def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **o
         if (protocol == "per-class") != (n_train is not None):
             raise ValueError("n_train is required by, and only by, protocol='per-class'.")
         n_tr, n_te = PROTOCOLS.get(protocol, (n_train, None))
-        cv = PerClassSplit(
-            n_tr, n_te, n_splits=n_splits, too_few=too_few, random_state=random_state
-        )
+        cv = PerClassSplit(n_tr, n_te, n_splits=n_splits, too_few=too_few, random_state=random_state)
     elif protocol == "office":
         if office.get("source") is None or office.get("target") is None:
             raise ValueError("protocol='office' needs source= and target= domains.")
-        cv = DomainAdaptationSplit(
-            n_splits=n_splits, too_few=too_few, random_state=random_state, **office
-        )
+        cv = DomainAdaptationSplit(n_splits=n_splits, too_few=too_few, random_state=random_state, **office)
     else:  # unreachable through evaluate, which validates `protocol`
         raise ValueError(f"Unknown protocol {protocol!r}.")
     return cv, f"{protocol}: {describe(cv)}"
@@ -160,15 +156,28 @@ def evaluate(
     """
     X, y, domain = _unpack(dataset)
     cv, description = _resolve_protocol(
-        protocol, n_train=n_train, n_splits=n_splits, too_few=too_few,
-        random_state=random_state, source=source, target=target, setting=setting,
+        protocol,
+        n_train=n_train,
+        n_splits=n_splits,
+        too_few=too_few,
+        random_state=random_state,
+        source=source,
+        target=target,
+        setting=setting,
     )
     if isinstance(cv, DomainAdaptationSplit) and domain is None:
         raise ValueError("The office protocol needs the domain of each image.")
     splits = list(cv.split(X, y, **_split_params(cv, domain)))
     out = _run(
-        estimator, X, y, domain, {None: (cv, splits)}, precompute=precompute,
-        random_state=random_state, n_jobs=n_jobs, keep=return_estimators,
+        estimator,
+        X,
+        y,
+        domain,
+        {None: (cv, splits)},
+        precompute=precompute,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        keep=return_estimators,
     )
     return result_from_run(out[None], description, cv, return_estimators)
 
@@ -240,17 +249,19 @@ def few_shot_curve(
     points = [int(k) for k in np.unique(n_train)]
     jobs = {}
     for k in points:
-        cv = PerClassSplit(
-            k, n_test, n_splits=n_splits, too_few=too_few, random_state=random_state
-        )
+        cv = PerClassSplit(k, n_test, n_splits=n_splits, too_few=too_few, random_state=random_state)
         jobs[k] = (cv, list(cv.split(X, y)))
     out = _run(
-        estimator, X, y, domain, jobs, precompute=precompute,
-        random_state=random_state, n_jobs=n_jobs,
+        estimator,
+        X,
+        y,
+        domain,
+        jobs,
+        precompute=precompute,
+        random_state=random_state,
+        n_jobs=n_jobs,
     )
     test = "the rest" if n_test is None else n_test
-    description = (
-        f"per-class: {points} train / {test} test images per class, {n_splits} random splits"
-    )
+    description = f"per-class: {points} train / {test} test images per class, {n_splits} random splits"
     scores = np.vstack([out[k][0] for k in points])
     return FewShotCurve(np.array(points), scores, description)

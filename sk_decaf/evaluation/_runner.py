@@ -75,9 +75,7 @@ def _split_featurizer(estimator, precompute):
         reason = "the estimator is not a Pipeline (or a search over one) of 2+ steps"
     else:
         name, first = pipe.steps[0]
-        grids = getattr(estimator, "param_grid", None) or getattr(
-            estimator, "param_distributions", None
-        )
+        grids = getattr(estimator, "param_grid", None) or getattr(estimator, "param_distributions", None)
         grids = [grids] if isinstance(grids, Mapping) else grids or []
         keys = [k for grid in grids for k in grid]
         if any(k == name or k.startswith(name + "__") for k in keys):
@@ -111,9 +109,7 @@ def _with_inner_cv(estimator, cv, random_state):
             )
         v = max(1, round(cv.n_train / 6))
         too_few = "shrink" if cv.too_few == "shrink" else "raise"
-        inner = PerClassSplit(
-            cv.n_train - v, v, n_splits=1, too_few=too_few, random_state=random_state
-        )
+        inner = PerClassSplit(cv.n_train - v, v, n_splits=1, too_few=too_few, random_state=random_state)
     elif isinstance(cv, DomainAdaptationSplit):
         inner = StratifiedKFold(3, shuffle=True, random_state=random_state)
     else:
@@ -150,16 +146,11 @@ def _fit_and_score(estimator, X, y, domain, train, test, routed, keep):
 
 def _featurize_once(featurizer, X, y, domain, jobs):
     """Featurize the images used by some split; re-index the splits to match."""
-    used = np.unique(
-        np.concatenate([np.r_[tr, te] for _, splits in jobs.values() for tr, te in splits])
-    )
+    used = np.unique(np.concatenate([np.r_[tr, te] for _, splits in jobs.values() for tr, te in splits]))
     features = clone(featurizer).fit_transform(_take(X, used), y[used])
     position = np.full(len(y), -1)
     position[used] = np.arange(len(used))
-    jobs = {
-        key: (cv, [(position[tr], position[te]) for tr, te in splits])
-        for key, (cv, splits) in jobs.items()
-    }
+    jobs = {key: (cv, [(position[tr], position[te]) for tr, te in splits]) for key, (cv, splits) in jobs.items()}
     return features, y[used], None if domain is None else domain[used], jobs
 
 
@@ -180,8 +171,7 @@ def _run(estimator, X, y, domain, jobs, *, precompute, random_state, n_jobs, kee
         # Routing is switched on for this call only, when a step asks for domains.
         with config_context(enable_metadata_routing=True) if routed else nullcontext():
             out = Parallel(n_jobs=n_jobs)(
-                delayed(_fit_and_score)(est, X, y, domain, tr, te, routed, keep)
-                for tr, te in splits
+                delayed(_fit_and_score)(est, X, y, domain, tr, te, routed, keep) for tr, te in splits
             )
         scores, params, estimators = map(list, zip(*out))
         n_train, n_test = np.array([(len(tr), len(te)) for tr, te in splits]).T

@@ -20,9 +20,7 @@ __all__ = ["mean_average_precision"]
     },
     prefer_skip_nested_validation=True,
 )
-def mean_average_precision(
-    y_query, y_database, ranking_or_distances, *, exclude_self=False, interpolation="none"
-):
+def mean_average_precision(y_query, y_database, ranking_or_distances, *, exclude_self=False, interpolation="none"):
     """Mean over queries of the average precision (AP) of each ranked list.
 
     A database item is relevant to a query when their labels are equal. For
@@ -130,16 +128,10 @@ def _as_ranking(ranking_or_distances, n_queries, n_database):
     """Integer ranking of shape (n_queries, n_ranked) from indices or distances."""
     values = np.asarray(ranking_or_distances)
     if values.ndim != 2 or values.shape[0] != n_queries:
-        raise ValueError(
-            f"ranking_or_distances must have shape (n_queries={n_queries}, ...), "
-            f"got {values.shape}."
-        )
+        raise ValueError(f"ranking_or_distances must have shape (n_queries={n_queries}, ...), got {values.shape}.")
     if np.issubdtype(values.dtype, np.floating):
         if values.shape[1] != n_database:
-            raise ValueError(
-                f"distances must have one column per database item ({n_database}), "
-                f"got {values.shape[1]}."
-            )
+            raise ValueError(f"distances must have one column per database item ({n_database}), got {values.shape[1]}.")
         return np.argsort(values, axis=1, kind="stable")
     if not np.issubdtype(values.dtype, np.integer):
         raise ValueError(f"ranking must be integer indices, got dtype {values.dtype}.")
@@ -158,7 +150,5 @@ def _average_precision(hits, n_relevant, interpolation):
     if interpolation == "none":
         return precision_at.sum() / n_relevant
     # Trapezoid between the precision just before the hit and at the hit.
-    precision_before = np.divide(
-        n_before, ranks, out=np.ones(len(ranks)), where=ranks > 0
-    )
+    precision_before = np.divide(n_before, ranks, out=np.ones(len(ranks)), where=ranks > 0)
     return ((precision_before + precision_at) / 2).sum() / n_relevant

@@ -126,9 +126,7 @@ class RetrievalIndex(BaseEstimator):
         if np.ndim(X) == 3:
             X = check_array(X, allow_nd=True, dtype=[np.float64, np.float32])
             n_windows, X = X.shape[1], X.reshape(-1, X.shape[2])
-        flat = validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1 + reset
-        )
+        flat = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1 + reset)
         return flat.reshape(-1, n_windows, flat.shape[1])
 
     @_fit_context(prefer_skip_nested_validation=True)

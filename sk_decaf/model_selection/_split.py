@@ -24,9 +24,7 @@ SOURCE_IMAGES_PER_CLASS = {
 
 def _validate(splitter):
     params = {name: getattr(splitter, name) for name in splitter._parameter_constraints}
-    validate_parameter_constraints(
-        splitter._parameter_constraints, params, caller_name=type(splitter).__name__
-    )
+    validate_parameter_constraints(splitter._parameter_constraints, params, caller_name=type(splitter).__name__)
 
 
 def _class_members(y):
@@ -47,9 +45,7 @@ def _plan(counts, n_train, n_test, too_few, classes, what="images", min_test=1):
     need = n_train + (min_test if n_test is None else n_test)
     short = counts < need
     if short.any() and too_few == "raise":
-        listing = ", ".join(
-            f"{c!r} ({n})" for c, n in zip(classes[short].tolist(), counts[short].tolist())
-        )
+        listing = ", ".join(f"{c!r} ({n})" for c, n in zip(classes[short].tolist(), counts[short].tolist()))
         raise ValueError(
             f"{short.sum()} class(es) have fewer than {need} {what}: {listing}. "
             "Set too_few='skip' to leave them out or too_few='shrink' to use what "
@@ -118,9 +114,7 @@ class PerClassSplit(BaseCrossValidator):
         "random_state": ["random_state"],
     }
 
-    def __init__(
-        self, n_train=30, n_test=None, *, n_splits=5, too_few="raise", random_state=None
-    ):
+    def __init__(self, n_train=30, n_test=None, *, n_splits=5, too_few="raise", random_state=None):
         self.n_train = n_train
         self.n_test = n_test
         self.n_splits = n_splits
@@ -155,9 +149,7 @@ class PerClassSplit(BaseCrossValidator):
         if X is not None and _num_samples(X) != len(y):
             raise ValueError(f"X has {_num_samples(X)} samples but y has {len(y)}.")
         classes, members = _class_members(y)
-        n_tr, n_te, _ = _plan(
-            [len(m) for m in members], self.n_train, self.n_test, self.too_few, classes
-        )
+        n_tr, n_te, _ = _plan([len(m) for m in members], self.n_train, self.n_test, self.too_few, classes)
         rng = check_random_state(self.random_state)
         for _ in range(self.n_splits):
             train, test = [], []
@@ -331,11 +323,20 @@ class DomainAdaptationSplit(BaseCrossValidator):
         # A source class needs n_source images (none is tested), a target class
         # n_target labelled images plus at least one test image.
         n_src, _, short_src = _plan(
-            [len(i) for i in src], self.get_n_source_per_class(), None, self.too_few, classes,
-            f"{self.source} (source) images", min_test=0,
+            [len(i) for i in src],
+            self.get_n_source_per_class(),
+            None,
+            self.too_few,
+            classes,
+            f"{self.source} (source) images",
+            min_test=0,
         )
         n_tgt, n_te, short_tgt = _plan(
-            [len(i) for i in tgt], self.n_target_per_class, None, self.too_few, classes,
+            [len(i) for i in tgt],
+            self.n_target_per_class,
+            None,
+            self.too_few,
+            classes,
             f"{self.target} (target) images",
         )
         if self.too_few == "skip":

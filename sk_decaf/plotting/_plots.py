@@ -110,9 +110,7 @@ def plot_tsne(
     if projection_dim is not None and X.shape[1] > projection_dim:
         projection = GaussianRandomProjection(projection_dim, random_state=random_state)
         X = projection.fit_transform(X)
-    tsne = TSNE(
-        2, perplexity=min(perplexity, len(X) - 1), init="pca", random_state=random_state
-    )
+    tsne = TSNE(2, perplexity=min(perplexity, len(X) - 1), init="pca", random_state=random_state)
     embedding = tsne.fit_transform(X)
     fig, ax = _axes(ax)
     values = np.unique(labels)
@@ -193,8 +191,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
             (
                 p
                 for p in params
-                if p != layer_param
-                and any(hasattr(v, "fit") for v in np.ma.compressed(results[f"param_{p}"]))
+                if p != layer_param and any(hasattr(v, "fit") for v in np.ma.compressed(results[f"param_{p}"]))
             ),
             None,
         )
@@ -211,10 +208,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
     for clf, color in zip(dict.fromkeys(classifiers), _colors(len(set(classifiers)))):
         xs = [x for x, layer in enumerate(order) if (clf, layer) in best]
         rows = [best[(clf, order[x])] for x in xs]
-        handles.append(
-            ax.errorbar(xs, mean[rows], yerr=std[rows], marker="o", capsize=3, color=color,
-                        label=clf)
-        )
+        handles.append(ax.errorbar(xs, mean[rows], yerr=std[rows], marker="o", capsize=3, color=color, label=clf))
     top = max(best.values(), key=lambda i: mean[i])
     x_top = order.index(layers[top])
     handles += ax.plot(x_top, mean[top], "*", ms=14, color="k", label="best")
@@ -257,11 +251,9 @@ def plot_few_shot(results, *, ax=None):
     for (name, curve), color in zip(curves.items(), _colors(len(curves))):
         n_train = np.asarray(curve.n_train)
         ticks.update(n_train.tolist())
-        ax.errorbar(n_train, curve.mean, yerr=curve.std, marker="o", capsize=3, color=color,
-                    label=name)
+        ax.errorbar(n_train, curve.mean, yerr=curve.std, marker="o", capsize=3, color=color, label=name)
     ax.set_xticks(sorted(ticks))
-    ax.set(xlabel="training images per class", ylabel="mean per-class accuracy",
-           title="Accuracy vs. training set size")
+    ax.set(xlabel="training images per class", ylabel="mean per-class accuracy", title="Accuracy vs. training set size")
     if any(name is not None for name in curves):
         ax.legend()
     return fig
@@ -318,14 +310,11 @@ def plot_layer_times(profile, *, top_k=5, axes=None):
     palette = dict(zip(LAYER_TYPES, _colors(len(LAYER_TYPES))))
     bars.bar(range(len(layers)), seconds, color=[palette[t] for t in types])
     for i in np.argsort(seconds)[::-1][:top_k]:
-        bars.annotate(
-            layers[i], (i, seconds[i]), ha="center", va="bottom", fontsize="small", rotation=45
-        )
+        bars.annotate(layers[i], (i, seconds[i]), ha="center", va="bottom", fontsize="small", rotation=45)
     bars.set(xlabel="layer (forward order)", ylabel="seconds", title="(a) time per layer")
     share = {t: seconds[[x == t for x in types]].sum() for t in LAYER_TYPES}
     share = {t: s for t, s in share.items() if s > 0}
-    pie.pie(list(share.values()), labels=list(share), colors=[palette[t] for t in share],
-            autopct="%1.1f%%")
+    pie.pie(list(share.values()), labels=list(share), colors=[palette[t] for t in share], autopct="%1.1f%%")
     pie.set(title="(b) time per layer type")
     details = [f"{k}={profile[k]}" for k in ("batch_size", "device") if k in profile]
     if details:

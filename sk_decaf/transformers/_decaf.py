@@ -180,9 +180,9 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     Notes
     -----
     A pickled fitted transformer does not contain the weights (unless ``backbone`` is a module): they are
-    reloaded when the unpickled transformer first needs the network, and their digest is checked then. Bad input never loses
-    alignment: a missing, empty, corrupt, truncated or non-image item raises a ``ValueError`` that names
-    its index and path (or gives a NaN row with ``on_error="nan"``).
+    reloaded when the unpickled transformer first needs the network, and their digest is checked then. Bad
+    input never loses alignment: a missing, empty, corrupt, truncated or non-image item raises a
+    ``ValueError`` that names its index and path (or gives a NaN row with ``on_error="nan"``).
 
     The activation cache and the exported ONNX graph are keyed by one description of everything that
     changes the activations: every parameter except those that cannot (batching, devices, storage, error
@@ -234,11 +234,30 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, backbone="efficientnet_lite0", *, layer=None, device="auto", batch_size=32, n_jobs=None,
-                 weights=None, pooling="avg", preprocess="model", verbose=False, cache=None,
-                 cache_max_bytes=None, cache_layers="auto", engine="auto", precision="auto",
-                 decode="reduced", tta=None, tta_reduce="mean", on_error="raise", model_kwargs=None,
-                 random_state=None):
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        layer=None,
+        device="auto",
+        batch_size=32,
+        n_jobs=None,
+        weights=None,
+        pooling="avg",
+        preprocess="model",
+        verbose=False,
+        cache=None,
+        cache_max_bytes=None,
+        cache_layers="auto",
+        engine="auto",
+        precision="auto",
+        decode="reduced",
+        tta=None,
+        tta_reduce="mean",
+        on_error="raise",
+        model_kwargs=None,
+        random_state=None,
+    ):
         self.backbone = backbone
         self.layer = layer
         self.device = device
@@ -300,21 +319,26 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self.weights_digest_ = info.digest
         self._bf16 = bf16
         self._identity = self._activation_identity(info, bf16)
-        self._cache_key = hashlib.sha256(
-            json.dumps(self._identity, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+        self._cache_key = hashlib.sha256(json.dumps(self._identity, sort_keys=True, default=repr).encode()).hexdigest()[
+            :32
+        ]
         self._compute = self._compute_layers(info)
         self._runtime = _Runtime()
 
     def _activation_identity(self, info, bf16):
         """Everything that changes the activations: keys the activation cache and the exported ONNX graph."""
-        identity = {name: value for name, value in self.get_params(deep=False).items()
-                    if name not in KEY_EXEMPT_PARAMS}
+        identity = {name: value for name, value in self.get_params(deep=False).items() if name not in KEY_EXEMPT_PARAMS}
         identity["model_kwargs"] = dict(sorted((self.model_kwargs or {}).items()))
         identity.update(
-            backbone=info.name, family=info.family, architecture=info.architecture, weights=info.digest,
+            backbone=info.name,
+            family=info.family,
+            architecture=info.architecture,
+            weights=info.digest,
             precision="bfloat16" if bf16 else "float32",
-            data_config={k: info.data_config.get(k) for k in
-                         ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")},
+            data_config={
+                k: info.data_config.get(k)
+                for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+            },
         )
         return identity
 
@@ -338,11 +362,17 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
             if device.type != "cpu":
                 raise ValueError(f"engine='onnxruntime' runs on the CPU; got device {str(device)!r}.")
             if bf16:
-                raise ValueError("engine='onnxruntime' computes in float32; use engine='torch' for "
-                                 "precision='bfloat16'.")
+                raise ValueError(
+                    "engine='onnxruntime' computes in float32; use engine='torch' for precision='bfloat16'."
+                )
             return "onnxruntime"
-        if (self.engine == "auto" and device.type == "cpu" and family != "module" and not bf16
-                and onnxruntime_available()):
+        if (
+            self.engine == "auto"
+            and device.type == "cpu"
+            and family != "module"
+            and not bf16
+            and onnxruntime_available()
+        ):
             return "onnxruntime"
         return "torch"
 
@@ -361,8 +391,9 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     def _get_featurizer(self):
         """Load the network on first use (a forward pass is needed) and keep it for this instance."""
         if self._runtime.featurizer is None:
-            backbone = take_loaded(self.backbone, self.weights, self.model_kwargs, self.random_seed_,
-                                   self.pooling, self.weights_digest_)
+            backbone = take_loaded(
+                self.backbone, self.weights, self.model_kwargs, self.random_seed_, self.pooling, self.weights_digest_
+            )
             if backbone is None:
                 backbone = load_backbone(self.backbone, self.weights, self.model_kwargs, seed=self.random_seed_)
                 digest = state_digest(backbone.model)
@@ -373,12 +404,22 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                     f"The weights of backbone {backbone.name!r} changed since this transformer was fitted "
                     f"(digest {digest} != {self.weights_digest_}); refit it."
                 )
-            onnx_dir = (os.fspath(self.cache) + ".onnx" if self.cache is not None
-                        else os.path.join(default_home(), "onnx"))
+            onnx_dir = (
+                os.fspath(self.cache) + ".onnx" if self.cache is not None else os.path.join(default_home(), "onnx")
+            )
             self._runtime.featurizer = Featurizer(
-                backbone, self._compute, pooling=self.pooling, preprocess=self.preprocess, device=self.device_,
-                engine=self.engine_, bf16=self._bf16, identity=self._identity, onnx_dir=onnx_dir,
-                decode=self.decode, tta=self.tta, tta_reduce=self.tta_reduce,
+                backbone,
+                self._compute,
+                pooling=self.pooling,
+                preprocess=self.preprocess,
+                device=self.device_,
+                engine=self.engine_,
+                bf16=self._bf16,
+                identity=self._identity,
+                onnx_dir=onnx_dir,
+                decode=self.decode,
+                tta=self.tta,
+                tta_reduce=self.tta_reduce,
             )
         return self._runtime.featurizer
 
@@ -445,7 +486,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
                 warnings.warn(
                     f"{len(failures)} of {n} images could not be read; their rows are NaN "
                     f"(on_error='nan'):\n" + "\n".join(failures[i] for i in sorted(failures)),
-                    UserWarning, stacklevel=2,
+                    UserWarning,
+                    stacklevel=2,
                 )
         return result
 
@@ -502,17 +544,20 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         featurizer = self._get_featurizer()
         layers = featurizer.layers
         with progress_bar(len(todo), desc="DeCAF", unit="img", disable=not self.verbose) as progress:
-            for idx, outputs, errors in featurizer.run(items, todo, batch_size=self.batch_size,
-                                                       n_jobs=self.n_jobs, progress=progress):
+            for idx, outputs, errors in featurizer.run(
+                items, todo, batch_size=self.batch_size, n_jobs=self.n_jobs, progress=progress
+            ):
                 computed += len(idx)
                 if len(idx):
                     by_layer = dict(zip(layers, outputs))
                     for name, cols in columns.items():
                         result[idx, cols] = by_layer[name]
                     if cache is not None:
-                        cache.put(self._cache_key, [(keys[i], name, by_layer[name][row])
-                                                    for row, i in enumerate(idx) for name in layers],
-                                  description=self._identity)
+                        cache.put(
+                            self._cache_key,
+                            [(keys[i], name, by_layer[name][row]) for row, i in enumerate(idx) for name in layers],
+                            description=self._identity,
+                        )
                 for index, message in errors:
                     if failures is None:
                         raise ImageLoadError(message)
@@ -533,8 +578,9 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self, "layers_")
-        return np.asarray([f"{name}_{i}" for name in self.layers_ for i in range(self.feature_dims_[name])],
-                          dtype=object)
+        return np.asarray(
+            [f"{name}_{i}" for name in self.layers_ for i in range(self.feature_dims_[name])], dtype=object
+        )
 
     def cache_info(self):
         """Counters of this configuration's cache, summed over every process that shared it.
@@ -579,5 +625,6 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
             self.engine_ = self._resolve_engine(self.device_, self._identity["family"], self._bf16)
             self._identity = dict(self._identity, precision="bfloat16" if self._bf16 else "float32")
             self._cache_key = hashlib.sha256(
-                json.dumps(self._identity, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+                json.dumps(self._identity, sort_keys=True, default=repr).encode()
+            ).hexdigest()[:32]
             self._runtime = _Runtime()  # the network loads, and its digest is checked, on first use

@@ -116,8 +116,14 @@ def test_timm_module_given_directly(image_files):
 def test_torchvision_family(image_files):
     layers = list_layers("torchvision:resnet18")
     assert layers[-1] == "fc" and "layer4.1" in layers and layers.index("layer4.1") < layers.index("avgpool")
-    est = DeCAFTransformer(backbone="torchvision:resnet18", layer=["layer3.1", "logits"], weights="random",
-                           random_state=0, engine="torch", decode="exact").fit(image_files)
+    est = DeCAFTransformer(
+        backbone="torchvision:resnet18",
+        layer=["layer3.1", "logits"],
+        weights="random",
+        random_state=0,
+        engine="torch",
+        decode="exact",
+    ).fit(image_files)
     X = est.transform(image_files[:2])
     assert est.feature_dims_ == {"layer3.1": 256, "fc": 1000}
     assert X.shape == (2, 1256)
@@ -156,7 +162,7 @@ def test_onnx_engine_matches_torch(image_files):
     o = DeCAFTransformer(engine="onnxruntime", **kw).fit_transform(image_files)
     start = 0
     for dim in torch_engine.feature_dims_.values():  # each layer at its own scale
-        assert_features_close(o[:, start:start + dim], t[:, start:start + dim])
+        assert_features_close(o[:, start : start + dim], t[:, start : start + dim])
         start += dim
 
 
@@ -165,12 +171,14 @@ def test_onnx_mismatch_falls_back_to_torch_with_a_warning(monkeypatch, image_fil
     from sk_decaf._torch import featurizer
 
     monkeypatch.setattr(featurizer, "ONNX_TOLERANCE", -1.0)  # no error is small enough
-    est = DeCAFTransformer(backbone=TINY, layer="blocks.3", weights="random", random_state=5,
-                           engine="onnxruntime").fit(image_files)
+    est = DeCAFTransformer(backbone=TINY, layer="blocks.3", weights="random", random_state=5, engine="onnxruntime").fit(
+        image_files
+    )
     with pytest.warns(RuntimeWarning, match="falling back to engine='torch'"):
         X = est.transform(image_files)
-    ref = DeCAFTransformer(backbone=TINY, layer="blocks.3", weights="random", random_state=5,
-                           engine="torch").fit_transform(image_files)
+    ref = DeCAFTransformer(
+        backbone=TINY, layer="blocks.3", weights="random", random_state=5, engine="torch"
+    ).fit_transform(image_files)
     assert_features_close(X, ref)
 
 

@@ -64,13 +64,16 @@ def test_transparent_pixels_become_white():
     assert (out == 255).all()
 
 
-@pytest.mark.parametrize("arr, expected", [
-    (np.full((5, 6), 7, dtype=np.uint8), 7),
-    (np.full((5, 6, 3), 200, dtype=np.uint8), 200),
-    (np.full((5, 6), 0x1234, dtype=np.uint16), 0x12),
-    (np.full((5, 6, 3), 0.5, dtype=np.float32), 128),
-    (np.ones((5, 6), dtype=bool), 255),
-])
+@pytest.mark.parametrize(
+    "arr, expected",
+    [
+        (np.full((5, 6), 7, dtype=np.uint8), 7),
+        (np.full((5, 6, 3), 200, dtype=np.uint8), 200),
+        (np.full((5, 6), 0x1234, dtype=np.uint16), 0x12),
+        (np.full((5, 6, 3), 0.5, dtype=np.float32), 128),
+        (np.ones((5, 6), dtype=bool), 255),
+    ],
+)
 def test_array_conversions(arr, expected):
     out = np.asarray(load_rgb(arr))
     assert out.shape == (5, 6, 3) and (out == expected).all()
@@ -139,12 +142,15 @@ def test_bad_file_names_its_index_and_path(kind, n_jobs, tmp_path, image_files, 
     assert "image 3" in str(info.value) and bad in str(info.value)
 
 
-@pytest.mark.parametrize("item, message", [
-    (12, "unsupported item type"),
-    (np.zeros((4, 4, 5), np.uint8), "shape"),
-    (np.full((4, 4), 2.0), r"\[0, 1\]"),
-    (np.zeros((0, 4, 3), np.uint8), "empty"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        (12, "unsupported item type"),
+        (np.zeros((4, 4, 5), np.uint8), "shape"),
+        (np.full((4, 4), 2.0), r"\[0, 1\]"),
+        (np.zeros((0, 4, 3), np.uint8), "empty"),
+    ],
+)
 def test_bad_items_name_their_index(item, message, image_files):
     est = tiny().fit(image_files)
     with pytest.raises(ValueError, match=message) as info:

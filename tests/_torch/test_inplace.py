@@ -41,8 +41,11 @@ def by_hand(model, images, decaf):
         h = torch.flatten(model.avgpool(h), 1)
         fc6_pre = model.classifier[1](h)
         fc7_pre = model.classifier[4](torch.relu(fc6_pre))
-    return {"features.0": conv1.mean(dim=(2, 3)).numpy(), "classifier.1": fc6_pre.numpy(),
-            "classifier.4": fc7_pre.numpy()}
+    return {
+        "features.0": conv1.mean(dim=(2, 3)).numpy(),
+        "classifier.1": fc6_pre.numpy(),
+        "classifier.4": fc7_pre.numpy(),
+    }
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
@@ -55,20 +58,22 @@ def test_pre_activation_taps_match_hand_computation(alexnet, images, engine, bac
         weights = tmp_path / "alexnet.pth"
         torch.save(alexnet.state_dict(), weights)
     layers = ["features.0", "classifier.1", "classifier.4", "classifier.5"]
-    decaf = DeCAFTransformer(spec, layer=layers, weights=weights, engine=engine,
-                             cache=tmp_path / "c.sqlite" if with_cache else None).fit(images)
+    decaf = DeCAFTransformer(
+        spec, layer=layers, weights=weights, engine=engine, cache=tmp_path / "c.sqlite" if with_cache else None
+    ).fit(images)
     X = decaf.transform(images)
     ref = by_hand(alexnet, images, decaf)
     start = 0
     for name in layers[:3]:
         dim = decaf.feature_dims_[name]
         assert (ref[name] < 0).any()  # the pre-activation values really have negative entries
-        assert_allclose(X[:, start:start + dim], ref[name], rtol=1e-3, atol=1e-4)
+        assert_allclose(X[:, start : start + dim], ref[name], rtol=1e-3, atol=1e-4)
         start += dim
     if with_cache:  # served from the cache, each layer alone: the same values
         for name in layers[:3]:
-            alone = DeCAFTransformer(spec, layer=name, weights=weights, engine=engine,
-                                     cache=tmp_path / "c.sqlite").fit(images)
+            alone = DeCAFTransformer(spec, layer=name, weights=weights, engine=engine, cache=tmp_path / "c.sqlite").fit(
+                images
+            )
             assert_allclose(alone.transform(images), ref[name], rtol=1e-3, atol=1e-4)
             assert alone.cache_info()["computed"] == len(images)  # the first, multi-layer pass only
 

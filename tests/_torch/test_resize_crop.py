@@ -11,8 +11,14 @@ from sk_decaf._torch.images import load_rgb
 from sk_decaf._torch.preprocess import ResizeCrop
 from tests.conftest import TINY, assert_features_close
 
-CFG = {"input_size": (3, 224, 224), "interpolation": "bicubic", "mean": (0.5,) * 3, "std": (0.5,) * 3,
-       "crop_pct": 0.875, "crop_mode": "center"}
+CFG = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": (0.5,) * 3,
+    "std": (0.5,) * 3,
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+}
 SIZES = [(48, 64), (300, 200), (481, 640), (224, 224), (255, 257), (1000, 97)]
 
 
@@ -132,13 +138,16 @@ def test_tta_works_with_layer_lists_grid_pooling_and_cache(rgb_arrays, tmp_path)
     assert not np.allclose(plain.transform(rgb_arrays), X, atol=1e-4)  # another key, other values
 
 
-@pytest.mark.parametrize("decode,model,cpus,expected", [
-    (0.002, 0.007, 2, 0),   # demo thumbnails: the network dominates, decode in the main process
-    (0.014, 0.007, 2, 1),   # 12 MP JPEGs drafted at 1/8: one worker overlaps decoding with the network
-    (0.131, 0.007, 2, 0),   # full-size decoding on 2 cores: a worker would gain only 5%
-    (0.131, 0.007, 16, 8),  # many cores: up to 8 decoders
-    (0.005, 0.005, 1, 0),   # one core: nothing to overlap
-])
+@pytest.mark.parametrize(
+    "decode,model,cpus,expected",
+    [
+        (0.002, 0.007, 2, 0),  # demo thumbnails: the network dominates, decode in the main process
+        (0.014, 0.007, 2, 1),  # 12 MP JPEGs drafted at 1/8: one worker overlaps decoding with the network
+        (0.131, 0.007, 2, 0),  # full-size decoding on 2 cores: a worker would gain only 5%
+        (0.131, 0.007, 16, 8),  # many cores: up to 8 decoders
+        (0.005, 0.005, 1, 0),  # one core: nothing to overlap
+    ],
+)
 def test_decode_workers_follow_the_measured_costs(decode, model, cpus, expected):
     from sk_decaf._torch.featurizer import Featurizer
 

@@ -79,8 +79,25 @@ def test_parser_lists_the_three_commands():
 
 def test_evaluate_per_class_table_and_figures(class_folder, tmp_path, capsys):
     figures, cache = tmp_path / "figures", str(tmp_path / "activations.sqlite")
-    argv = ["evaluate", "--data", str(class_folder), "--protocol", "per-class", "--n-train", "2",
-            "--splits", "3", "--layer", "-1", "-2", "--figures", str(figures), "--cache", cache, *NET]
+    argv = [
+        "evaluate",
+        "--data",
+        str(class_folder),
+        "--protocol",
+        "per-class",
+        "--n-train",
+        "2",
+        "--splits",
+        "3",
+        "--layer",
+        "-1",
+        "-2",
+        "--figures",
+        str(figures),
+        "--cache",
+        cache,
+        *NET,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "15 images, 3 classes" in out
@@ -90,8 +107,14 @@ def test_evaluate_per_class_table_and_figures(class_folder, tmp_path, capsys):
     # The printed numbers are those of the Python API on the same splits and features.
     data = load_image_folder(class_folder)
     for (mean, std), layer in zip(_cells(out), rows):
-        res = evaluate(make_pipeline(_decaf(layer, cache), LinearSVC()), data, protocol="per-class",
-                       n_train=2, n_splits=3, random_state=0)
+        res = evaluate(
+            make_pipeline(_decaf(layer, cache), LinearSVC()),
+            data,
+            protocol="per-class",
+            n_train=2,
+            n_splits=3,
+            random_state=0,
+        )
         assert_allclose([mean, std], [100 * res.mean, 100 * res.std], atol=0.006)
     for layer in rows:
         _check_features(cache, data.paths, layer, 15)
@@ -104,15 +127,37 @@ def test_evaluate_per_class_table_and_figures(class_folder, tmp_path, capsys):
 
 def test_evaluate_logreg_default_layer(class_folder, tmp_path, capsys):
     cache = str(tmp_path / "activations.sqlite")
-    argv = ["evaluate", "--data", str(class_folder), "--protocol", "per-class", "--n-train", "3",
-            "--splits", "2", "--classifier", "logreg", "-C", "0.5", "--cache", cache, *NET]
+    argv = [
+        "evaluate",
+        "--data",
+        str(class_folder),
+        "--protocol",
+        "per-class",
+        "--n-train",
+        "3",
+        "--splits",
+        "2",
+        "--classifier",
+        "logreg",
+        "-C",
+        "0.5",
+        "--cache",
+        cache,
+        *NET,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "LogisticRegression(C=0.5)" in out
     assert [line.split()[0] for line in out.splitlines() if "±" in line] == ["pre_logits"]
     data = load_image_folder(class_folder)
-    res = evaluate(make_pipeline(_decaf(None, cache), LogisticRegression(C=0.5, max_iter=2000)), data,
-                   protocol="per-class", n_train=3, n_splits=2, random_state=0)
+    res = evaluate(
+        make_pipeline(_decaf(None, cache), LogisticRegression(C=0.5, max_iter=2000)),
+        data,
+        protocol="per-class",
+        n_train=3,
+        n_splits=2,
+        random_state=0,
+    )
     assert_allclose(_cells(out), [(100 * res.mean, 100 * res.std)], atol=0.006)
     _check_features(cache, data.paths, None, 15)
 
@@ -120,21 +165,47 @@ def test_evaluate_logreg_default_layer(class_folder, tmp_path, capsys):
 def test_evaluate_office(office_folder, tmp_path, capsys):
     root, layout = office_folder
     figures, cache = tmp_path / "figures", str(tmp_path / "activations.sqlite")
-    argv = ["evaluate", "--data", str(root), "--protocol", "office", "--source", "amazon",
-            "--target", "webcam", "--n-source", "3", "--n-target", "1", "--splits", "2",
-            "--figures", str(figures), "--cache", cache, *NET]
+    argv = [
+        "evaluate",
+        "--data",
+        str(root),
+        "--protocol",
+        "office",
+        "--source",
+        "amazon",
+        "--target",
+        "webcam",
+        "--n-source",
+        "3",
+        "--n-target",
+        "1",
+        "--splits",
+        "2",
+        "--figures",
+        str(figures),
+        "--cache",
+        cache,
+        *NET,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "27 images, 3 classes" in out
-    assert ("protocol office: amazon -> webcam: 3 source + 1 target images per class, rest of the "
-            "target tested, 2 random splits; settings S, T, ST") in out
+    assert (
+        "protocol office: amazon -> webcam: 3 source + 1 target images per class, rest of the "
+        "target tested, 2 random splits; settings S, T, ST"
+    ) in out
     settings = [line.split()[1] for line in out.splitlines() if "±" in line]
     assert settings == ["S", "T", "ST"]
     loader = load_office31 if layout == "office31" else load_office_caltech10
     data = loader(root, domain=["amazon", "webcam"])
     expected = evaluate_office(
-        make_pipeline(_decaf(None, cache), LinearSVC()), data, source="amazon", target="webcam",
-        n_source_per_class=3, n_target_per_class=1, n_splits=2,
+        make_pipeline(_decaf(None, cache), LinearSVC()),
+        data,
+        source="amazon",
+        target="webcam",
+        n_source_per_class=3,
+        n_target_per_class=1,
+        n_splits=2,
     )
     assert_allclose(_cells(out), [(100 * r.mean, 100 * r.std) for r in expected.values()], atol=0.006)
     _check_features(cache, data.paths, None, 27)
@@ -145,8 +216,22 @@ def test_evaluate_office(office_folder, tmp_path, capsys):
 
 def test_evaluate_office_settings_subset(office_folder, capsys):
     root, _ = office_folder
-    argv = ["evaluate", "--data", str(root), "--protocol", "office", "--settings", "ST",
-            "--n-source", "2", "--n-target", "2", "--splits", "2", *NET]
+    argv = [
+        "evaluate",
+        "--data",
+        str(root),
+        "--protocol",
+        "office",
+        "--settings",
+        "ST",
+        "--n-source",
+        "2",
+        "--n-target",
+        "2",
+        "--splits",
+        "2",
+        *NET,
+    ]
     assert main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if "±" in line]
     assert [row[1] for row in rows] == ["ST"]
@@ -209,8 +294,11 @@ def test_demo_on_a_folder(class_folder, tmp_path, capsys):
     grid.fit(data.paths, data.target)
     table = re.findall(r"^(-\d)\s+(\d\.\d{3})\s+(\d\.\d{3})", out, flags=re.M)
     assert [int(layer) for layer, _, _ in table] == [-1, -2]
-    assert_allclose([[float(m), float(s)] for _, m, s in table],
-                    np.c_[grid.cv_results_["mean_test_score"], grid.cv_results_["std_test_score"]], atol=6e-4)
+    assert_allclose(
+        [[float(m), float(s)] for _, m, s in table],
+        np.c_[grid.cv_results_["mean_test_score"], grid.cv_results_["std_test_score"]],
+        atol=6e-4,
+    )
     match = re.search(r"best layer: (\S+) \(mean accuracy (\d\.\d+)", out)
     assert match is not None and int(match.group(1)) == grid.best_params_["decaf__layer"]
     assert_allclose(float(match.group(2)), grid.best_score_, atol=6e-4)
@@ -224,8 +312,7 @@ def test_extract_writes_npz(class_folder, tmp_path, capsys, layers):
     assert main(["extract", str(class_folder), "-o", str(out), "--layer", *layers, *NET]) == 0
     assert "15 images" in capsys.readouterr().out
     with np.load(out) as npz:
-        assert set(npz.files) == {"features", "paths", "target", "target_names", "layers",
-                                  "feature_names"}
+        assert set(npz.files) == {"features", "paths", "target", "target_names", "layers", "feature_names"}
         decaf = _decaf([int(k) for k in layers]).fit(["x.jpg"])
         assert npz["features"].shape == (15, decaf.n_features_out_)
         assert npz["features"].dtype == np.float32 and np.isfinite(npz["features"]).all()
@@ -248,8 +335,11 @@ def test_a_corrupt_image_stops_the_command_and_names_the_file(command, class_fol
     first_class = sorted(p for p in root.iterdir() if p.is_dir())[0]
     bad = first_class / "zz_truncated.jpg"
     bad.write_bytes(next(first_class.glob("*.jpg")).read_bytes()[:300])
-    args = ["demo", "--data", str(root), "--cv", "2"] if command == "demo" else \
-        ["extract", str(root), "-o", str(tmp_path / "f.npz")]
+    args = (
+        ["demo", "--data", str(root), "--cv", "2"]
+        if command == "demo"
+        else ["extract", str(root), "-o", str(tmp_path / "f.npz")]
+    )
     assert main([*args, *NET]) == 2
     err = capsys.readouterr().err
     assert "zz_truncated.jpg" in err and "error" in err

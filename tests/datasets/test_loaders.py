@@ -45,17 +45,23 @@ def _shared_data():
 
 @pytest.mark.parametrize(
     "loader",
-    [load_caltech101, load_office31, load_office_caltech10, load_sun397, load_mit67,
-     load_cub200, load_flowers102, load_pets],
+    [
+        load_caltech101,
+        load_office31,
+        load_office_caltech10,
+        load_sun397,
+        load_mit67,
+        load_cub200,
+        load_flowers102,
+        load_pets,
+    ],
 )
 def test_missing_root_shows_layout(loader, tmp_path):
     with pytest.raises(FileNotFoundError, match="Expected layout"):
         loader(tmp_path / "missing")
 
 
-@pytest.mark.parametrize(
-    "loader", [load_caltech101, load_office31, load_office_caltech10, load_sun397, load_mit67]
-)
+@pytest.mark.parametrize("loader", [load_caltech101, load_office31, load_office_caltech10, load_sun397, load_mit67])
 def test_empty_root_shows_layout(loader, tmp_path):
     with pytest.raises(FileNotFoundError, match="Expected layout"):
         loader(tmp_path)
@@ -123,8 +129,14 @@ def test_office_caltech10_shared_data():
 
 
 def test_sun397_subclasses_and_partitions(tmp_path):
-    files = ["a/abbey/1.jpg", "a/abbey/2.jpg", "a/apartment_building/outdoor/3.jpg",
-             "a/apartment_building/outdoor/4.jpg", "b/bedroom/5.jpg", "b/bedroom/6.jpg"]
+    files = [
+        "a/abbey/1.jpg",
+        "a/abbey/2.jpg",
+        "a/apartment_building/outdoor/3.jpg",
+        "a/apartment_building/outdoor/4.jpg",
+        "b/bedroom/5.jpg",
+        "b/bedroom/6.jpg",
+    ]
     for f in files:
         _jpeg(tmp_path / f)
     _write(tmp_path / "Partitions" / "Training_01.txt", ["/a/abbey/1.jpg", "/b/bedroom/5.jpg"])
@@ -218,8 +230,7 @@ def test_flowers102_mat_files(tmp_path):
 
 
 def test_pets_lists(tmp_path):
-    rows = ["Abyssinian_1 1 1 1", "Abyssinian_2 1 1 1", "american_bulldog_1 2 2 1",
-            "american_bulldog_7 2 2 1"]
+    rows = ["Abyssinian_1 1 1 1", "Abyssinian_2 1 1 1", "american_bulldog_1 2 2 1", "american_bulldog_7 2 2 1"]
     _write(tmp_path / "annotations" / "list.txt", ["#Image CLASS-ID SPECIES BREED ID"] + rows)
     _write(tmp_path / "annotations" / "trainval.txt", [rows[0], rows[2]])
     _write(tmp_path / "annotations" / "test.txt", [rows[1], rows[3]])

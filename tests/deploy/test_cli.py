@@ -25,8 +25,24 @@ def folder(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(folder, tmp_path_factory):
     model = tmp_path_factory.mktemp("train_out") / "model.onnx"
-    status = main(["train", "--data", str(folder), "-o", str(model), "--backbone", TINY, "--weights", "random",
-                   "--layers", "-3", "-2", "--cv", "3"])
+    status = main(
+        [
+            "train",
+            "--data",
+            str(folder),
+            "-o",
+            str(model),
+            "--backbone",
+            TINY,
+            "--weights",
+            "random",
+            "--layers",
+            "-3",
+            "-2",
+            "--cv",
+            "3",
+        ]
+    )
     assert status == 0
     return model
 
@@ -40,8 +56,26 @@ def test_train_reports_cv_and_writes_a_model(folder, trained, demo):
 
 def test_train_output(folder, tmp_path, capsys):
     model = tmp_path / "m.onnx"
-    assert main(["train", "--data", str(folder), "-o", str(model), "--backbone", TINY, "--weights", "random",
-                 "--layers", "-2", "--cv", "9"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "-o",
+                str(model),
+                "--backbone",
+                TINY,
+                "--weights",
+                "random",
+                "--layers",
+                "-2",
+                "--cv",
+                "9",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "5-fold stratified CV" in out  # capped at the smallest class's size
     assert "CV accuracy" in out and f"wrote {model}" in out and "outputs label, decision_function" in out

@@ -44,18 +44,28 @@ def office(tmp_path_factory):
         train += list(dslr[:3])
         test += list(dslr[3:6])
     cache = tmp_path_factory.mktemp("office") / "activations.sqlite"
-    return (list(paths[train]), target[train], domain[train], list(paths[test]),
-            DeCAFTransformer(cache=str(cache)), tmp_path_factory.mktemp("office_models"))
+    return (
+        list(paths[train]),
+        target[train],
+        domain[train],
+        list(paths[test]),
+        DeCAFTransformer(cache=str(cache)),
+        tmp_path_factory.mktemp("office_models"),
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapt", [
-    None,
-    DomainAugment(target_domain="dslr"),
-    CORAL(target_domain="dslr"),
-    SubspaceAlignment(20, target_domain="dslr"),
-    GeodesicFlowKernel(10, target_domain="dslr"),
-], ids=lambda adapt: type(adapt).__name__)
+@pytest.mark.parametrize(
+    "adapt",
+    [
+        None,
+        DomainAugment(target_domain="dslr"),
+        CORAL(target_domain="dslr"),
+        SubspaceAlignment(20, target_domain="dslr"),
+        GeodesicFlowKernel(10, target_domain="dslr"),
+    ],
+    ids=lambda adapt: type(adapt).__name__,
+)
 def test_office_caltech10(office, adapt):
     X, y, sample_domain, X_test, decaf, folder = office
     steps = [decaf, SignedSqrt()] + ([adapt] if adapt is not None else []) + [LinearSVC()]

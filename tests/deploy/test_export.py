@@ -56,12 +56,15 @@ def _export(pipe, tmp_path, **kwargs):
 
 
 @pytest.mark.parametrize("n_classes", [2, 10])
-@pytest.mark.parametrize("head, outputs", [
-    (LinearSVC(), ["label", "decision_function"]),
-    (LogisticRegression(max_iter=1000), ["label", "decision_function", "predict_proba"]),
-    (SVC(), ["label", "decision_function"]),
-    (SVC(kernel="linear", decision_function_shape="ovo"), ["label", "decision_function"]),
-])
+@pytest.mark.parametrize(
+    "head, outputs",
+    [
+        (LinearSVC(), ["label", "decision_function"]),
+        (LogisticRegression(max_iter=1000), ["label", "decision_function", "predict_proba"]),
+        (SVC(), ["label", "decision_function"]),
+        (SVC(kernel="linear", decision_function_shape="ovo"), ["label", "decision_function"]),
+    ],
+)
 def test_classifier_outputs_match_pipeline(decaf, split, tmp_path, head, outputs, n_classes):
     X, y, X_test = split
     pipe = make_pipeline(decaf, SignedSqrt(), head).fit(X, y % n_classes)
@@ -87,12 +90,16 @@ def test_scores_that_skl2onnx_gets_wrong_are_left_out(decaf, split, tmp_path):
     _assert_scores(got["predict_proba"], pipe.predict_proba(X_test))
 
 
-@pytest.mark.parametrize("steps", [
-    [SignedSqrt(power=0.3, norm="l1", renorm="max")],
-    [SignedSqrt(norm=None, renorm=None)],
-    [FeatureDropout(0.4, random_state=0), SignedSqrt()],
-    [StandardScaler(), PCA(8, whiten=True, random_state=0), Normalizer()],
-], ids=["signed-power-l1-max", "signed-sqrt-alone", "dropout", "scaler-pca-normalizer"])
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [SignedSqrt(power=0.3, norm="l1", renorm="max")],
+        [SignedSqrt(norm=None, renorm=None)],
+        [FeatureDropout(0.4, random_state=0), SignedSqrt()],
+        [StandardScaler(), PCA(8, whiten=True, random_state=0), Normalizer()],
+    ],
+    ids=["signed-power-l1-max", "signed-sqrt-alone", "dropout", "scaler-pca-normalizer"],
+)
 def test_feature_steps_match_pipeline(decaf, split, tmp_path, steps):
     X, y, X_test = split
     pipe = make_pipeline(decaf, *steps, LinearSVC()).fit(X, y)
@@ -102,13 +109,17 @@ def test_feature_steps_match_pipeline(decaf, split, tmp_path, steps):
     _assert_scores(got["decision_function"], pipe.decision_function(X_test))
 
 
-@pytest.mark.parametrize("adapt", [
-    DomainAugment(target_domain="webcam"),
-    CORAL(target_domain="webcam", center=True),
-    SubspaceAlignment(6, target_domain="webcam"),
-    GeodesicFlowKernel(4, target_domain="webcam"),
-    GeodesicFlowKernel(4, target_domain="webcam", center=True),
-], ids=repr)
+@pytest.mark.parametrize(
+    "adapt",
+    [
+        DomainAugment(target_domain="webcam"),
+        CORAL(target_domain="webcam", center=True),
+        SubspaceAlignment(6, target_domain="webcam"),
+        GeodesicFlowKernel(4, target_domain="webcam"),
+        GeodesicFlowKernel(4, target_domain="webcam", center=True),
+    ],
+    ids=repr,
+)
 def test_domain_transformers_map_unlabelled_images_as_target(decaf, split, tmp_path, adapt):
     X, y, X_test = split
     sample_domain = np.where(np.arange(len(X)) % 3 == 0, "webcam", "amazon")
@@ -132,8 +143,9 @@ def test_several_target_domains_cannot_be_exported(decaf, split):
 @pytest.mark.parametrize("pooling", ["avg", "max", 2])
 def test_transformers_export_their_features(split, tmp_path, pooling):
     X, _, X_test = split
-    decaf = DeCAFTransformer(TINY, weights="random", layer=["blocks.2", "blocks.4"], pooling=pooling,
-                             random_state=0).fit(X)
+    decaf = DeCAFTransformer(
+        TINY, weights="random", layer=["blocks.2", "blocks.4"], pooling=pooling, random_state=0
+    ).fit(X)
     for pipe in (decaf, Pipeline([("decaf", decaf), ("sqrt", SignedSqrt())])):
         model, exported = _export(pipe, tmp_path)
         assert [o.name for o in model.graph.output] == ["features"]
@@ -180,9 +192,15 @@ def test_unsupported_steps_are_named_with_reasons(decaf, split):
     assert not os.path.exists("never-written.onnx")
     features = np.random.default_rng(0).normal(size=(30, 4))
     on_features = make_pipeline(SignedSqrt(), LinearSVC()).fit(features, np.arange(30) % 2)
-    assert unsupported_steps(on_features) == [("signedsqrt", pytest.approx(
-        "the graph starts from images, so the first step must be a DeCAFTransformer (to export a pipeline on "
-        "features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())"))]
+    assert unsupported_steps(on_features) == [
+        (
+            "signedsqrt",
+            pytest.approx(
+                "the graph starts from images, so the first step must be a DeCAFTransformer (to export a pipeline on "
+                "features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())"
+            ),
+        )
+    ]
     twice = Pipeline([("a", decaf), ("b", decaf), ("svm", LinearSVC())])
     assert unsupported_steps(twice) == [("b", "a DeCAFTransformer takes images, so it can only be the first step")]
 
@@ -201,11 +219,14 @@ def test_skl2onnx_converts_our_pipelines(decaf, split):
     head = LogisticRegression(max_iter=1000)
     pipe = make_pipeline(decaf, SignedSqrt(), FeatureDropout(0.2), head).fit(X, y)
     register_converters()
-    model = skl2onnx.to_onnx(pipe, initial_types=[("images", UInt8TensorType([None, 3, 160, 160]))],
-                             options={id(head): {"zipmap": False}}, target_opset=18)
+    model = skl2onnx.to_onnx(
+        pipe,
+        initial_types=[("images", UInt8TensorType([None, 3, 160, 160]))],
+        options={id(head): {"zipmap": False}},
+        target_opset=18,
+    )
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    images = runtime_module.preprocess(X_test, preprocess_config(decaf.data_config_, decaf.preprocess,
-                                                                 decaf.decode))
+    images = runtime_module.preprocess(X_test, preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode))
     labels, proba = session.run(None, {"images": images})
     assert np.array_equal(labels, pipe.predict(X_test))
     _assert_scores(proba, pipe.predict_proba(X_test))

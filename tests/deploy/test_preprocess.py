@@ -10,18 +10,68 @@ from sk_decaf.deploy._network import preprocess_config
 
 #: (data config, preprocess): square and non-square crops, every crop mode, up- and down-sampling crops.
 CONFIGS = {
-    "lite0": ({"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center",
-               "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
-    "tiny": ({"input_size": (3, 160, 160), "interpolation": "bicubic", "crop_pct": 0.95,
-              "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "model"),
-    "decaf-squash": ({"input_size": (3, 224, 224), "interpolation": "bilinear", "crop_pct": 0.875,
-                      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "decaf"),
-    "border": ({"input_size": (3, 96, 96), "interpolation": "bilinear", "crop_pct": 0.9, "crop_mode": "border",
-                "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, "model"),
-    "non-square": ({"input_size": (3, 112, 96), "interpolation": "bilinear", "crop_pct": 0.9,
-                    "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
-    "pad": ({"input_size": (3, 128, 128), "interpolation": "lanczos", "crop_pct": 1.15,
-             "mean": (0.5,) * 3, "std": (0.5,) * 3}, "model"),
+    "lite0": (
+        {
+            "input_size": (3, 224, 224),
+            "interpolation": "bicubic",
+            "crop_pct": 0.875,
+            "crop_mode": "center",
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+        },
+        "model",
+    ),
+    "tiny": (
+        {
+            "input_size": (3, 160, 160),
+            "interpolation": "bicubic",
+            "crop_pct": 0.95,
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+        },
+        "model",
+    ),
+    "decaf-squash": (
+        {
+            "input_size": (3, 224, 224),
+            "interpolation": "bilinear",
+            "crop_pct": 0.875,
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+        },
+        "decaf",
+    ),
+    "border": (
+        {
+            "input_size": (3, 96, 96),
+            "interpolation": "bilinear",
+            "crop_pct": 0.9,
+            "crop_mode": "border",
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+        },
+        "model",
+    ),
+    "non-square": (
+        {
+            "input_size": (3, 112, 96),
+            "interpolation": "bilinear",
+            "crop_pct": 0.9,
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+        },
+        "model",
+    ),
+    "pad": (
+        {
+            "input_size": (3, 128, 128),
+            "interpolation": "lanczos",
+            "crop_pct": 1.15,
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+        },
+        "model",
+    ),
 }
 
 

@@ -65,14 +65,16 @@ def test_runtime_file_runs_without_torch_timm_sklearn_or_sk_decaf(exported, tmp_
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "cannot be imported in this environment" in probe.stderr
 
-    done = subprocess.run([sys.executable, str(copy), str(model), *images], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(copy), str(model), *images], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     paths, labels, scores = _parse(done.stdout)
     assert paths == list(images)
     assert labels == pipe.predict(images).tolist()
-    expected = label_scores({"label": pipe.predict(images), "decision_function": pipe.decision_function(images)},
-                            pipe.classes_)
+    expected = label_scores(
+        {"label": pipe.predict(images), "decision_function": pipe.decision_function(images)}, pipe.classes_
+    )
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
@@ -98,7 +100,12 @@ def test_cli_predict_without_torch(exported, tmp_path):
     pipe, model, images = exported
     env = _blocked_env(tmp_path, ["torch", "timm", "sklearn", "torchvision", "scipy", "skl2onnx"])
     env["PYTHONPATH"] += ":" + str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-m", "sk_decaf", "predict", str(model), *images], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "sk_decaf", "predict", str(model), *images],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert _parse(done.stdout)[1] == pipe.predict(images).tolist()

@@ -37,9 +37,7 @@ def _algorithm_1(X_source, X_target, reg):
 # More samples than features: eigendecomposition of the covariance; fewer:
 # the low-rank SVD route. Both must be Algorithm 1. (reg=0 needs full rank.)
 CASES = [(reg, 60, 40, 6) for reg in (1.0, 0.1, 0.0)] + [
-    (reg, n_source, n_target, 20)
-    for reg in (1.0, 0.1)
-    for n_source, n_target in [(12, 5), (60, 4), (1, 30)]
+    (reg, n_source, n_target, 20) for reg in (1.0, 0.1) for n_source, n_target in [(12, 5), (60, 4), (1, 30)]
 ]
 
 
@@ -70,9 +68,7 @@ def test_regularised_covariances_match(reg):
     assert_allclose(A.T @ Cs @ A, Ct, rtol=1e-9, atol=1e-9)
     Xt = coral.transform(X, sample_domain=domain)
     # Equivalently cov(X_s A) = Ct - reg A^T A (exactly Ct for reg=0).
-    assert_allclose(
-        np.cov(Xt[:60], rowvar=False), Ct - reg * A.T @ A, rtol=1e-9, atol=1e-9
-    )
+    assert_allclose(np.cov(Xt[:60], rowvar=False), Ct - reg * A.T @ A, rtol=1e-9, atol=1e-9)
 
 
 def test_few_target_samples_are_well_posed():
@@ -175,14 +171,10 @@ def test_metadata_routing_in_pipeline():
     with sklearn.config_context(enable_metadata_routing=True):
         coral = CORAL(target_domain="webcam")  # sample_domain requested by default
         pipe = make_pipeline(coral, LogisticRegression()).fit(X, y, sample_domain=domain)
-        by_hand = LogisticRegression().fit(
-            CORAL(target_domain="webcam").fit_transform(X, sample_domain=domain), y
-        )
+        by_hand = LogisticRegression().fit(CORAL(target_domain="webcam").fit_transform(X, sample_domain=domain), y)
         step = pipe[0]
         # Test rows without domain are target rows: passed through unchanged.
         assert_array_equal(pipe.predict(X[60:]), by_hand.predict(X[60:]))
         aligned = step.transform(X, sample_domain=domain)
         assert_array_equal(pipe.predict(X, sample_domain=domain), by_hand.predict(aligned))
-        assert_allclose(
-            pipe.decision_function(X, sample_domain=domain), by_hand.decision_function(aligned)
-        )
+        assert_allclose(pipe.decision_function(X, sample_domain=domain), by_hand.decision_function(aligned))

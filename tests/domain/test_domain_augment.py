@@ -102,17 +102,13 @@ def test_fit_without_domain_only_target():
 
 def test_unknown_domain_is_a_clear_error():
     aug = DomainAugment(target_domain="webcam").fit(X, sample_domain=["amazon", "webcam"] * 2)
-    msg = (
-        r"Unknown domain label\(s\) 'dslr'; known domains are \['amazon', 'webcam'\]"
-    )
+    msg = r"Unknown domain label\(s\) 'dslr'; known domains are \['amazon', 'webcam'\]"
     with pytest.raises(ValueError, match=msg):
         aug.transform(X, sample_domain=["amazon", "dslr", "webcam", "dslr"])
 
 
 def test_domains_param_fixes_set_and_order():
-    aug = DomainAugment(
-        target_domain="webcam", domains=["webcam", "dslr", "amazon"]
-    )
+    aug = DomainAugment(target_domain="webcam", domains=["webcam", "dslr", "amazon"])
     Xt = aug.fit_transform(X[:2], sample_domain=["amazon", "amazon"])
     assert aug.domains_.tolist() == ["webcam", "dslr", "amazon"]
     assert_array_equal(Xt[0], [1, 2, 0, 0, 0, 0, 1, 2])

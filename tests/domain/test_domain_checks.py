@@ -68,8 +68,11 @@ class IgnoresUnlabelled(domain.DomainAugment):
 
 @pytest.mark.parametrize(
     "broken, match",
-    [(NotRequested(), "does not request sample_domain"), (DropsLabels(), "Not equal"),
-     (IgnoresUnlabelled(), "Not equal")],
+    [
+        (NotRequested(), "does not request sample_domain"),
+        (DropsLabels(), "Not equal"),
+        (IgnoresUnlabelled(), "Not equal"),
+    ],
     ids=["not-requested", "drops-labels", "ignores-unlabelled"],
 )
 def test_checks_catch_broken_members(broken, match):

@@ -205,9 +205,7 @@ def test_metadata_routing_in_pipeline():
         Z = reference.fit_transform(X, sample_domain=domain)
         by_hand = LogisticRegression().fit(Z, y)
         assert_allclose(pipe.decision_function(X, sample_domain=domain), by_hand.decision_function(Z))
-        assert_allclose(
-            pipe.decision_function(X[:5]), by_hand.decision_function(reference.transform(X[:5]))
-        )
+        assert_allclose(pipe.decision_function(X[:5]), by_hand.decision_function(reference.transform(X[:5])))
 
 
 def test_transductive_use_with_frozen_estimator():

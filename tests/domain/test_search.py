@@ -23,7 +23,10 @@ def _office(seed=0):
 
 
 CHOICES = [
-    NoAdaptation("webcam"), DomainAugment("webcam"), CORAL("webcam"), SubspaceAlignment(4, target_domain="webcam"),
+    NoAdaptation("webcam"),
+    DomainAugment("webcam"),
+    CORAL("webcam"),
+    SubspaceAlignment(4, target_domain="webcam"),
 ]
 
 
@@ -55,7 +58,8 @@ def test_literal_passthrough_cannot_take_the_labels():
     cv = DomainAdaptationSplit("amazon", "webcam", n_splits=2, random_state=0)
     grid = {"adapt": ["passthrough", DomainAugment("webcam")]}
     with sklearn.config_context(enable_metadata_routing=True):
-        search = GridSearchCV(Pipeline([("adapt", DomainAugment("webcam")), ("svm", LinearSVC())]), grid,
-                              cv=cv, error_score="raise")
+        search = GridSearchCV(
+            Pipeline([("adapt", DomainAugment("webcam")), ("svm", LinearSVC())]), grid, cv=cv, error_score="raise"
+        )
         with pytest.raises(TypeError, match="sample_domain"):
             search.fit(X, y, sample_domain=d)

@@ -101,8 +101,9 @@ def test_skada_adapters_after_decaf_in_our_pipelines(skada, name, rgb_arrays, ac
     params = {"n_components": 4} if name == "SubspaceAlignmentAdapter" else {}
 
     def decaf():
-        return DeCAFTransformer(TINY, weights="random", random_state=0, engine="torch", n_jobs=1,
-                                cache=activation_cache)
+        return DeCAFTransformer(
+            TINY, weights="random", random_state=0, engine="torch", n_jobs=1, cache=activation_cache
+        )
 
     pipe = make_pipeline(decaf(), getattr(skada, name)(**params), LinearSVC())
     pipe.fit(images, y, sample_domain=sd)  # requested by skada's BaseAdapter, routed past DeCAF

@@ -66,17 +66,24 @@ def test_office_settings_arithmetic():
 
 def test_evaluate_office_protocol_matches_evaluate_office():
     data = _office()
-    results = evaluate_office(LogisticRegression(), data, source="amazon", target="webcam",
-                              settings=("T",), random_state=4)
-    single = evaluate(LogisticRegression(), data, protocol="office", source="amazon",
-                      target="webcam", setting="T", random_state=4)
+    results = evaluate_office(
+        LogisticRegression(), data, source="amazon", target="webcam", settings=("T",), random_state=4
+    )
+    single = evaluate(
+        LogisticRegression(), data, protocol="office", source="amazon", target="webcam", setting="T", random_state=4
+    )
     assert_allclose(results["T"].scores, single.scores)
 
 
 def test_office_shared_draws_with_random_state_instance():
     results = evaluate_office(
-        LogisticRegression(), _office(), source="amazon", target="webcam",
-        settings=("S", "ST"), random_state=np.random.RandomState(0), n_splits=2,
+        LogisticRegression(),
+        _office(),
+        source="amazon",
+        target="webcam",
+        settings=("S", "ST"),
+        random_state=np.random.RandomState(0),
+        n_splits=2,
     )
     assert_array_equal(results["S"].n_test, results["ST"].n_test)
 
@@ -85,8 +92,7 @@ def test_domains_routed_only_to_requesting_steps():
     with sklearn.config_context(enable_metadata_routing=True):
         step = RecordDomain().set_fit_request(sample_domain=True).set_transform_request(sample_domain=True)
     pipe = make_pipeline(step, LogisticRegression())
-    evaluate_office(pipe, _office(), source="amazon", target="webcam", settings=("ST",),
-                    n_splits=2)
+    evaluate_office(pipe, _office(), source="amazon", target="webcam", settings=("ST",), n_splits=2)
     fits = [d for kind, d in RECORDED if kind == "fit"]
     assert len(fits) == 2
     for domains in fits:
@@ -95,8 +101,14 @@ def test_domains_routed_only_to_requesting_steps():
     assert tests and all(set(d) == {"webcam"} for d in tests)
     assert sklearn.get_config()["enable_metadata_routing"] is False
     RECORDED.clear()
-    evaluate_office(make_pipeline(RecordDomain(), LogisticRegression()), _office(),
-                    source="amazon", target="webcam", settings=("ST",), n_splits=1)
+    evaluate_office(
+        make_pipeline(RecordDomain(), LogisticRegression()),
+        _office(),
+        source="amazon",
+        target="webcam",
+        settings=("ST",),
+        n_splits=1,
+    )
     assert all(d is None for _, d in RECORDED)
 
 
@@ -106,8 +118,9 @@ def test_st_with_domain_augment():
     data.data[data.domain == "webcam"] *= -1  # a mirrored target: the source model is always wrong
     pipe = make_pipeline(DomainAugment(target_domain="webcam"), LogisticRegression(max_iter=1000))
     adapted = evaluate_office(pipe, data, source="amazon", target="webcam", settings=("ST",))
-    plain = evaluate_office(LogisticRegression(max_iter=1000), data, source="amazon",
-                            target="webcam", settings=("S", "ST"))
+    plain = evaluate_office(
+        LogisticRegression(max_iter=1000), data, source="amazon", target="webcam", settings=("S", "ST")
+    )
     assert plain["S"].mean < 0.1 and plain["ST"].mean < 0.1
     assert adapted["ST"].mean > 0.9  # the per-domain block learns the mirror from 3 images per class
     # Same splits by hand: the labels reached DomainAugment in fit and predict.
@@ -127,25 +140,31 @@ def test_skada_integer_domains():
     data = _office(shift=6.0, seed=1)
     codes = np.where(data.domain == "amazon", 1, -2)
     pipe = make_pipeline(DomainAugment(), LogisticRegression(max_iter=1000))  # target_domain=None: skada
-    named = evaluate_office(make_pipeline(DomainAugment("webcam"), LogisticRegression(max_iter=1000)), data,
-                            source="amazon", target="webcam", settings=("ST",), n_splits=2)
-    coded = evaluate_office(pipe, (data.data, data.target, codes), source=1, target=-2, settings=("ST",),
-                            n_source_per_class=20, n_splits=2)
+    named = evaluate_office(
+        make_pipeline(DomainAugment("webcam"), LogisticRegression(max_iter=1000)),
+        data,
+        source="amazon",
+        target="webcam",
+        settings=("ST",),
+        n_splits=2,
+    )
+    coded = evaluate_office(
+        pipe, (data.data, data.target, codes), source=1, target=-2, settings=("ST",), n_source_per_class=20, n_splits=2
+    )
     assert_allclose(coded["ST"].scores, named["ST"].scores)
 
 
 def test_office_search_gets_stratified_folds():
     search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]})
-    result = evaluate(search, _office(), protocol="office", source="amazon", target="webcam",
-                      n_splits=2, return_estimators=True)
+    result = evaluate(
+        search, _office(), protocol="office", source="amazon", target="webcam", n_splits=2, return_estimators=True
+    )
     assert all(isinstance(est.cv, StratifiedKFold) for est in result.estimators)
 
 
 def test_office_needs_domains():
     data = _office()
     with pytest.raises(ValueError, match="domain"):
-        evaluate_office(LogisticRegression(), (data.data, data.target), source="amazon",
-                        target="webcam")
+        evaluate_office(LogisticRegression(), (data.data, data.target), source="amazon", target="webcam")
     with pytest.raises(ValueError, match="domain"):
-        evaluate(LogisticRegression(), (data.data, data.target), protocol="office",
-                 source="amazon", target="webcam")
+        evaluate(LogisticRegression(), (data.data, data.target), protocol="office", source="amazon", target="webcam")

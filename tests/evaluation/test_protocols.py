@@ -64,7 +64,11 @@ def test_sun397_protocol_counts():
 def test_score_is_mean_per_class_accuracy():
     X, y = _blobs([60, 20, 35], spread=4.0)  # overlapping, imbalanced test sets
     result = evaluate(
-        LogisticRegression(), (X, y), protocol="per-class", n_train=10, random_state=3,
+        LogisticRegression(),
+        (X, y),
+        protocol="per-class",
+        n_train=10,
+        random_state=3,
         return_estimators=True,
     )
     splits = PerClassSplit(10, random_state=3).split(X, y)
@@ -116,8 +120,7 @@ def test_precompute_auto_featurizes_images_once_with_decaf(rgb_arrays):
     auto = evaluate(pipe, (images, y), protocol="per-class", n_train=3, n_splits=3)
     assert CALLS == [16]
     CALLS.clear()
-    per_split = evaluate(pipe, (images, y), protocol="per-class", n_train=3, n_splits=3,
-                         precompute=False)
+    per_split = evaluate(pipe, (images, y), protocol="per-class", n_train=3, n_splits=3, precompute=False)
     assert CALLS == [6, 10] * 3
     assert_allclose(auto.scores, per_split.scores)
 
@@ -132,14 +135,18 @@ def test_precompute_true_errors():
 
 
 @pytest.mark.parametrize(
-    "protocol, n_train, inner", [("caltech101", None, (25, 5)), ("sun397", None, (42, 8)),
-                                 ("per-class", 12, (10, 2))]
+    "protocol, n_train, inner", [("caltech101", None, (25, 5)), ("sun397", None, (42, 8)), ("per-class", 12, (10, 2))]
 )
 def test_search_gets_protocol_validation_split(protocol, n_train, inner):
     X, y = _blobs([100, 100])
     search = GridSearchCV(_pipe(), {"linearsvc__C": [0.01, 1.0]})
     result = evaluate(
-        search, (X, y), protocol=protocol, n_train=n_train, n_splits=2, precompute=True,
+        search,
+        (X, y),
+        protocol=protocol,
+        n_train=n_train,
+        n_splits=2,
+        precompute=True,
         return_estimators=True,
     )
     assert len(CALLS) == 1
@@ -195,9 +202,14 @@ def test_too_few_is_passed_on():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"protocol": "imagenet"}, "'protocol' parameter"), ({"protocol": "per-class"}, "n_train"),
-     ({"n_train": 5}, "n_train"), ({"protocol": "office"}, "source"),
-     ({"precompute": "yes"}, "'precompute' parameter"), ({"too_few": "drop"}, "too_few")],
+    [
+        ({"protocol": "imagenet"}, "'protocol' parameter"),
+        ({"protocol": "per-class"}, "n_train"),
+        ({"n_train": 5}, "n_train"),
+        ({"protocol": "office"}, "source"),
+        ({"precompute": "yes"}, "'precompute' parameter"),
+        ({"too_few": "drop"}, "too_few"),
+    ],
 )
 def test_bad_protocol_arguments(kwargs, match):
     X, y = _blobs([40, 40])

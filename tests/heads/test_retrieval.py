@@ -58,9 +58,7 @@ def test_map_matches_sklearn_average_precision():
     y_database = rng.randint(4, size=50)
     y_query = rng.randint(4, size=8)
     distances = rng.rand(8, 50)
-    expected = np.mean(
-        [average_precision_score(y_database == y, -d) for y, d in zip(y_query, distances)]
-    )
+    expected = np.mean([average_precision_score(y_database == y, -d) for y, d in zip(y_query, distances)])
     assert_allclose(mean_average_precision(y_query, y_database, distances), expected)
 
 
@@ -211,9 +209,7 @@ def test_window_boxes_geometry():
     boxes = _window_boxes(60, 120, 4)
     assert len(boxes) == 1 + 4 + 9 + 16
     assert_array_equal(boxes[0], [0, 0, 60, 120])
-    assert_array_equal(
-        boxes[1:5], [[0, 0, 40, 80], [20, 0, 60, 80], [0, 40, 40, 120], [20, 40, 60, 120]]
-    )
+    assert_array_equal(boxes[1:5], [[0, 0, 40, 80], [20, 0, 60, 80], [0, 40, 40, 120], [20, 40, 60, 120]])
     start = 1 + 4 + 9
     for k, first in [(3, 5), (4, start)]:
         level = boxes[first : first + k * k]
@@ -249,9 +245,7 @@ def test_spatial_windows_crops_the_right_pixels():
     # Not divisible: level-2 grid lines round(j * 101 / 3) = 0, 34, 67, 101 and
     # round(j * 70 / 3) = 0, 23, 47, 70, so every window is 67 x 47.
     assert [c.size for c in crops[1:5]] == [(67, 47)] * 4
-    assert_array_equal(
-        boxes[1:5], [[0, 0, 67, 47], [34, 0, 101, 47], [0, 23, 67, 70], [34, 23, 101, 70]]
-    )
+    assert_array_equal(boxes[1:5], [[0, 0, 67, 47], [34, 0, 101, 47], [0, 23, 67, 70], [34, 23, 101, 70]])
     # Arrays and paths work too; tiny images are refused.
     assert [c.size for c in spatial_windows(array, levels=2)] == [c.size for c in crops[:5]]
     with pytest.raises(ValueError, match="too small"):

@@ -76,9 +76,7 @@ def test_per_class_too_few_shrink():
         assert_array_equal(_per_class(y, test), [5, 1, 0, 3])
 
 
-@pytest.mark.parametrize(
-    "params", [{"n_train": 0}, {"too_few": "drop"}, {"n_test": 0}, {"n_splits": 0}]
-)
+@pytest.mark.parametrize("params", [{"n_train": 0}, {"too_few": "drop"}, {"n_test": 0}, {"n_splits": 0}])
 def test_per_class_invalid_params(params):
     y = _labels([10, 10])
     with pytest.raises(ValueError):
@@ -102,9 +100,7 @@ def _office(source=25, target=10, n_classes=3):
     return y, domain
 
 
-@pytest.mark.parametrize(
-    "setting, n_amazon, n_webcam", [("S", 20, 0), ("T", 0, 3), ("ST", 20, 3)]
-)
+@pytest.mark.parametrize("setting, n_amazon, n_webcam", [("S", 20, 0), ("T", 0, 3), ("ST", 20, 3)])
 def test_domain_adaptation_counts(setting, n_amazon, n_webcam):
     y, domain = _office()
     cv = DomainAdaptationSplit("amazon", "webcam", setting=setting, random_state=0)
@@ -122,8 +118,7 @@ def test_domain_adaptation_counts(setting, n_amazon, n_webcam):
 def test_domain_adaptation_settings_share_test_sets():
     y, domain = _office()
     tests = {
-        s: [te for _, te in DomainAdaptationSplit(
-            "amazon", "webcam", setting=s, random_state=3).split(None, y, domain)]
+        s: [te for _, te in DomainAdaptationSplit("amazon", "webcam", setting=s, random_state=3).split(None, y, domain)]
         for s in ("S", "T", "ST")
     }
     for a, b, c in zip(tests["S"], tests["T"], tests["ST"]):

@@ -101,8 +101,7 @@ def _search(with_classifier=True):
     pipe = Pipeline([("decaf", PickLayer()), ("clf", LinearSVC())])
     grid = {"decaf__layer": ["conv5", "fc6", "fc7"]}
     if with_classifier:
-        grid = [{**grid, "clf": [LinearSVC()], "clf__C": [0.01, 1.0]},
-                {**grid, "clf": [LogisticRegression()]}]
+        grid = [{**grid, "clf": [LinearSVC()], "clf__C": [0.01, 1.0]}, {**grid, "clf": [LogisticRegression()]}]
     return GridSearchCV(pipe, grid, cv=3).fit(X, y)
 
 
@@ -115,10 +114,14 @@ def test_plot_layer_sweep_lines_per_classifier():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["conv5", "fc6", "fc7"]
     svc_line = ax.containers[0].lines[0]
     res = search.cv_results_
-    best_svc = [max(m for m, lay, clf in zip(res["mean_test_score"], res["param_decaf__layer"],
-                                            res["param_clf"])
-                    if lay == layer and isinstance(clf, LinearSVC))
-                for layer in ("conv5", "fc6", "fc7")]
+    best_svc = [
+        max(
+            m
+            for m, lay, clf in zip(res["mean_test_score"], res["param_decaf__layer"], res["param_clf"])
+            if lay == layer and isinstance(clf, LinearSVC)
+        )
+        for layer in ("conv5", "fc6", "fc7")
+    ]
     assert_allclose(svc_line.get_ydata(), best_svc)
     star = [line for line in ax.lines if line.get_marker() == "*"]
     assert len(star) == 1 and star[0].get_ydata()[0] == pytest.approx(search.best_score_)
@@ -214,4 +217,3 @@ def test_new_figures_show_with_pyplot(kind, shown):
     plt.show()
     assert [figure for figure, _ in shown] == [fig]
     assert shown[0][1].startswith(b"\x89PNG")
-

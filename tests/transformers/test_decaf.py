@@ -26,7 +26,18 @@ def tiny(**kwargs):
 # -- layers and shapes ------------------------------------------------------------------------------
 def test_list_layers_alexnet_forward_order():
     assert list_layers("alexnet") == [
-        "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"]
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "pool5",
+        "fc6",
+        "fc7",
+        "fc8",
+    ]
     layers, aliases = list_layers("alexnet", aliases=True)
     assert aliases["decaf1"] == "pool1" and aliases["decaf5"] == "pool5"
     assert aliases["decaf6"] == "fc6" and aliases["decaf7"] == "fc7"
@@ -34,17 +45,26 @@ def test_list_layers_alexnet_forward_order():
 
 def test_list_layers_timm_ends_with_head():
     assert list_layers("efficientnet_lite0") == [
-        "blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6", "pre_logits", "logits"]
+        "blocks.0",
+        "blocks.1",
+        "blocks.2",
+        "blocks.4",
+        "blocks.6",
+        "pre_logits",
+        "logits",
+    ]
     assert list_layers(TINY)[-2:] == ["pre_logits", "logits"]
 
 
 @pytest.fixture(scope="module")
 def alexnet_features(image_files):
     layers = ["conv1", "pool1", "pool5", "fc6", "fc7", "fc8"]
-    decaf = DeCAFTransformer(backbone="alexnet", layer=layers, weights="random", random_state=0,
-                             engine="torch").fit(image_files)
-    flat = DeCAFTransformer(backbone="alexnet", layer="pool5", pooling="flatten", weights="random",
-                            random_state=0, engine="torch").fit(image_files)
+    decaf = DeCAFTransformer(backbone="alexnet", layer=layers, weights="random", random_state=0, engine="torch").fit(
+        image_files
+    )
+    flat = DeCAFTransformer(
+        backbone="alexnet", layer="pool5", pooling="flatten", weights="random", random_state=0, engine="torch"
+    ).fit(image_files)
     return decaf, decaf.transform(image_files[:2]), flat.transform(image_files[:2])
 
 
@@ -96,15 +116,17 @@ def test_layer_list_is_the_concatenation_of_single_layers(image_files):
     both = tiny(layer=["blocks.2", "pre_logits"]).fit_transform(image_files)
     one = tiny(layer="blocks.2").fit_transform(image_files)
     two = tiny(layer="pre_logits").fit_transform(image_files)
-    assert_features_close(both[:, :one.shape[1]], one)
-    assert_features_close(both[:, one.shape[1]:], two)
+    assert_features_close(both[:, : one.shape[1]], one)
+    assert_features_close(both[:, one.shape[1] :], two)
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_same_features_whatever_the_batch_size(engine, image_files):
     pytest.importorskip("onnxruntime") if engine == "onnxruntime" else None
-    outs = [tiny(engine=engine, batch_size=b, layer=["blocks.1", "logits"]).fit_transform(image_files * 3)
-            for b in (1, 4, 32)]
+    outs = [
+        tiny(engine=engine, batch_size=b, layer=["blocks.1", "logits"]).fit_transform(image_files * 3)
+        for b in (1, 4, 32)
+    ]
     d = outs[0].shape[1] - 1000  # blocks.1, then the logits: each compared at its own scale
     for other in outs[1:]:
         assert_features_close(other[:, :d], outs[0][:, :d])
@@ -113,8 +135,9 @@ def test_same_features_whatever_the_batch_size(engine, image_files):
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_vit", "test_convnext"])
 def test_logits_and_pre_logits_match_the_model(name, image_files):
-    decaf = DeCAFTransformer(backbone=name, layer=["pre_logits", "logits"], weights="random", random_state=0,
-                             engine="torch", decode="exact").fit(image_files)  # exact: timm's transform
+    decaf = DeCAFTransformer(
+        backbone=name, layer=["pre_logits", "logits"], weights="random", random_state=0, engine="torch", decode="exact"
+    ).fit(image_files)  # exact: timm's transform
     X = decaf.transform(image_files)
     model = decaf.backbone_.float().eval()
     batch = normalised_batch(decaf, image_files)
@@ -232,8 +255,9 @@ def test_set_output_pandas(image_files):
 def test_pipeline_and_gridsearch_over_layer(demo):
     paths, y = demo.paths[::4], demo.target[::4]  # 50 images, 5 per class
     pipe = Pipeline([("decaf", tiny()), ("svm", LinearSVC())])
-    grid = GridSearchCV(pipe, {"decaf__layer": ["blocks.1", "pre_logits"]},
-                        cv=StratifiedKFold(2, shuffle=True, random_state=0)).fit(paths, y)
+    grid = GridSearchCV(
+        pipe, {"decaf__layer": ["blocks.1", "pre_logits"]}, cv=StratifiedKFold(2, shuffle=True, random_state=0)
+    ).fit(paths, y)
     assert set(grid.cv_results_["param_decaf__layer"]) == {"blocks.1", "pre_logits"}
     assert grid.best_params_["decaf__layer"] in {"blocks.1", "pre_logits"}
     assert np.isfinite(grid.cv_results_["mean_test_score"]).all()

@@ -169,8 +169,6 @@ def test_pipeline_trains_on_dropped_and_predicts_on_scaled():
     expected = LogisticRegression().fit(Xt_train, y)
     assert_allclose(pipe[-1].coef_, expected.coef_)
     # ... and predicts on the test-time scaled ones.
-    assert_allclose(
-        pipe.decision_function(X), expected.decision_function(0.5 * X)
-    )
+    assert_allclose(pipe.decision_function(X), expected.decision_function(0.5 * X))
     assert dropout.p == 0.5
     assert pipe.score(X, y) == 1.0

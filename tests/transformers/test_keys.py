@@ -54,8 +54,17 @@ def test_parameters_in_changes_cover_every_keyed_parameter(rgb_arrays):
     assert keyed <= set(CHANGES), keyed - set(CHANGES)  # every keyed parameter is shown to change the key
 
 
-@pytest.mark.parametrize("param,value", [("batch_size", 3), ("n_jobs", 1), ("verbose", True), ("engine", "auto"),
-                                         ("cache_layers", "requested"), ("on_error", "nan")])
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("batch_size", 3),
+        ("n_jobs", 1),
+        ("verbose", True),
+        ("engine", "auto"),
+        ("cache_layers", "requested"),
+        ("on_error", "nan"),
+    ],
+)
 def test_exempt_parameters_share_the_key(param, value, rgb_arrays):
     assert tiny(**{param: value}).fit(rgb_arrays)._cache_key == tiny().fit(rgb_arrays)._cache_key
 
@@ -85,10 +94,20 @@ def test_exported_graph_is_keyed_by_model_kwargs(rgb_arrays):
 
 
 def test_module_backbones_with_the_same_weights_but_another_structure_differ(rgb_arrays):
-    a = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                            torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    b = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.AdaptiveAvgPool2d(1),
-                            torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    a = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    b = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.Tanh(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
     b.load_state_dict(a.state_dict())
     ka = DeCAFTransformer(a, layer="4", engine="torch").fit(rgb_arrays)._cache_key
     kb = DeCAFTransformer(b, layer="4", engine="torch").fit(rgb_arrays)._cache_key

@@ -33,8 +33,16 @@ def bad_files(tmp_path, image_files):
     empty.write_bytes(b"")
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    return [image_files[0], str(corrupt), image_files[1], str(truncated), str(empty),
-            str(tmp_path / "missing.jpg"), str(text), image_files[2]]
+    return [
+        image_files[0],
+        str(corrupt),
+        image_files[1],
+        str(truncated),
+        str(empty),
+        str(tmp_path / "missing.jpg"),
+        str(text),
+        image_files[2],
+    ]
 
 
 BAD = [1, 3, 4, 5, 6]
@@ -187,9 +195,23 @@ def test_garbage_weights_in_cli_is_one_line_without_traceback(image_files, tmp_p
     folder.mkdir(parents=True)
     for p in image_files[:2]:
         (folder / os.path.basename(p)).write_bytes(open(p, "rb").read())
-    proc = subprocess.run([sys.executable, "-m", "sk_decaf", "extract", str(tmp_path / "data"), "-o",
-                           str(tmp_path / "f.npz"), "--backbone", TINY, "--weights", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sk_decaf",
+            "extract",
+            str(tmp_path / "data"),
+            "-o",
+            str(tmp_path / "f.npz"),
+            "--backbone",
+            TINY,
+            "--weights",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "not a PyTorch state dict" in proc.stderr
