@@ -12,9 +12,10 @@ concatenated. Every row is scored on the same splits of:
   both (ST), or on both with Daumé III's ``DomainAugment`` before the SVM;
 * **the demo set** (200 Caltech-101 images, 10 classes): ``PerClassSplit`` 10 train / 10 test per class, 10 splits.
 
-Scores are mean per-class accuracy (%), mean over the splits. Office features go through an activation cache
-(``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing; rows with many views
-can be restricted to some domains (``--heavy-domains``; their other cells show "–").
+Scores are mean per-class accuracy (%), mean over the splits; the within-domain means are also compared with
+Lite0's split by split (every row has the same splits), which shows the noise. Office features go through an
+activation cache (``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing;
+rows with many views can be restricted to some domains (``--heavy-domains``; their other cells show "–").
 
 **Cost.** The demo images are featurised without a cache for every (backbone, tta) setting, after one warm-up
 batch, and timed in wall-clock and in CPU time (this process, all threads; decoding runs in it on a CPU with fewer
@@ -22,12 +23,13 @@ than 8 cores). A row combines its members: img/s ``1 / sum(1 / rate)``, CPU ms/i
 time per image over Lite0's: on a shared, loaded machine, wall-clock rates follow the other processes' load, CPU
 time much less. Lite0 is timed again at the end, to show the drift.
 
-Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ...] [--heavy-domains dslr webcam]``
+Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``
 """
 
 import argparse
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -47,11 +49,11 @@ DOMAINS = {"amazon": "A", "caltech10": "C", "dslr": "D", "webcam": "W"}
 N_TRAIN = {"amazon": 20, "caltech10": 20, "dslr": 8, "webcam": 8}
 LITE = {"Lite0": "efficientnet_lite0", "Lite1": "efficientnet_lite1", "Lite2": "efficientnet_lite2"}
 HEAVY = {"10crop", "12jitter"}
-#: Views per image of each tta mode: batches hold 32 views (the views of an image share a batch, so the default
-#: batch_size=32 would put 320 views of 10crop through the network at once, ~10 GB of activations).
+#: Views per image of each tta mode (DeCAFTransformer's batch_size counts views, so batches stay 32 crops).
 VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
-#: Row name -> (backbones, tta). The default rows fit a ~40 minute run on a loaded 2-core machine.
+#: Row name -> (backbones, tta), all run by default. With an empty cache, on 2 shared CPU cores, expect about an hour
+#: with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain passes each).
 ROWS = {
     "Lite0": (["Lite0"], None),
     "Lite0 + flip": (["Lite0"], "flip"),
@@ -65,18 +67,12 @@ ROWS = {
     "Lite0 + Lite1 + Lite2": (["Lite0", "Lite1", "Lite2"], None),
     "Lite0 + Lite1 + Lite2, flip": (["Lite0", "Lite1", "Lite2"], "flip"),
 }
-DEFAULT_ROWS = ["Lite0", "Lite0 + flip", "Lite0 + 10crop", "Lite0 + 12jitter", "Lite2", "Lite2 + flip",
-                "Lite0 + Lite2", "Lite0 + Lite2, flip"]
 
 
 def recipe(row, cache):
     """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)``."""
     backbones, tta = ROWS[row]
-    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache, decaf_params=batch(tta))
-
-
-def batch(tta):
-    return {"batch_size": max(1, 32 // VIEWS[tta])}
+    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache)
 
 
 def classifier():
@@ -92,7 +88,7 @@ def time_members(rows, demo_paths):
         for b in backbones:
             if (b, tta) in out:
                 continue
-            decaf = make_ensemble(LITE[b], tta=tta, decaf_params=batch(tta)).fit(demo_paths)
+            decaf = make_ensemble(LITE[b], tta=tta).fit(demo_paths)
             decaf.transform(demo_paths[:4])  # network loaded, exported and checked outside the timing
             start, cpu = time.perf_counter(), time.process_time()
             features = decaf.transform(demo_paths)
@@ -104,10 +100,10 @@ def time_members(rows, demo_paths):
 
 
 def within_domain(X, y):
-    """{domain: mean per-class accuracy}: PerClassSplit per domain on the row's features."""
+    """{domain: mean per-class accuracy of each split}: PerClassSplit per domain on the row's features."""
     return {
         d: evaluate(classifier(), (X[d], y[d]), protocol="per-class", n_train=N_TRAIN[d], n_splits=5,
-                    too_few="shrink", random_state=0).mean
+                    too_few="shrink", random_state=0).scores
         for d in X
     }
 
@@ -139,8 +135,8 @@ def cell(value):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=DEFAULT_ROWS, metavar="ROW",
-                        help=f"rows to run, among {list(ROWS)} (default: {DEFAULT_ROWS})")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
+                        help=f"rows to run, among {list(ROWS)} (default: all)")
     parser.add_argument("--heavy-domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS),
                         help="Office domains featurised for the 10crop/12jitter rows (default: all four)")
     parser.add_argument("--cache", default=None, help="activation cache file (default: none)")
@@ -176,7 +172,10 @@ def main(argv=None):
             demo_acc = demo_score(demo_X, demo.target)
         rate = 1 / sum(1 / members[b, tta][0] for b in backbones)
         cpu = sum(members[b, tta][1] for b in backbones)
-        results[row] = dict(within=within, mean=np.mean(list(within.values())) if len(within) == 4 else None,
+        # Mean of the four domains for each split: the rows share their splits, so they compare split by split.
+        per_split = np.mean(list(within.values()), axis=0) if len(within) == 4 else None
+        results[row] = dict(within={d: s.mean() for d, s in within.items()}, per_split=per_split,
+                            mean=None if per_split is None else per_split.mean(),
                             aw=aw, demo=demo_acc, rate=rate, cpu=cpu)
         print(f"  {row} ({time.perf_counter() - t_row:.0f} s): within {cell(results[row]['mean'])}, "
               f"A→W S {cell(aw[0])}, ST {cell(aw[1])}, Daumé {cell(aw[2])}, demo {cell(demo_acc)}", flush=True)
@@ -192,7 +191,16 @@ def main(argv=None):
         cells += [f"{r['rate']:.1f}", f"{1000 * r['cpu']:.0f}", f"{r['cpu'] / base_cpu:.1f}×"]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     print("\n" + "\n".join(lines))
-    print(f"\ncommand: python benchmarks/bench_recipes.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    if "Lite0" in results and results["Lite0"]["per_split"] is not None:
+        base_splits = results["Lite0"]["per_split"]
+        print(f"\nwithin-domain mean minus Lite0's, paired by split (mean ± std over {len(base_splits)} splits; "
+              f"Lite0's own splits: std {100 * base_splits.std():.2f}):")
+        for row, r in results.items():
+            if row != "Lite0" and r["per_split"] is not None:
+                diff = 100 * (r["per_split"] - base_splits)
+                print(f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
+                      f"{len(diff)} splits)")
+    print(f"\ncommand: python benchmarks/bench_recipes.py {shlex.join(sys.argv[1:] if argv is None else argv)}")
     print(f"Lite0: {base:.1f} img/s, {1000 * base_cpu:.0f} CPU ms/img at the start; {retime[0]:.1f} img/s, "
           f"{1000 * retime[1]:.0f} CPU ms/img at the end (load average now {os.getloadavg()[0]:.1f}); "
           f"total {time.perf_counter() - start:.0f} s")

@@ -29,6 +29,7 @@ _LAZY = {
     "OfficialSplit": ".model_selection",
     "PerClassSplit": ".model_selection",
     "to_onnx": ".deploy",
+    "make_ensemble": "._ensemble",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -185,6 +185,7 @@ READER_INPUTS = {
     "docs/protocols.md": _protocols,
     "docs/domain_adaptation.md": _domain_features,
     "docs/deploy.md": _deploy,
+    "docs/recipes.md": _teaser,
 }
 
 

@@ -9,8 +9,7 @@ from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
-from sk_decaf import DeCAFTransformer, SignedSqrt
-from sk_decaf._ensemble import make_ensemble
+from sk_decaf import DeCAFTransformer, SignedSqrt, make_ensemble
 from tests.conftest import TINY, assert_features_close
 
 #: A second tiny random-weight timm model, with another feature dimension than TINY.

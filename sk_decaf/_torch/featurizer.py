@@ -165,6 +165,8 @@ class Featurizer:
         (none for small images, where the network dominates; some for large photos, where decoding does).
         """
         indices = list(range(len(items))) if indices is None else list(indices)
+        # batch_size counts network inputs: with test-time views, fewer images share a batch.
+        batch_size = max(1, batch_size // self.transform.n_views)
         timing = None
         if n_jobs is None and self.device.type == "cpu" and len(indices) > 2 * batch_size:
             timing = {}

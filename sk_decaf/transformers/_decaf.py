@@ -82,7 +82,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when present (with bf16 autocast, see ``precision``), else the CPU.
     batch_size : int, default=32
-        Images per forward pass.
+        Network inputs per forward pass: images, or their views with ``tta`` (``tta="10crop"`` runs 3 images
+        of 10 views at a time), so memory does not grow with the number of views.
     n_jobs : int, default=None
         Image-decoding worker processes of the DataLoader. ``None`` decides from the device: on the CPU,
         where the network already keeps every core busy, decoding stays in the main process below 8 cores

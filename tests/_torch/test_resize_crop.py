@@ -124,7 +124,9 @@ def test_flip_tta_reduces_image_and_mirror(rgb_arrays, engine, reduce):
     a, b = base.transform(images), base.transform(mirrors)
     X = tiny(engine=engine, tta="flip", tta_reduce=reduce, batch_size=2).fit(images).transform(images)
     expected = np.maximum(a, b) if reduce == "max" else (a + b) / 2
-    assert_features_close(X, expected)
+    # The mirror of a centre crop is the centre crop of the mirror up to one pixel (an odd margin rounds
+    # to the same side), so the features agree to about 2e-4 of their scale, not to float32 noise.
+    assert_features_close(X, expected, rtol=1e-3)
 
 
 def test_tta_works_with_layer_lists_grid_pooling_and_cache(rgb_arrays, tmp_path):

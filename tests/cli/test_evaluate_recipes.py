@@ -8,8 +8,7 @@ from numpy.testing import assert_allclose
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
-from sk_decaf import DeCAFTransformer
-from sk_decaf._ensemble import make_ensemble
+from sk_decaf import DeCAFTransformer, make_ensemble
 from sk_decaf.cli import build_parser, main
 from sk_decaf.datasets import load_image_folder
 from sk_decaf.evaluation import evaluate
