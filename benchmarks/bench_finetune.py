@@ -69,11 +69,19 @@ def _shifts(text):
 def _parse():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=_default_data())
-    parser.add_argument("--shifts", type=_shifts, default=[("amazon", "webcam"), ("dslr", "webcam")],
-                        help="source:target pairs, comma-separated (default amazon:webcam,dslr:webcam)")
+    parser.add_argument(
+        "--shifts",
+        type=_shifts,
+        default=[("amazon", "webcam"), ("dslr", "webcam")],
+        help="source:target pairs, comma-separated (default amazon:webcam,dslr:webcam)",
+    )
     parser.add_argument("--setting", choices=["S", "T", "ST"], default="ST")
-    parser.add_argument("--within", default="", help="domains also evaluated without a shift, comma-separated: "
-                        "--n-train labelled images per class, the rest of the domain tested")
+    parser.add_argument(
+        "--within",
+        default="",
+        help="domains also evaluated without a shift, comma-separated: "
+        "--n-train labelled images per class, the rest of the domain tested",
+    )
     parser.add_argument("--n-train", type=int, default=20)
     parser.add_argument("--n-splits", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=5)
@@ -96,9 +104,15 @@ def _evaluate(estimator, data, source, target, args):
         cv = PerClassSplit(args.n_train, n_splits=args.n_splits, random_state=args.seed)
         result = evaluate(estimator, (list(data.paths), data.target), protocol=cv, random_state=args.seed)
     else:
-        result = evaluate_office(estimator, (list(data.paths), data.target, data.domain), source=source,
-                                 target=target, settings=[args.setting], n_splits=args.n_splits,
-                                 random_state=args.seed)[args.setting]
+        result = evaluate_office(
+            estimator,
+            (list(data.paths), data.target, data.domain),
+            source=source,
+            target=target,
+            settings=[args.setting],
+            n_splits=args.n_splits,
+            random_state=args.seed,
+        )[args.setting]
     return result, time.perf_counter() - start
 
 
@@ -108,20 +122,33 @@ def main():
         raise SystemExit(f"Office-Caltech-10 not found at {args.data}; pass --data.")
     freeze = None if args.freeze_until.lower() == "none" else args.freeze_until
     cache = args.cache or os.path.join(tempfile.mkdtemp(prefix="bench_finetune_"), "activations.sqlite")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}, "
-          f"CUDA: {torch.cuda.is_available()}")
-    print(f"setting {args.setting}, {args.n_splits} splits, seed {args.seed}; fine-tuning: {args.max_epochs} "
-          f"epochs, lr {args.lr:g} (backbone x{args.backbone_lr_scale:g}), freeze_until={freeze!r}, "
-          f"head_init={args.head_init!r}, batchnorm={args.batchnorm!r}, "
-          f"batch {args.batch_size}, early stopping {'on' if args.early_stopping else 'off'}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}, "
+        f"CUDA: {torch.cuda.is_available()}"
+    )
+    print(
+        f"setting {args.setting}, {args.n_splits} splits, seed {args.seed}; fine-tuning: {args.max_epochs} "
+        f"epochs, lr {args.lr:g} (backbone x{args.backbone_lr_scale:g}), freeze_until={freeze!r}, "
+        f"head_init={args.head_init!r}, batchnorm={args.batchnorm!r}, "
+        f"batch {args.batch_size}, early stopping {'on' if args.early_stopping else 'off'}\n"
+    )
 
-    frozen = make_pipeline(DeCAFTransformer(layer="pre_logits", cache=cache, device=args.device),
-                           Normalizer(), LinearSVC(C=1.0))
-    finetuned = FineTunedClassifier(layer="pre_logits", max_epochs=args.max_epochs, lr=args.lr,
-                                    backbone_lr_scale=args.backbone_lr_scale, freeze_until=freeze,
-                                    head_init=args.head_init, batchnorm=args.batchnorm,
-                                    batch_size=args.batch_size, early_stopping=args.early_stopping,
-                                    device=args.device, random_state=args.seed)
+    frozen = make_pipeline(
+        DeCAFTransformer(layer="pre_logits", cache=cache, device=args.device), Normalizer(), LinearSVC(C=1.0)
+    )
+    finetuned = FineTunedClassifier(
+        layer="pre_logits",
+        max_epochs=args.max_epochs,
+        lr=args.lr,
+        backbone_lr_scale=args.backbone_lr_scale,
+        freeze_until=freeze,
+        head_init=args.head_init,
+        batchnorm=args.batchnorm,
+        batch_size=args.batch_size,
+        early_stopping=args.early_stopping,
+        device=args.device,
+        random_state=args.seed,
+    )
     rows = []
     within = [(d, d) for d in args.within.split(",") if d]
     for source, target in args.shifts + within:
@@ -129,19 +156,27 @@ def main():
         base, t_base = _evaluate(frozen, data, source, target, args)
         tuned, t_tuned = _evaluate(finetuned, data, source, target, args)
         print(f"{source} -> {target}: {base.protocol}", flush=True)
-        print(f"  frozen + LinearSVC : {100 * base.mean:6.2f} ± {100 * base.std:4.2f}  "
-              f"splits {np.round(100 * base.scores, 2).tolist()}  ({t_base:.0f} s)")
-        print(f"  fine-tuned         : {100 * tuned.mean:6.2f} ± {100 * tuned.std:4.2f}  "
-              f"splits {np.round(100 * tuned.scores, 2).tolist()}  ({t_tuned:.0f} s)", flush=True)
-        rows.append((f"{source} → {target}" if source != target else f"{source} (no shift)", base, tuned, t_base,
-                     t_tuned))
+        print(
+            f"  frozen + LinearSVC : {100 * base.mean:6.2f} ± {100 * base.std:4.2f}  "
+            f"splits {np.round(100 * base.scores, 2).tolist()}  ({t_base:.0f} s)"
+        )
+        print(
+            f"  fine-tuned         : {100 * tuned.mean:6.2f} ± {100 * tuned.std:4.2f}  "
+            f"splits {np.round(100 * tuned.scores, 2).tolist()}  ({t_tuned:.0f} s)",
+            flush=True,
+        )
+        rows.append(
+            (f"{source} → {target}" if source != target else f"{source} (no shift)", base, tuned, t_base, t_tuned)
+        )
 
     print("\n| shift | frozen + LinearSVC | fine-tuned | gain (points) | time frozen | time fine-tuned |")
     print("|---|---|---|---|---|---|")
     for name, base, tuned, t_base, t_tuned in rows:
-        print(f"| {name} | {100 * base.mean:.2f} ± {100 * base.std:.2f} | {100 * tuned.mean:.2f} ± "
-              f"{100 * tuned.std:.2f} | {100 * (tuned.mean - base.mean):+.2f} | {t_base:.0f} s | "
-              f"{t_tuned:.0f} s ({t_tuned / t_base:.0f}x) |")
+        print(
+            f"| {name} | {100 * base.mean:.2f} ± {100 * base.std:.2f} | {100 * tuned.mean:.2f} ± "
+            f"{100 * tuned.std:.2f} | {100 * (tuned.mean - base.mean):+.2f} | {t_base:.0f} s | "
+            f"{t_tuned:.0f} s ({t_tuned / t_base:.0f}x) |"
+        )
 
 
 if __name__ == "__main__":

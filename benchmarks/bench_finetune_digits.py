@@ -47,8 +47,11 @@ from sk_decaf.transformers import SignedSqrt
 
 def _parse():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batchnorm", default="frozen,recompute,train",
-                        help="comma-separated BatchNorm policies of FineTunedClassifier to run")
+    parser.add_argument(
+        "--batchnorm",
+        default="frozen,recompute,train",
+        help="comma-separated BatchNorm policies of FineTunedClassifier to run",
+    )
     parser.add_argument("--max-epochs", type=int, default=6)
     parser.add_argument("--augment", action="store_true", help="timm's training augmentation (default off)")
     parser.add_argument("--early-stopping", action="store_true", help="hold out 10%% for early stopping")
@@ -72,11 +75,16 @@ def main():
     policies = [p for p in args.batchnorm.split(",") if p]
     digits = load_digits_images()
     images, y = digits.images, digits.target
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}, "
-          f"CUDA: {torch.cuda.is_available()}")
-    print(f"digits as 64x64 images: {len(images)} images, {args.n_train} training images per class, "
-          f"{args.n_splits} split(s), seed {args.seed}; fine-tuning: {args.max_epochs} epochs, "
-          f"augment={args.augment}, early_stopping={args.early_stopping}, freeze_until={freeze!r}\n", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}, "
+        f"CUDA: {torch.cuda.is_available()}"
+    )
+    print(
+        f"digits as 64x64 images: {len(images)} images, {args.n_train} training images per class, "
+        f"{args.n_splits} split(s), seed {args.seed}; fine-tuning: {args.max_epochs} epochs, "
+        f"augment={args.augment}, early_stopping={args.early_stopping}, freeze_until={freeze!r}\n",
+        flush=True,
+    )
 
     start = time.perf_counter()
     features = DeCAFTransformer(layer="pre_logits").fit_transform(images)
@@ -86,38 +94,58 @@ def main():
     for k, (train, test) in enumerate(cv.split(y, y)):
         raw = LinearSVC().fit(digits.data[train] / 16, y[train])
         results.setdefault("raw pixels + LinearSVC", []).append(
-            (_score(y[test], raw.predict(digits.data[test] / 16)), None, None, 0.0))
+            (_score(y[test], raw.predict(digits.data[test] / 16)), None, None, 0.0)
+        )
         start = time.perf_counter()
         frozen = make_pipeline(SignedSqrt(), LinearSVC()).fit(features[train], y[train])
-        row = (_score(y[test], frozen.predict(features[test])), _score(y[train], frozen.predict(features[train])),
-               None, t_features * len(train) / len(y) + time.perf_counter() - start)
+        row = (
+            _score(y[test], frozen.predict(features[test])),
+            _score(y[train], frozen.predict(features[train])),
+            None,
+            t_features * len(train) / len(y) + time.perf_counter() - start,
+        )
         results.setdefault("frozen pre_logits + SignedSqrt + LinearSVC", []).append(row)
         print(f"split {k}: frozen {row[0]:.2f} (train {row[1]:.2f})", flush=True)
         for policy in policies:
-            clf = FineTunedClassifier(max_epochs=args.max_epochs, early_stopping=args.early_stopping,
-                                      augment=args.augment,
-                                      freeze_until=freeze, batchnorm=policy, random_state=args.seed + k)
+            clf = FineTunedClassifier(
+                max_epochs=args.max_epochs,
+                early_stopping=args.early_stopping,
+                augment=args.augment,
+                freeze_until=freeze,
+                batchnorm=policy,
+                random_state=args.seed + k,
+            )
             start = time.perf_counter()
             clf.fit([images[i] for i in train], y[train])
             seconds = time.perf_counter() - start
-            row = (_score(y[test], clf.predict([images[i] for i in test])),
-                   _score(y[train], clf.predict([images[i] for i in train])),
-                   float(clf.history_[-1, "train_loss"]), seconds)
+            row = (
+                _score(y[test], clf.predict([images[i] for i in test])),
+                _score(y[train], clf.predict([images[i] for i in train])),
+                float(clf.history_[-1, "train_loss"]),
+                seconds,
+            )
             results.setdefault(f"fine-tuned, batchnorm={policy!r}", []).append(row)
             losses = np.round(clf.history_[:, "train_loss"], 3).tolist()
-            print(f"split {k}: batchnorm={policy!r}: test {row[0]:.2f}, training images in evaluation mode "
-                  f"{row[1]:.2f}, training loss per epoch {losses}, fit {seconds:.0f} s", flush=True)
+            print(
+                f"split {k}: batchnorm={policy!r}: test {row[0]:.2f}, training images in evaluation mode "
+                f"{row[1]:.2f}, training loss per epoch {losses}, fit {seconds:.0f} s",
+                flush=True,
+            )
 
     base = np.mean([r[0] for r in results["frozen pre_logits + SignedSqrt + LinearSVC"]])
-    print("\n| method | test | training images, evaluation mode | last training loss | gain over frozen "
-          "(points) | fit time |")
+    print(
+        "\n| method | test | training images, evaluation mode | last training loss | gain over frozen "
+        "(points) | fit time |"
+    )
     print("|---|---|---|---|---|---|")
     for name, rows in results.items():
         test, train, loss, seconds = (np.array([r[i] for r in rows], dtype=float) for i in range(4))
-        print(f"| {name} | {test.mean():.2f} ± {test.std():.2f} | "
-              f"{'—' if np.isnan(train).all() else f'{train.mean():.2f}'} | "
-              f"{'—' if np.isnan(loss).all() else f'{loss.mean():.3f}'} | {test.mean() - base:+.2f} | "
-              f"{seconds.mean():.0f} s |")
+        print(
+            f"| {name} | {test.mean():.2f} ± {test.std():.2f} | "
+            f"{'—' if np.isnan(train).all() else f'{train.mean():.2f}'} | "
+            f"{'—' if np.isnan(loss).all() else f'{loss.mean():.3f}'} | {test.mean() - base:+.2f} | "
+            f"{seconds.mean():.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -94,16 +94,26 @@ def time_members(rows, demo_paths):
             features = decaf.transform(demo_paths)
             n = len(demo_paths)
             out[b, tta] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
-            print(f"  timed {b}{' + ' + tta if tta else ''}: {out[b, tta][0]:.1f} img/s, "
-                  f"{1000 * out[b, tta][1]:.0f} CPU ms/img", flush=True)
+            print(
+                f"  timed {b}{' + ' + tta if tta else ''}: {out[b, tta][0]:.1f} img/s, "
+                f"{1000 * out[b, tta][1]:.0f} CPU ms/img",
+                flush=True,
+            )
     return out
 
 
 def within_domain(X, y):
     """{domain: mean per-class accuracy of each split}: PerClassSplit per domain on the row's features."""
     return {
-        d: evaluate(classifier(), (X[d], y[d]), protocol="per-class", n_train=N_TRAIN[d], n_splits=5,
-                    too_few="shrink", random_state=0).scores
+        d: evaluate(
+            classifier(),
+            (X[d], y[d]),
+            protocol="per-class",
+            n_train=N_TRAIN[d],
+            n_splits=5,
+            too_few="shrink",
+            random_state=0,
+        ).scores
         for d in X
     }
 
@@ -112,8 +122,9 @@ def amazon_webcam(X, y):
     """(S, ST, Daumé III) mean per-class accuracy on amazon → webcam, the same splits for all three."""
     Xa, ya = (np.concatenate([v["amazon"], v["webcam"]]) for v in (X, y))
     da = np.repeat(["amazon", "webcam"], [len(y["amazon"]), len(y["webcam"])])
-    office = evaluate_office(classifier(), (Xa, ya, da), source="amazon", target="webcam", settings=("S", "ST"),
-                             random_state=0)
+    office = evaluate_office(
+        classifier(), (Xa, ya, da), source="amazon", target="webcam", settings=("S", "ST"), random_state=0
+    )
     cv = DomainAdaptationSplit("amazon", "webcam", setting="ST", n_splits=5, random_state=0)
     daume = []
     for train, test in cv.split(Xa, ya, sample_domain=da):
@@ -135,10 +146,21 @@ def cell(value):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
-                        help=f"rows to run, among {list(ROWS)} (default: all)")
-    parser.add_argument("--heavy-domains", nargs="+", choices=list(DOMAINS), default=list(DOMAINS),
-                        help="Office domains featurised for the 10crop/12jitter rows (default: all four)")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=list(ROWS),
+        default=list(ROWS),
+        metavar="ROW",
+        help=f"rows to run, among {list(ROWS)} (default: all)",
+    )
+    parser.add_argument(
+        "--heavy-domains",
+        nargs="+",
+        choices=list(DOMAINS),
+        default=list(DOMAINS),
+        help="Office domains featurised for the 10crop/12jitter rows (default: all four)",
+    )
     parser.add_argument("--cache", default=None, help="activation cache file (default: none)")
     parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the SVMs (default 1)")
     args = parser.parse_args(argv)
@@ -150,8 +172,11 @@ def main(argv=None):
     y = {d: target[domain == d] for d in DOMAINS}
     demo = load_demo()
     demo_paths = list(demo.paths)
-    print(f"{len(paths)} Office-Caltech-10 images, {len(demo_paths)} demo images; {os.cpu_count()} CPU cores "
-          f"({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    print(
+        f"{len(paths)} Office-Caltech-10 images, {len(demo_paths)} demo images; {os.cpu_count()} CPU cores "
+        f"({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
 
     start = time.perf_counter()
     print("cost: demo images, no cache", flush=True)
@@ -174,16 +199,35 @@ def main(argv=None):
         cpu = sum(members[b, tta][1] for b in backbones)
         # Mean of the four domains for each split: the rows share their splits, so they compare split by split.
         per_split = np.mean(list(within.values()), axis=0) if len(within) == 4 else None
-        results[row] = dict(within={d: s.mean() for d, s in within.items()}, per_split=per_split,
-                            mean=None if per_split is None else per_split.mean(),
-                            aw=aw, demo=demo_acc, rate=rate, cpu=cpu)
-        print(f"  {row} ({time.perf_counter() - t_row:.0f} s): within {cell(results[row]['mean'])}, "
-              f"A→W S {cell(aw[0])}, ST {cell(aw[1])}, Daumé {cell(aw[2])}, demo {cell(demo_acc)}", flush=True)
+        results[row] = dict(
+            within={d: s.mean() for d, s in within.items()},
+            per_split=per_split,
+            mean=None if per_split is None else per_split.mean(),
+            aw=aw,
+            demo=demo_acc,
+            rate=rate,
+            cpu=cpu,
+        )
+        print(
+            f"  {row} ({time.perf_counter() - t_row:.0f} s): within {cell(results[row]['mean'])}, "
+            f"A→W S {cell(aw[0])}, ST {cell(aw[1])}, Daumé {cell(aw[2])}, demo {cell(demo_acc)}",
+            flush=True,
+        )
     retime = time_members(["Lite0"], demo_paths)[("Lite0", None)]
 
     base, base_cpu = members.get(("Lite0", None), retime)[:2]
-    head = ["recipe", *(f"{DOMAINS[d]}" for d in DOMAINS), "mean", "A→W S", "A→W ST", "A→W Daumé", "demo", "img/s",
-            "CPU ms/img", "cost"]
+    head = [
+        "recipe",
+        *(f"{DOMAINS[d]}" for d in DOMAINS),
+        "mean",
+        "A→W S",
+        "A→W ST",
+        "A→W Daumé",
+        "demo",
+        "img/s",
+        "CPU ms/img",
+        "cost",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row, r in results.items():
         cells = [cell(r["within"].get(d)) for d in DOMAINS]
@@ -193,17 +237,23 @@ def main(argv=None):
     print("\n" + "\n".join(lines))
     if "Lite0" in results and results["Lite0"]["per_split"] is not None:
         base_splits = results["Lite0"]["per_split"]
-        print(f"\nwithin-domain mean minus Lite0's, paired by split (mean ± std over {len(base_splits)} splits; "
-              f"Lite0's own splits: std {100 * base_splits.std():.2f}):")
+        print(
+            f"\nwithin-domain mean minus Lite0's, paired by split (mean ± std over {len(base_splits)} splits; "
+            f"Lite0's own splits: std {100 * base_splits.std():.2f}):"
+        )
         for row, r in results.items():
             if row != "Lite0" and r["per_split"] is not None:
                 diff = 100 * (r["per_split"] - base_splits)
-                print(f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
-                      f"{len(diff)} splits)")
+                print(
+                    f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
+                    f"{len(diff)} splits)"
+                )
     print(f"\ncommand: python benchmarks/bench_recipes.py {shlex.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"Lite0: {base:.1f} img/s, {1000 * base_cpu:.0f} CPU ms/img at the start; {retime[0]:.1f} img/s, "
-          f"{1000 * retime[1]:.0f} CPU ms/img at the end (load average now {os.getloadavg()[0]:.1f}); "
-          f"total {time.perf_counter() - start:.0f} s")
+    print(
+        f"Lite0: {base:.1f} img/s, {1000 * base_cpu:.0f} CPU ms/img at the start; {retime[0]:.1f} img/s, "
+        f"{1000 * retime[1]:.0f} CPU ms/img at the end (load average now {os.getloadavg()[0]:.1f}); "
+        f"total {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ def _branch_name(backbone, taken):
     return unique
 
 
-def make_ensemble(*backbones, layer=None, tta=None, tta_reduce="mean", cache=None, signed_sqrt=True,
-                  decaf_params=None):
+def make_ensemble(*backbones, layer=None, tta=None, tta_reduce="mean", cache=None, signed_sqrt=True, decaf_params=None):
     """Concatenate the DeCAF features of several backbones, each normalised on its own.
 
     A shortcut for scikit-learn's :func:`~sklearn.pipeline.make_union` of one

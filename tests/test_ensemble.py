@@ -52,8 +52,9 @@ def test_output_is_each_backbone_signed_sqrt_normalised_then_concatenated(paths)
 
 
 def test_settings_reach_every_branch(paths):
-    Z = make_ensemble(TINY, OTHER, layer=-1, tta="flip", tta_reduce="max", signed_sqrt=False,
-                      decaf_params=NET).fit_transform(paths)
+    Z = make_ensemble(
+        TINY, OTHER, layer=-1, tta="flip", tta_reduce="max", signed_sqrt=False, decaf_params=NET
+    ).fit_transform(paths)
     raw = [_decaf(b, layer=-1, tta="flip", tta_reduce="max").fit_transform(paths) for b in (TINY, OTHER)]
     assert_features_close(Z, np.hstack(raw))
 

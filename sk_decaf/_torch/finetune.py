@@ -29,8 +29,14 @@ from .data import build_transform
 from .images import ImageLoadError, describe, load_rgb
 from .layers import FeatureExtractor, resolve_layers
 
-__all__ = ["ImageItems", "FineTuneModule", "build_train_transform", "frozen_modules", "seeded_global_rngs",
-           "DEFAULT_AUGMENT"]
+__all__ = [
+    "ImageItems",
+    "FineTuneModule",
+    "build_train_transform",
+    "frozen_modules",
+    "seeded_global_rngs",
+    "DEFAULT_AUGMENT",
+]
 
 #: timm training-transform settings used by ``augment=True``: random-resized crop keeping at least a
 #: quarter of the image, horizontal flip, no colour jitter and no auto-augment (small target sets
@@ -104,8 +110,9 @@ class ImageItems(Dataset):
         try:
             tensor = self.transform(img)
         except Exception as exc:  # e.g. a degenerate crop of a 1-pixel image
-            raise ImageLoadError(f"{describe(self.X[i], i)}: preprocessing failed: {type(exc).__name__}: "
-                                 f"{exc}") from None
+            raise ImageLoadError(
+                f"{describe(self.X[i], i)}: preprocessing failed: {type(exc).__name__}: {exc}"
+            ) from None
         return tensor, (0 if self.y is None else int(self.y[i]))
 
     def with_transform(self, transform):
@@ -169,8 +176,9 @@ def frozen_modules(backbone, until):
     if target is None:
         return [""]
     position = modules.index(target)
-    end = max(i for i, name in enumerate(modules) if i >= position and (name == target or
-                                                                           name.startswith(target + ".")))
+    end = max(
+        i for i, name in enumerate(modules) if i >= position and (name == target or name.startswith(target + "."))
+    )
     ancestors = {name for name in modules if name == "" or target.startswith(name + ".")}
     return [name for name in modules[: end + 1] if name not in ancestors]
 
@@ -197,8 +205,9 @@ class FineTuneModule(nn.Module):
         and update their running statistics (PyTorch's default); see :meth:`recompute_batchnorm`.
     """
 
-    def __init__(self, backbone, layer, n_classes, *, pooling="avg", freeze_until=None, generator=None,
-                 batchnorm="frozen"):
+    def __init__(
+        self, backbone, layer, n_classes, *, pooling="avg", freeze_until=None, generator=None, batchnorm="frozen"
+    ):
         super().__init__()
         if batchnorm not in ("frozen", "train"):
             raise ValueError(f"batchnorm must be 'frozen' or 'train'; got {batchnorm!r}.")
@@ -258,11 +267,11 @@ class FineTuneModule(nn.Module):
         """Features at the layer (evaluation mode) of every image of ``dataset``, as float32 numpy."""
         was_training = self.training
         self.eval().to(device)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                            generator=torch.Generator())  # its worker seed must not touch the global RNG
+        loader = DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator()
+        )  # its worker seed must not touch the global RNG
         try:
-            return np.concatenate([self.backbone(images.to(device))[0].float().cpu().numpy()
-                                   for images, _ in loader])
+            return np.concatenate([self.backbone(images.to(device))[0].float().cpu().numpy() for images, _ in loader])
         finally:
             self.train(was_training)
 
@@ -287,8 +296,13 @@ class FineTuneModule(nn.Module):
             module.momentum = None  # cumulative average
             module.train()
         # A last batch of one image has no variance (BatchNorm refuses it in training mode): drop it.
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator(),
-                            drop_last=len(dataset) % batch_size == 1 and len(dataset) > 1)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            generator=torch.Generator(),
+            drop_last=len(dataset) % batch_size == 1 and len(dataset) > 1,
+        )
         try:
             if norms:
                 for images, _ in loader:

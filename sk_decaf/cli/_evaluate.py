@@ -22,50 +22,95 @@ FEW_SHOT_POINTS = (1, 2, 3, 5, 10, 20, 30)
 
 def add_evaluate_parser(sub):
     p = sub.add_parser(
-        "evaluate", help="mean per-class accuracy under a DeCAF protocol, with figures",
+        "evaluate",
+        help="mean per-class accuracy under a DeCAF protocol, with figures",
         description="Score DeCAFTransformer -> linear classifier pipelines under DeCAF's protocols: "
-                    "caltech101 (30 training images per class, the rest tested), per-class (--n-train per "
-                    "class) or office (Saenko et al. 2010: --source -> --target, settings S, T, ST). Prints "
-                    "mean per-class accuracy +- std over random splits per layer and setting; --figures "
-                    "saves PNG figures.",
-        conflict_handler="resolve")  # --backbone below takes several names, replacing the shared option
-    p.add_argument("--data", metavar="DIR", required=True,
-                   help="DIR/<class>/<image> (per-class protocols), or an Office-Caltech-10 root "
-                        "DIR/<domain>/<class>/*.jpg or Office-31 root DIR/<domain>/images/<class>/*.jpg")
-    p.add_argument("--protocol", choices=["caltech101", "per-class", "office"], default="caltech101",
-                   help="evaluation protocol (default: %(default)s)")
+        "caltech101 (30 training images per class, the rest tested), per-class (--n-train per "
+        "class) or office (Saenko et al. 2010: --source -> --target, settings S, T, ST). Prints "
+        "mean per-class accuracy +- std over random splits per layer and setting; --figures "
+        "saves PNG figures.",
+        conflict_handler="resolve",
+    )  # --backbone below takes several names, replacing the shared option
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        required=True,
+        help="DIR/<class>/<image> (per-class protocols), or an Office-Caltech-10 root "
+        "DIR/<domain>/<class>/*.jpg or Office-31 root DIR/<domain>/images/<class>/*.jpg",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["caltech101", "per-class", "office"],
+        default="caltech101",
+        help="evaluation protocol (default: %(default)s)",
+    )
     p.add_argument("--n-train", type=int, default=None, help="training images per class (per-class only)")
     p.add_argument("--splits", type=int, default=5, help="random splits (default: %(default)s)")
-    p.add_argument("--too-few", choices=["raise", "skip", "shrink"], default="raise",
-                   help="classes with too few images: error, leave out, or use what they have")
+    p.add_argument(
+        "--too-few",
+        choices=["raise", "skip", "shrink"],
+        default="raise",
+        help="classes with too few images: error, leave out, or use what they have",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the splits (default: %(default)s)")
     office = p.add_argument_group("office protocol")
     office.add_argument("--source", default="amazon", help="source domain (default: %(default)s)")
     office.add_argument("--target", default="webcam", help="target domain (default: %(default)s)")
-    office.add_argument("--settings", nargs="+", choices=["S", "T", "ST"], default=["S", "T", "ST"],
-                        help="training sets: source, labelled target, both (default: all three)")
-    office.add_argument("--n-source", type=int, default=None,
-                        help="source images per class (default: 20 for amazon/caltech10, 8 for dslr/webcam)")
-    office.add_argument("--n-target", type=int, default=3,
-                        help="labelled target images per class (default: %(default)s)")
+    office.add_argument(
+        "--settings",
+        nargs="+",
+        choices=["S", "T", "ST"],
+        default=["S", "T", "ST"],
+        help="training sets: source, labelled target, both (default: all three)",
+    )
+    office.add_argument(
+        "--n-source",
+        type=int,
+        default=None,
+        help="source images per class (default: 20 for amazon/caltech10, 8 for dslr/webcam)",
+    )
+    office.add_argument(
+        "--n-target", type=int, default=3, help="labelled target images per class (default: %(default)s)"
+    )
     head = p.add_argument_group("classifier")
-    head.add_argument("--layer", nargs="+", type=parse_layer, default=None,
-                      help="layer(s) to compare, each evaluated alone (default: the backbone's generic layer)")
-    head.add_argument("--classifier", choices=["svm", "logreg"], default="svm",
-                      help="LinearSVC or LogisticRegression (default: %(default)s)")
+    head.add_argument(
+        "--layer",
+        nargs="+",
+        type=parse_layer,
+        default=None,
+        help="layer(s) to compare, each evaluated alone (default: the backbone's generic layer)",
+    )
+    head.add_argument(
+        "--classifier",
+        choices=["svm", "logreg"],
+        default="svm",
+        help="LinearSVC or LogisticRegression (default: %(default)s)",
+    )
     head.add_argument("-C", type=float, default=1.0, help="inverse regularisation (default: %(default)s)")
-    p.add_argument("--figures", metavar="OUTDIR", default=None,
-                   help="save figures as PNG: few-shot curve and t-SNE (per-class), t-SNE of source and "
-                        "target (office)")
+    p.add_argument(
+        "--figures",
+        metavar="OUTDIR",
+        default=None,
+        help="save figures as PNG: few-shot curve and t-SNE (per-class), t-SNE of source and target (office)",
+    )
     add_backbone_options(p)
     views = p.add_argument_group("backbones and test-time augmentation")
-    views.add_argument("--backbone", nargs="+", default=["efficientnet_lite0"], metavar="NAME",
-                       help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
-                            "ImageNet weights shipped offline); several names concatenate their features, each "
-                            "SignedSqrt-normalised (sk_decaf.make_ensemble)")
-    views.add_argument("--tta", choices=["flip", "10crop", "12jitter"], default=None,
-                       help="test-time augmentation: features averaged over the image and its mirror, Caffe's "
-                            "10 crops or Azizpour et al.'s 12 jitters (default: none)")
+    views.add_argument(
+        "--backbone",
+        nargs="+",
+        default=["efficientnet_lite0"],
+        metavar="NAME",
+        help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
+        "ImageNet weights shipped offline); several names concatenate their features, each "
+        "SignedSqrt-normalised (sk_decaf.make_ensemble)",
+    )
+    views.add_argument(
+        "--tta",
+        choices=["flip", "10crop", "12jitter"],
+        default=None,
+        help="test-time augmentation: features averaged over the image and its mirror, Caffe's "
+        "10 crops or Azizpour et al.'s 12 jitters (default: none)",
+    )
     p.set_defaults(func=run_evaluate)
 
 
@@ -145,8 +190,9 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
-    embedding = TSNE(2, perplexity=min(30.0, len(features) - 1), init="pca",
-                     random_state=seed).fit_transform(np.asarray(features, dtype=float))
+    embedding = TSNE(2, perplexity=min(30.0, len(features) - 1), init="pca", random_state=seed).fit_transform(
+        np.asarray(features, dtype=float)
+    )
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     ax = fig.subplots()
     colors = colormaps["tab10" if len(target_names) <= 10 else "turbo"]
@@ -155,9 +201,15 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
         color = colors(k if len(classes) <= 10 else k / max(len(classes) - 1, 1))
         for name, marker in ((source, "o"), (target, "^")):
             mask = (y == c) & (domain == name)
-            ax.scatter(*embedding[mask].T, s=14 if marker == "o" else 28, marker=marker, color=color,
-                       edgecolors="k" if marker == "^" else "none", linewidths=0.4,
-                       label=str(target_names[c]) if name == source else None)
+            ax.scatter(
+                *embedding[mask].T,
+                s=14 if marker == "o" else 28,
+                marker=marker,
+                color=color,
+                edgecolors="k" if marker == "^" else "none",
+                linewidths=0.4,
+                label=str(target_names[c]) if name == source else None,
+            )
     for name, marker in ((source, "o"), (target, "^")):  # domain legend entries, in grey
         role = "source" if name == source else "target"
         ax.scatter([], [], marker=marker, color="0.5", label=f"{name} ({role})")
@@ -174,17 +226,18 @@ def _figures(args, data, rows, make_pipe, features, outdir):
     saved = []
     first = rows[0][0]
     if args.protocol == "office":
-        fig = _tsne_domains(features, data.target, np.asarray(data.domain), data.target_names,
-                            args.source, args.target, seed=args.seed)
+        fig = _tsne_domains(
+            features, data.target, np.asarray(data.domain), data.target_names, args.source, args.target, seed=args.seed
+        )
         saved.append(_save(fig, outdir, "tsne_office.png"))
         return saved
     counts = np.bincount(data.target)
-    points = sorted({k for k in FEW_SHOT_POINTS + ((args.n_train,) if args.n_train else ())
-                     if k <= counts.min() - 1})
+    points = sorted({k for k in FEW_SHOT_POINTS + ((args.n_train,) if args.n_train else ()) if k <= counts.min() - 1})
     if points:
-        curves = {layer: few_shot_curve(make_pipe(layer), data, n_train=points, n_splits=args.splits,
-                                        random_state=args.seed)
-                  for layer in dict.fromkeys(layer for layer, _, _ in rows)}
+        curves = {
+            layer: few_shot_curve(make_pipe(layer), data, n_train=points, n_splits=args.splits, random_state=args.seed)
+            for layer in dict.fromkeys(layer for layer, _, _ in rows)
+        }
         saved.append(_save(plot_few_shot(curves), outdir, "few_shot.png"))
     fig = plot_tsne(features, data.target, label_names=data.target_names, random_state=args.seed)
     fig.axes[0].set_title(f"t-SNE of DeCAF features ({_describe(args)}, {first})")
@@ -226,25 +279,44 @@ def run_evaluate(args):
         for name in names:
             if office:
                 results = evaluate_office(
-                    make_pipe(name), data, source=args.source, target=args.target,
-                    settings=tuple(args.settings), n_source_per_class=args.n_source,
-                    n_target_per_class=args.n_target, n_splits=args.splits, too_few=args.too_few,
+                    make_pipe(name),
+                    data,
+                    source=args.source,
+                    target=args.target,
+                    settings=tuple(args.settings),
+                    n_source_per_class=args.n_source,
+                    n_target_per_class=args.n_target,
+                    n_splits=args.splits,
+                    too_few=args.too_few,
                     random_state=args.seed,
                 )
                 protocol = results.protocol  # one description for all settings
             else:
-                results = {"": evaluate(make_pipe(name), data, protocol=args.protocol, n_train=args.n_train,
-                                        n_splits=args.splits, too_few=args.too_few, random_state=args.seed)}
+                results = {
+                    "": evaluate(
+                        make_pipe(name),
+                        data,
+                        protocol=args.protocol,
+                        n_train=args.n_train,
+                        n_splits=args.splits,
+                        too_few=args.too_few,
+                        random_state=args.seed,
+                    )
+                }
                 protocol = results[""].protocol
             rows += [(name, setting, result) for setting, result in results.items()]
         saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
-        computed = [decaf.fit(data.paths[:1]).cache_info()["computed"]
-                    for decaf in _decafs(make_decaf(names[next(iter(names))]))]
+        computed = [
+            decaf.fit(data.paths[:1]).cache_info()["computed"]
+            for decaf in _decafs(make_decaf(names[next(iter(names))]))
+        ]
     clf = type(_classifier(args)).__name__
     print(f"backbone {_describe(args)}, {clf}(C={args.C}); protocol {protocol}\n")
     print(_table(rows, office))
-    print(f"\n{time.perf_counter() - start:.1f} s; {' + '.join(map(str, computed))} images went through the "
-          f"network{'s' if len(computed) > 1 else ''}")
+    print(
+        f"\n{time.perf_counter() - start:.1f} s; {' + '.join(map(str, computed))} images went through the "
+        f"network{'s' if len(computed) > 1 else ''}"
+    )
     for path in saved:
         print(f"saved {path}")
     return 0

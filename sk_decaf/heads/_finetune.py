@@ -224,12 +224,33 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, backbone="efficientnet_lite0", *, layer=None, weights=None, pooling="avg",
-                 max_epochs=10, lr=1e-3, backbone_lr_scale=0.1, freeze_until=None, batchnorm="frozen",
-                 head_init="linear_probe", optimizer="adamw",
-                 weight_decay=1e-2, lr_schedule="cosine", batch_size=32, augment=True, early_stopping=True,
-                 validation_fraction=0.1, patience=3, n_jobs=None, device="auto", model_kwargs=None,
-                 random_state=None, verbose=0):
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        layer=None,
+        weights=None,
+        pooling="avg",
+        max_epochs=10,
+        lr=1e-3,
+        backbone_lr_scale=0.1,
+        freeze_until=None,
+        batchnorm="frozen",
+        head_init="linear_probe",
+        optimizer="adamw",
+        weight_decay=1e-2,
+        lr_schedule="cosine",
+        batch_size=32,
+        augment=True,
+        early_stopping=True,
+        validation_fraction=0.1,
+        patience=3,
+        n_jobs=None,
+        device="auto",
+        model_kwargs=None,
+        random_state=None,
+        verbose=0,
+    ):
         self.backbone = backbone
         self.layer = layer
         self.weights = weights
@@ -296,25 +317,34 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             (self.layer_,) = resolve_layers(self.layer, backbone)
             self.data_config_ = dict(backbone.data_config)
             freeze = "all" if self.backbone_lr_scale == 0 else self.freeze_until
-            module = FineTuneModule(backbone, self.layer_, len(self.classes_), pooling=self.pooling,
-                                    freeze_until=freeze, generator=torch.Generator().manual_seed(seed),
-                                    batchnorm="frozen" if self.batchnorm == "frozen" else "train")
-            self.n_trainable_params_ = int(sum(p.numel() for group in module.trainable_parameters()
-                                               for p in group))
+            module = FineTuneModule(
+                backbone,
+                self.layer_,
+                len(self.classes_),
+                pooling=self.pooling,
+                freeze_until=freeze,
+                generator=torch.Generator().manual_seed(seed),
+                batchnorm="frozen" if self.batchnorm == "frozen" else "train",
+            )
+            self.n_trainable_params_ = int(sum(p.numel() for group in module.trainable_parameters() for p in group))
             eval_transform = build_transform(self.data_config_)
             split = _EvalValidSplit(n_valid, seed, eval_transform) if n_valid else None
             if self.head_init == "linear_probe":
                 fit_rows = split.indices(y_encoded)[0] if split else np.arange(len(items))
-                self._linear_probe(module, Subset(ImageItems(items, y_encoded, eval_transform), fit_rows),
-                                   y_encoded[fit_rows])
+                self._linear_probe(
+                    module, Subset(ImageItems(items, y_encoded, eval_transform), fit_rows), y_encoded[fit_rows]
+                )
             train = ImageItems(items, y_encoded, build_train_transform(self.data_config_, self.augment))
             self.net_ = self._make_net(module, len(items) - n_valid, split, seed, eval_transform)
             self.net_.fit(train, y_encoded)
             if self.batchnorm == "recompute":
                 workers = resolve_workers(self.n_jobs, len(items), self.batch_size, self.device_.type)
-                self.net_.module_.recompute_batchnorm(ImageItems(items, y_encoded, eval_transform),
-                                                      batch_size=self.batch_size, device=self.device_,
-                                                      num_workers=workers)
+                self.net_.module_.recompute_batchnorm(
+                    ImageItems(items, y_encoded, eval_transform),
+                    batch_size=self.batch_size,
+                    device=self.device_,
+                    num_workers=workers,
+                )
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
         return self
@@ -334,8 +364,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     def _linear_probe(self, module, dataset, y):
         """Initialise the new layer with a logistic regression on the frozen features."""
         workers = resolve_workers(self.n_jobs, len(y), self.batch_size, self.device_.type)
-        features = module.features(dataset, batch_size=self.batch_size, device=self.device_,
-                                   num_workers=workers)
+        features = module.features(dataset, batch_size=self.batch_size, device=self.device_, num_workers=workers)
         probe = LogisticRegression(C=1.0, max_iter=1000).fit(features, y)
         weight, bias = probe.coef_, probe.intercept_
         if weight.shape[0] == 1:  # binary: sigmoid(z) == softmax([-z/2, z/2])
@@ -347,16 +376,25 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         steps = max(1, n_train // self.batch_size if drop_last else 1)
         callbacks = []
         if self.lr_schedule == "cosine":
-            callbacks.append(("lr_scheduler", LRScheduler(
-                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs * steps,
-                step_every="batch")))
+            callbacks.append(
+                (
+                    "lr_scheduler",
+                    LRScheduler(
+                        policy=torch.optim.lr_scheduler.CosineAnnealingLR,
+                        T_max=self.max_epochs * steps,
+                        step_every="batch",
+                    ),
+                )
+            )
         if split is not None:
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.patience, load_best=True)))
+            callbacks.append(
+                ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True))
+            )
         optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}.get(self.optimizer, self.optimizer)
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
-        workers = resolve_workers(self.n_jobs, max(n_train, 2 * self.batch_size + 1), self.batch_size,
-                                  self.device_.type)
+        workers = resolve_workers(
+            self.n_jobs, max(n_train, 2 * self.batch_size + 1), self.batch_size, self.device_.type
+        )
         loader = {"num_workers": workers, "pin_memory": self.device_.type == "cuda"}
         return _FineTuneNet(
             module,

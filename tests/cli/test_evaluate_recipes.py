@@ -37,15 +37,34 @@ def _cells(text):
 
 
 def _run(folder, cache, extra, capsys):
-    argv = ["evaluate", "--data", str(folder), "--protocol", "per-class", "--n-train", "2", "--splits", "3",
-            "--cache", cache, *NET, *extra]
+    argv = [
+        "evaluate",
+        "--data",
+        str(folder),
+        "--protocol",
+        "per-class",
+        "--n-train",
+        "2",
+        "--splits",
+        "3",
+        "--cache",
+        cache,
+        *NET,
+        *extra,
+    ]
     assert main(argv) == 0
     return capsys.readouterr().out
 
 
 def _api_score(features, folder):
-    res = evaluate(make_pipeline(features, LinearSVC()), load_image_folder(folder), protocol="per-class",
-                   n_train=2, n_splits=3, random_state=0)
+    res = evaluate(
+        make_pipeline(features, LinearSVC()),
+        load_image_folder(folder),
+        protocol="per-class",
+        n_train=2,
+        n_splits=3,
+        random_state=0,
+    )
     return [100 * res.mean, 100 * res.std]
 
 
@@ -66,8 +85,9 @@ def test_several_backbones_score_as_make_ensemble(class_folder, tmp_path, capsys
     # Each backbone ran once per image; the printed score is the Python API's on the same splits and features.
     assert "15 + 15 images went through the networks" in out
     [cell] = _cells(out)
-    assert_allclose(cell, _api_score(make_ensemble(TINY, OTHER, cache=cache, decaf_params=DECAF), class_folder),
-                    atol=0.006)
+    assert_allclose(
+        cell, _api_score(make_ensemble(TINY, OTHER, cache=cache, decaf_params=DECAF), class_folder), atol=0.006
+    )
 
 
 def test_tta_scores_as_the_transformer_with_tta(class_folder, tmp_path, capsys):

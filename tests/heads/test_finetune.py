@@ -35,8 +35,9 @@ def _one_torch_thread():
 
 
 def tiny(**params):
-    defaults = dict(weights="random", max_epochs=2, batch_size=8, early_stopping=False, random_state=0,
-                    head_init="random")
+    defaults = dict(
+        weights="random", max_epochs=2, batch_size=8, early_stopping=False, random_state=0, head_init="random"
+    )
     return FineTunedClassifier(TINY, **{**defaults, **params})
 
 
@@ -76,7 +77,7 @@ def fitted(colours):
 def _backbone_state(clf):
     prefix = "taps.model."
     state = clf.net_.module_.backbone.state_dict()
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _changed(before, after, keys):
@@ -189,8 +190,15 @@ def test_linear_probe_initialisation_is_a_logistic_regression(colours, start_wei
     X, y = colours
     path, _ = start_weights
     # A frozen network and a vanishing learning rate: the head stays where the linear probe put it.
-    clf = tiny(weights=path, head_init="linear_probe", freeze_until="all", lr=1e-12, max_epochs=1,
-               early_stopping=early_stopping, validation_fraction=0.2).fit(X, y)
+    clf = tiny(
+        weights=path,
+        head_init="linear_probe",
+        freeze_until="all",
+        lr=1e-12,
+        max_epochs=1,
+        early_stopping=early_stopping,
+        validation_fraction=0.2,
+    ).fit(X, y)
     features = DeCAFTransformer(TINY, weights=path, layer=clf.layer_, engine="torch").fit_transform(X)
     rows = np.arange(20)
     if early_stopping:  # the probe never sees the validation images
@@ -217,8 +225,9 @@ def test_same_random_state_same_model_and_global_rngs_untouched(colours):
 def test_early_stopping_stops_on_a_plateau(colours):
     X, y = colours
     # A frozen network and a vanishing learning rate: the validation loss cannot improve.
-    clf = tiny(freeze_until="all", lr=1e-12, max_epochs=10, early_stopping=True, patience=2,
-               validation_fraction=0.2).fit(X, y)
+    clf = tiny(
+        freeze_until="all", lr=1e-12, max_epochs=10, early_stopping=True, patience=2, validation_fraction=0.2
+    ).fit(X, y)
     assert clf.n_epochs_ == 3  # the first epoch, then `patience` epochs without improvement
     valid_loss = clf.history_[:, "valid_loss"]
     assert_allclose(valid_loss, valid_loss[0], rtol=1e-6)
@@ -231,8 +240,7 @@ def test_validation_images_are_not_augmented(colours):
     X, y = colours
     clf = tiny(early_stopping=True, max_epochs=1).fit(X, y)
     split = clf.net_.train_split
-    train, valid = split(ImageItems(X, np.arange(20) % 2, build_train_transform(clf.data_config_)),
-                         np.arange(20) % 2)
+    train, valid = split(ImageItems(X, np.arange(20) % 2, build_train_transform(clf.data_config_)), np.arange(20) % 2)
     assert len(valid) == 2 and len(train) == 18  # at least one image per class
     assert torch.equal(valid[0][0], valid[0][0])  # the evaluation transform is deterministic
     assert "RandomResizedCrop" in repr(train.dataset.transform)
@@ -245,8 +253,9 @@ def test_early_stopping_needs_two_images_per_class(colours):
         tiny(early_stopping=True).fit(X[:3], ["a", "a", "b"])
 
 
-@pytest.mark.parametrize("layer, name, dim", [("blocks.2", "blocks.2", 32), (-3, "blocks.4", 64),
-                                               (None, "pre_logits", 256)])
+@pytest.mark.parametrize(
+    "layer, name, dim", [("blocks.2", "blocks.2", 32), (-3, "blocks.4", 64), (None, "pre_logits", 256)]
+)
 def test_head_sits_on_the_decaf_layer(colours, layer, name, dim):
     X, y = colours
     clf = tiny(layer=layer, max_epochs=1).fit(X[:8], y[:8])
@@ -338,12 +347,15 @@ def test_bad_image_names_index_and_path(colours, tmp_path):
         tiny(max_epochs=1).fit(X[:3] + [str(bad)] + X[4:], y)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"freeze_until": "no_such_layer"}, "freeze_until"),
-    ({"layer": "no_such_layer"}, "Unknown layer"),
-    ({"lr": 0.0}, "lr"),
-    ({"optimizer": "lbfgs"}, "optimizer"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"freeze_until": "no_such_layer"}, "freeze_until"),
+        ({"layer": "no_such_layer"}, "Unknown layer"),
+        ({"lr": 0.0}, "lr"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+    ],
+)
 def test_bad_parameters_raise_in_fit(colours, params, match):
     X, y = colours
     est = tiny(**params)
