@@ -8,6 +8,7 @@ splits by mean per-class accuracy; the network runs once per image thanks to an 
 """
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -131,6 +132,8 @@ def _features(args, layer, cache):
 
     # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
     kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
+    # Evaluations take minutes: show the progress in a terminal without -v (logs and pipes stay quiet).
+    kwargs["verbose"] = args.verbose or sys.stderr.isatty()
     backbones = kwargs.pop("backbone")
     if len(backbones) == 1:
         return DeCAFTransformer(backbones[0], **kwargs)

@@ -100,3 +100,26 @@ def test_tta_scores_as_the_transformer_with_tta(class_folder, tmp_path, capsys):
     assert_allclose(cell, _api_score(flip, class_folder), atol=0.006)
     # The flipped features are the ones the command cached.
     assert flip.fit(load_image_folder(class_folder).paths).cache_info()["computed"] == 15
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_shows_in_a_terminal_without_verbose(class_folder, tmp_path, capsys, monkeypatch, terminal):
+    """Evaluations take minutes: a terminal sees the progress bar without -v; logs and pipes stay quiet."""
+    monkeypatch.setattr("sys.stderr.isatty", lambda: terminal)
+    argv = [
+        "evaluate",
+        "--data",
+        str(class_folder),
+        "--protocol",
+        "per-class",
+        "--n-train",
+        "2",
+        "--splits",
+        "2",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+        *NET,
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("DeCAF: 100%" in err) == terminal
