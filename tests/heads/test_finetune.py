@@ -354,6 +354,7 @@ def test_bad_image_names_index_and_path(colours, tmp_path):
         ({"layer": "no_such_layer"}, "Unknown layer"),
         ({"lr": 0.0}, "lr"),
         ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"batchnorm": "running"}, "batchnorm"),
     ],
 )
 def test_bad_parameters_raise_in_fit(colours, params, match):
