@@ -226,9 +226,12 @@ class Featurizer:
     def decode_workers(timing, cpus=None):
         """Decoding processes that maximise throughput, from per-image decode and network times.
 
-        In the main process an image costs ``decode + model``. With ``w`` workers on ``C`` cores, decoding
-        overlaps the network, which keeps ``C - w`` cores: an image costs ``max(model * C / (C - w),
-        decode / w)``. Workers are used only when that is at least 20% faster (they cost start-up time).
+        ``model`` is the network's wall time per image using every core, so it costs ``model * C``
+        core-seconds on ``C`` cores. In the main process an image costs ``decode + model``. With ``w``
+        workers, decoding overlaps the network and an image costs at least ``decode / w`` (a worker decodes
+        on one core), ``model`` (the network) and ``(decode + model * C) / C`` (all the work shared by the
+        ``C`` cores); the largest bound is the estimate. Workers are used only when that is at least 20%
+        faster than the main process (they cost start-up time); on ties, fewer workers.
         Returns the number of worker processes (0 = decode in the main process).
         """
         cpus = cpus or os.cpu_count() or 1
@@ -236,9 +239,10 @@ class Featurizer:
         if decode <= 0 or model <= 0 or cpus < 2:
             return 0
         serial = decode + model
+        shared = (decode + model * cpus) / cpus
         best, best_cost = 0, serial
-        for w in range(1, min(cpus - 1, 8) + 1):
-            cost = max(model * cpus / (cpus - w), decode / w)
-            if cost < best_cost:
+        for w in range(1, min(cpus, 8) + 1):
+            cost = max(decode / w, model, shared)
+            if cost < best_cost * 0.99:
                 best, best_cost = w, cost
         return best if best_cost <= serial / 1.2 else 0
