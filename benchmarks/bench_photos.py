@@ -103,7 +103,7 @@ def throughput(demo_paths, photos, repeat):
     for name, value in rows.items():
         if name == "DeCAFTransformer, 12 MP, decode='reduced'":
             ratio = f"{value / small:.2f}x small, {value / photo_limit:.2f}x 12 MP limit"
-        elif name.startswith("DeCAFTransformer, 12") or name.startswith("limit, 12"):
+        elif name.startswith(("DeCAFTransformer, 12", "limit, 12")):
             ratio = f"{value / small:.2f}x small"
         elif name == "DeCAFTransformer (demo)":
             ratio = f"{value / limit:.2f}x limit"
