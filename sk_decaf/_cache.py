@@ -32,6 +32,14 @@ _VERSION = "1"
 _CHUNK = 400  # keys per SELECT, below SQLite's default limit of 999 host parameters
 
 
+def _is_busy(exc):
+    """Whether an SQLite error is a lock held by another connection (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class CacheError(ValueError):
     """The cache file is corrupt, foreign, or from an incompatible version."""
 
@@ -94,13 +102,52 @@ class ActivationCache:
     def _connect(self):
         if self._conn is not None:
             return self._conn
+        # Two processes that open a new cache at the same moment may both ask for the WAL switch's exclusive
+        # lock; SQLite then answers one of them "database is locked" at once (deadlock avoidance, no busy
+        # wait). Opening is idempotent, so it is retried until ``timeout``.
+        deadline, delay = time.monotonic() + self.timeout, 0.005
+        while True:
+            try:
+                conn = self._open()
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise self._unusable(exc) from None
+                if time.monotonic() >= deadline:
+                    raise CacheError(
+                        f"The activation cache {self.path!r} stayed locked by another process for "
+                        f"{self.timeout:g} s; try again, or raise the timeout."
+                    ) from None
+                time.sleep(delay)
+                delay = min(2 * delay, 0.25)
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
+        if self.readonly:
+            warnings.warn(
+                f"The activation cache {self.path!r} is read-only: cached activations are used, new ones are "
+                "not stored.",
+                UserWarning,
+                stacklevel=4,
+            )
+        self._conn = conn
+        return conn
+
+    def _unusable(self, exc):
+        return CacheError(
+            f"Cannot use {self.path!r} as an activation cache: {exc}. The file is corrupt or not a "
+            "cache; delete it (its features will be recomputed) or choose another path."
+        )
+
+    def _open(self):
+        """One attempt at opening (and, when empty, creating) the cache; the connection is closed on failure."""
+        if self._writable():
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.readonly = False
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        else:
+            self.readonly = True
+            conn = self._open_readonly()
         try:
-            if self._writable():
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            else:
-                self.readonly = True
-                conn = self._open_readonly()
             # Identify the file before changing anything in it: a foreign database is left as it was.
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
@@ -124,19 +171,9 @@ class ActivationCache:
                     conn.execute("PRAGMA journal_mode=WAL")
             if not self.readonly:
                 conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(
-                f"Cannot use {self.path!r} as an activation cache: {exc}. The file is corrupt or not a "
-                "cache; delete it (its features will be recomputed) or choose another path."
-            ) from None
-        if self.readonly:
-            warnings.warn(
-                f"The activation cache {self.path!r} is read-only: cached activations are used, new ones are "
-                "not stored.",
-                UserWarning,
-                stacklevel=4,
-            )
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @staticmethod
