@@ -229,8 +229,8 @@ class Featurizer:
         ``model`` is the network's wall time per image using every core, so it costs ``model * C``
         core-seconds on ``C`` cores. In the main process an image costs ``decode + model``. With ``w``
         workers, decoding overlaps the network and an image costs at least ``decode / w`` (a worker decodes
-        on one core), ``model`` (the network) and ``(decode + model * C) / C`` (all the work shared by the
-        ``C`` cores); the largest bound is the estimate. Workers are used only when that is at least 20%
+        on one core) and ``(decode + model * C) / C`` (all the work shared by the ``C`` cores, never less
+        than ``model``); the larger bound is the estimate. Workers are used only when that is at least 20%
         faster than the main process (they cost start-up time); on ties, fewer workers.
         Returns the number of worker processes (0 = decode in the main process).
         """
@@ -242,7 +242,7 @@ class Featurizer:
         shared = (decode + model * cpus) / cpus
         best, best_cost = 0, serial
         for w in range(1, min(cpus, 8) + 1):
-            cost = max(decode / w, model, shared)
+            cost = max(decode / w, shared)
             if cost < best_cost * 0.99:
                 best, best_cost = w, cost
         return best if best_cost <= serial / 1.2 else 0
