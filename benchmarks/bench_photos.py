@@ -63,7 +63,7 @@ def throughput(demo_paths, photos, repeat):
     import torch
 
     from sk_decaf import DeCAFTransformer
-    from sk_decaf._torch.images import load_rgb
+    from sk_decaf._images import load_rgb
 
     decaf = DeCAFTransformer().fit(demo_paths)
     decaf.transform(demo_paths[:8])  # ONNX export and check, outside the timings

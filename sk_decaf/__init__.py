@@ -14,7 +14,7 @@ _LAZY = {
     "DomainAugment": ".domain",
     "FeatureDropout": ".transformers",
     "SignedSqrt": ".transformers",
-    "list_layers": "._torch.layers",
+    "list_layers": ".transformers",
     "CORAL": ".domain",
     "GeodesicFlowKernel": ".domain",
     "SubspaceAlignment": ".domain",
@@ -29,7 +29,7 @@ _LAZY = {
     "OfficialSplit": ".model_selection",
     "PerClassSplit": ".model_selection",
     "to_onnx": ".deploy",
-    "make_ensemble": "._ensemble",
+    "make_ensemble": ".transformers",
 }
 
 __all__ = ["__version__", *_LAZY]

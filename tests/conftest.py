@@ -50,8 +50,8 @@ def normalised_batch(decaf, images):
     (as ``decode="exact"`` uses), then the mean/std normalisation in float32."""
     import torch
 
-    from sk_decaf._torch.data import build_transform
-    from sk_decaf._torch.images import load_rgb
+    from sk_decaf._images import load_rgb
+    from sk_decaf._torch.preprocess import build_transform
 
     tf = build_transform(decaf.data_config_)
     mean = torch.tensor(decaf.data_config_["mean"]).view(1, 3, 1, 1)

@@ -18,6 +18,7 @@ from sklearn.svm import LinearSVC
 
 from sk_decaf import DeCAFTransformer
 from sk_decaf._cache import ActivationCache, CacheError
+from sk_decaf.transformers import _extract
 from tests.conftest import TINY, assert_features_close
 
 
@@ -93,7 +94,7 @@ def test_key_changes_with_what_changes_the_activations(change, cache, image_file
     base = tiny(cache).fit(image_files)
     base.transform(image_files)
     other = tiny(cache, **change).fit(image_files)
-    assert other._cache_key != base._cache_key
+    assert other._resolution.key != base._resolution.key
     X = other.transform(image_files)
     assert other.cache_info()["computed"] == 5 and other.cache_info()["hits"] == 0
     assert_features_close(X, tiny(None, **change).fit_transform(image_files))
@@ -108,7 +109,7 @@ def test_weights_file_content_is_part_of_the_key(cache, tmp_path, image_files):
     torch.save(tiny(None, random_state=1).fit(image_files).backbone_.state_dict(), path)
     os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     b = tiny(cache, weights=path).fit(image_files)
-    assert a.weights_digest_ != b.weights_digest_ and a._cache_key != b._cache_key
+    assert a.weights_digest_ != b.weights_digest_ and a._resolution.key != b._resolution.key
 
 
 def test_grid_search_clones_share_the_cache(cache, demo):
@@ -132,7 +133,7 @@ def test_duplicates_are_computed_once(cache, image_files):
 def test_lookups_in_chunks_keep_hits_and_duplicates_aligned(cache, image_files, monkeypatch):
     est = tiny(cache).fit(image_files)
     est.transform(image_files[:2])
-    monkeypatch.setattr(type(est), "_cache_chunk", 3)  # hits, misses and repeats straddle chunk borders
+    monkeypatch.setattr(_extract, "CACHE_CHUNK", 3)  # hits, misses and repeats straddle chunk borders
     items = image_files + image_files[::-1] + image_files[:1]
     X = est.transform(items)
     assert computed(est) == 5

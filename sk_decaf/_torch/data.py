@@ -1,11 +1,9 @@
-"""Decode and preprocess images into uint8 batches with a torch DataLoader.
+"""Decode and prepare images into uint8 batches with a torch DataLoader.
 
-Preprocessing reuses timm: ``preprocess="model"`` is ``timm.data.create_transform`` on the model's resolved
-data config; ``preprocess="decaf"`` is the same transform in timm's ``"squash"`` crop mode with
-``crop_pct=0.875``: warp to 256x256 ignoring the aspect ratio, then take the centre 224 crop (DeCAF §3.1,
-§4). Both stop at a uint8 tensor (timm's prefetcher mode); mean/std normalisation happens inside the
-network wrapper, so four times fewer bytes cross process boundaries and the GPU does the arithmetic.
-:class:`~sk_decaf._torch.preprocess.ResizeCrop` wraps it with reduced-size decoding and bounded memory.
+The loader reads every item with the image reader (:mod:`sk_decaf._images`) and applies a transform built by
+:mod:`sk_decaf._torch.preprocess` (which it only uses, never builds). Batches stay uint8 (timm's prefetcher
+mode); mean/std normalisation happens inside the network wrapper, so four times fewer bytes cross process
+boundaries and the GPU does the arithmetic.
 
 A bad item never stops a batch: its error travels with the batch as data, so the caller keeps every good
 row and decides whether to raise or to mark the bad rows.
@@ -18,32 +16,9 @@ import os
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageLoadError, describe, load_rgb
+from .._images import ImageLoadError, describe, load_rgb
 
-__all__ = ["build_transform", "make_preprocessor", "ImageDataset", "make_loader", "iterate", "resolve_workers"]
-
-
-def build_transform(data_config, preprocess="model"):
-    """The eval transform for ``preprocess`` ("model" or "decaf"), ending in a uint8 CHW tensor."""
-    from timm.data import create_transform
-
-    cfg = {
-        k: data_config[k]
-        for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-        if k in data_config
-    }
-    if preprocess == "decaf":
-        cfg.update(crop_mode="squash", crop_pct=0.875)
-    elif preprocess != "model":
-        raise ValueError(f"preprocess must be 'model' or 'decaf', got {preprocess!r}.")
-    return create_transform(**cfg, is_training=False, use_prefetcher=True)
-
-
-def make_preprocessor(data_config, preprocess="model", decode="exact", tta=None):
-    """The image -> uint8 CHW tensor (or ``(n_views, C, H, W)`` with ``tta``) callable (see ``ResizeCrop``)."""
-    from .preprocess import ResizeCrop
-
-    return ResizeCrop(data_config, preprocess, decode, tta)
+__all__ = ["ImageDataset", "make_loader", "iterate", "resolve_workers"]
 
 
 class ImageDataset(Dataset):
@@ -65,12 +40,16 @@ class ImageDataset(Dataset):
     def __getitem__(self, k):
         i = self.indices[k]
         try:
-            img = load_rgb(self.items[i], i, draft=self.draft)
+            item = self.items[i]  # a lazy sequence may fail here: it is reported like a bad file
+        except Exception as exc:
+            return None, i, f"image {i}: cannot read: {type(exc).__name__}: {exc}"
+        try:
+            img = load_rgb(item, i, draft=self.draft)
             return self.transform(img), i, None
         except ImageLoadError as exc:
             return None, i, str(exc)
         except Exception as exc:  # a transform failing on a degenerate image, e.g. 0-sized crop
-            return None, i, f"{describe(self.items[i], i)}: preprocessing failed: {type(exc).__name__}: {exc}"
+            return None, i, f"{describe(item, i)}: preprocessing failed: {type(exc).__name__}: {exc}"
 
 
 def _collate(batch):

@@ -16,7 +16,21 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["TorchEngine", "OnnxEngine", "export_onnx", "relative_error", "onnxruntime_available"]
+__all__ = ["TorchEngine", "OnnxEngine", "export_onnx", "graph_dir", "home", "relative_error", "onnxruntime_available"]
+
+
+def home():
+    """Folder of sk_decaf's derived artefacts: ``$SK_DECAF_HOME``, or ``~/.cache/sk_decaf``."""
+    return os.environ.get("SK_DECAF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "sk_decaf")
+
+
+def graph_dir():
+    """The store of exported ONNX graphs: ``<home>/onnx``, one file per activation description and layers.
+
+    Graphs are keyed by everything that changes the network's outputs, so every transformer of every
+    process shares one store; a graph that is missing or stale is exported again.
+    """
+    return os.path.join(home(), "onnx")
 
 
 def _onnxruntime():

@@ -15,26 +15,17 @@ import warnings
 import numpy as np
 import torch
 
-from .data import iterate, make_loader, make_preprocessor
-from .engines import OnnxEngine, TorchEngine, export_onnx, relative_error
+from .data import iterate, make_loader
+from .engines import OnnxEngine, TorchEngine, export_onnx, graph_dir, relative_error
 from .layers import FeatureExtractor
+from .preprocess import make_preprocessor
 
-__all__ = ["Featurizer", "resolve_device", "default_home", "one_line", "ONNX_TOLERANCE"]
+__all__ = ["Featurizer", "one_line", "ONNX_TOLERANCE"]
 
 #: Largest relative error ``max|onnx - torch| / max|torch|`` accepted on the first batch.
 ONNX_TOLERANCE = 1e-4
 #: Images of the first batch on which a newly exported graph is checked against torch.
 VERIFY_IMAGES = 8
-
-
-def resolve_device(device):
-    """``"auto"`` -> CUDA when present, else CPU; anything else as ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was requested but CUDA is not available; use device='auto'.")
-    return device
 
 
 def one_line(exc, limit=300):
@@ -45,11 +36,6 @@ def one_line(exc, limit=300):
     text = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {text[0] if text else ''}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def default_home():
-    """Folder for derived artefacts (exported ONNX graphs): ``$SK_DECAF_HOME`` or ``~/.cache/sk_decaf``."""
-    return os.environ.get("SK_DECAF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "sk_decaf")
 
 
 class Featurizer:
@@ -99,7 +85,7 @@ class Featurizer:
         self.bf16 = bf16
         self.requested_engine = engine
         self.identity = dict(identity or {})
-        self.onnx_dir = onnx_dir or os.path.join(default_home(), "onnx")
+        self.onnx_dir = onnx_dir or graph_dir()
         self.torch_engine = TorchEngine(self.extractor, device, bf16=bf16)
         self.engine = None  # started on the first batch
 

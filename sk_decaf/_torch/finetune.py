@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import build_transform
-from .images import ImageLoadError, describe, load_rgb
+from .._images import ImageLoadError, describe, load_rgb
 from .layers import FeatureExtractor, resolve_layers
+from .preprocess import build_transform
 
 __all__ = [
     "ImageItems",
@@ -90,7 +90,7 @@ class ImageItems(Dataset):
     Parameters
     ----------
     items : sequence of images
-        File paths, PIL images or arrays (see :func:`~sk_decaf._torch.images.load_rgb`).
+        File paths, PIL images or arrays (see :func:`~sk_decaf._images.load_rgb`).
     y : array-like of int or None
         Encoded labels.
     transform : callable

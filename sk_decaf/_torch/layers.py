@@ -16,47 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FeatureExtractor", "list_layers", "resolve_layers", "pool"]
-
-
-def list_layers(backbone, *, model_kwargs=None, aliases=False):
-    """List the layer names that ``DeCAFTransformer(layer=...)`` accepts, in forward order.
-
-    The class logits come last, so ``layer=-1`` is the logits and ``layer=-2`` the pooled pre-logits
-    features (Azizpour et al.'s "last", "2nd last", ... layers).
-
-    Parameters
-    ----------
-    backbone : str or torch.nn.Module
-        A timm model name, ``"alexnet"``, ``"torchvision:<name>"`` or a module.
-    model_kwargs : dict, default=None
-        Extra keyword arguments for the model factory.
-    aliases : bool, default=False
-        Also return the aliases (for AlexNet: ``decaf1``, ``decaf5``, ``decaf6``, ``decaf7``,
-        ``pre_logits``, ``logits``) as a dict ``alias -> layer``.
-
-    Returns
-    -------
-    layers : list of str
-        Layer names, logits last.
-    aliases : dict
-        Only when ``aliases=True``.
-
-    Examples
-    --------
-    >>> from sk_decaf import list_layers
-    >>> list_layers("alexnet")
-    ['conv1', 'pool1', 'conv2', 'pool2', 'conv3', 'conv4', 'conv5', 'pool5', 'fc6', 'fc7', 'fc8']
-    >>> list_layers("efficientnet_lite0")[-3:]
-    ['blocks.6', 'pre_logits', 'logits']
-    """
-    from .backbones import load_backbone
-
-    # Layer names do not depend on weight values: build with random weights, never download.
-    bb = load_backbone(backbone, weights="random", model_kwargs=model_kwargs)
-    if aliases:
-        return list(bb.layers), dict(bb.aliases)
-    return list(bb.layers)
+__all__ = ["FeatureExtractor", "resolve_layers", "pool"]
 
 
 def resolve_layers(layer, backbone):

@@ -1,4 +1,11 @@
-"""Resize and centre-crop images for the network, with optional reduced-size decoding.
+"""The transforms: an RGB image to the network's uint8 input (resize, centre crop, test-time views).
+
+This module builds every transform; the loaders (:mod:`sk_decaf._torch.data`) only use them.
+Preprocessing reuses timm: ``preprocess="model"`` is ``timm.data.create_transform`` on the model's resolved
+data config; ``preprocess="decaf"`` is the same transform in timm's ``"squash"`` crop mode with
+``crop_pct=0.875``: warp to 256x256 ignoring the aspect ratio, then take the centre 224 crop (DeCAF §3.1,
+§4). Both stop at a uint8 tensor (timm's prefetcher mode). :class:`ResizeCrop` computes the same on the crop
+only, with reduced-size decoding and bounded memory.
 
 ``decode="exact"`` is timm's evaluation transform (resize the short side to ``input / crop_pct``, then crop
 the centre), bit for bit. Only where that intermediate image would be huge (aspect ratios beyond about 12:1,
@@ -21,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ResizeCrop", "DECODE_MODES", "TTA_MODES"]
+__all__ = ["ResizeCrop", "build_transform", "make_preprocessor", "DECODE_MODES", "TTA_MODES"]
 
 DECODE_MODES = ("reduced", "exact")
 #: Test-time augmentation: views of each image, in this order (see :class:`ResizeCrop`).
@@ -38,6 +45,27 @@ _FILTERS = {
 }
 #: Pillow's resize first shrinks by an integer factor while the image is at least this many times the output.
 _REDUCING_GAP = 2.0
+
+
+def build_transform(data_config, preprocess="model"):
+    """timm's evaluation transform for ``preprocess`` ("model" or "decaf"), ending in a uint8 CHW tensor."""
+    from timm.data import create_transform
+
+    cfg = {
+        k: data_config[k]
+        for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        if k in data_config
+    }
+    if preprocess == "decaf":
+        cfg.update(crop_mode="squash", crop_pct=0.875)
+    elif preprocess != "model":
+        raise ValueError(f"preprocess must be 'model' or 'decaf', got {preprocess!r}.")
+    return create_transform(**cfg, is_training=False, use_prefetcher=True)
+
+
+def make_preprocessor(data_config, preprocess="model", decode="exact", tta=None):
+    """The image -> uint8 CHW tensor (or ``(n_views, C, H, W)`` with ``tta``) callable (see :class:`ResizeCrop`)."""
+    return ResizeCrop(data_config, preprocess, decode, tta)
 
 
 class ResizeCrop:
@@ -76,8 +104,6 @@ class ResizeCrop:
         # The box path covers timm's "center" and "squash" modes on square inputs that are never upsampled
         # past the crop; everything else (timm's "border" mode, ...) is timm's transform alone.
         self.fused = self.crop_mode in ("center", "squash") and h == w and math.floor(w / self.crop_pct) >= w
-        from .data import build_transform
-
         self._timm = build_transform(data_config, preprocess)
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}.")

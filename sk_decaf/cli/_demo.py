@@ -51,9 +51,8 @@ def run_demo(args):
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
-    from .._torch.layers import list_layers
     from ..datasets import load_demo, load_image_folder
-    from ..transformers import DeCAFTransformer
+    from ..transformers import DeCAFTransformer, list_layers
 
     data = load_image_folder(args.data) if args.data else load_demo()
     source = args.data or "embedded demo set (Caltech-101 subset, CC BY 4.0, Fei-Fei et al. 2004)"

@@ -127,8 +127,7 @@ def _classifier(args):
 
 def _features(args, layer, cache):
     """DeCAFTransformer; with several --backbone, their SignedSqrt-normalised features concatenated."""
-    from .._ensemble import make_ensemble
-    from ..transformers import DeCAFTransformer
+    from ..transformers import DeCAFTransformer, make_ensemble
 
     # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
     kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}

@@ -73,16 +73,10 @@ def add_extract_parser(sub):
 
 
 def _transformer(args):
-    from ..parallel._worker import has_on_error
     from ..transformers import DeCAFTransformer
 
     layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
-    decaf = DeCAFTransformer(layer=layer, cache=args.cache, **transformer_kwargs(args))
-    if has_on_error(decaf):
-        decaf.set_params(on_error=args.on_error)
-    elif args.on_error != "raise":
-        raise ValueError("--on-error nan needs a DeCAFTransformer with the on_error parameter.")
-    return decaf
+    return DeCAFTransformer(layer=layer, cache=args.cache, on_error=args.on_error, **transformer_kwargs(args))
 
 
 def _save_npz(path, **arrays):
@@ -109,12 +103,12 @@ def _report_failures(failures, n, where):
 
 
 def _run_npz(args, data, decaf):
-    from ..parallel._worker import FAILURES_WARNING, transform_block
+    from ..parallel import FAILURES_WARNING, transform_block
 
     start = time.perf_counter()
     with warnings.catch_warnings():  # the failures are printed below, once, and stored in the file
         warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
-        features, failures = transform_block(decaf.fit(data.paths), data.paths, 0)
+        features, failures = transform_block(decaf.fit(data.paths), data.paths)
     seconds = time.perf_counter() - start
     arrays = dict(
         features=features,
@@ -141,8 +135,7 @@ def _run_npz(args, data, decaf):
 
 
 def _run_shards(args, data, decaf):
-    from ..parallel import extract_shards, get_client
-    from ..parallel._worker import FAILURES_WARNING
+    from ..parallel import FAILURES_WARNING, extract_shards, get_client
 
     if args.output.endswith(".npz"):
         raise ValueError(f"A sharded output is a folder; drop the .npz suffix of {args.output!r}.")

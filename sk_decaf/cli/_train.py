@@ -45,10 +45,9 @@ def run_train(args):
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
-    from .._torch.layers import list_layers
     from ..datasets import load_image_folder
     from ..deploy import to_onnx
-    from ..transformers import DeCAFTransformer, SignedSqrt
+    from ..transformers import DeCAFTransformer, SignedSqrt, list_layers
 
     data = load_image_folder(args.data)
     labels = np.asarray(data.target_names, dtype=object)[data.target]  # the model outputs class names

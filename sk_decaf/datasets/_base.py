@@ -7,12 +7,13 @@ expected.
 
 import os
 import warnings
-from collections.abc import Sequence
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
+
+from .._images import Crop, ImageItems, image_size, load_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -156,13 +157,10 @@ def _split_from_files(keys, files):
 
 
 def _image_sizes(paths):
-    """(width, height) of each image, reading only the file headers."""
-    from PIL import Image
-
+    """(width, height) of each image as displayed (EXIF orientation applied), reading only the file headers."""
     sizes = np.empty((len(paths), 2), dtype=float)
     for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            sizes[i] = im.size
+        sizes[i] = image_size(path, i)
     return sizes
 
 
@@ -186,13 +184,20 @@ def _enlarge_boxes(boxes, scale, sizes):
     return np.hstack([top_left, bottom_right - top_left])
 
 
-class CroppedImages(Sequence):
+class CroppedImages(ImageItems):
     """Lazy sequence of image crops, usable directly as `X` for a featurizer.
 
     Indexing with an integer opens the image file and returns the RGB crop as a
     ``PIL.Image.Image``; indexing with a slice, an integer array or a boolean mask
     returns another (still lazy) `CroppedImages`. Nothing is decoded before it is
     asked for, so a whole dataset costs only its file names and boxes in memory.
+
+    Images are read with sk_decaf's image reader: EXIF orientation is applied
+    first (boxes are in pixels of the image as displayed), and a bad file raises
+    a ``ValueError`` naming its index and path. Given as `X` to a transformer, the
+    crops are read like any other image: ``on_error="nan"``, the activation cache
+    (keyed by the file's content and the box, without decoding) and reduced-size
+    JPEG decoding all apply.
 
     Parameters
     ----------
@@ -213,6 +218,8 @@ class CroppedImages(Sequence):
     >>> crops = CroppedImages(["a.jpg", "b.jpg"], [[0, 0, 10, 20], [5, 5, 8, 8]])
     >>> len(crops), len(crops[[1]])
     (2, 1)
+    >>> crops.item(1)
+    Crop(source='b.jpg', box=(5.0, 5.0, 8.0, 8.0))
     """
 
     def __init__(self, paths, boxes):
@@ -224,23 +231,19 @@ class CroppedImages(Sequence):
     def __len__(self):
         return len(self.paths)
 
+    def item(self, i):
+        """The reader item of crop ``i``: a :class:`~sk_decaf._images.Crop` of its file."""
+        return Crop(self.paths[i], tuple(self.boxes[i]))
+
     def __getitem__(self, key):
         if isinstance(key, Integral):
-            return self._crop(int(key))
+            return load_rgb(self.item(int(key)), int(key))
         if isinstance(key, slice):
             idx = np.arange(len(self))[key]
         else:
             key = np.asarray(key)
             idx = np.arange(len(self))[key if key.dtype == bool else key.astype(np.intp)]
         return CroppedImages([self.paths[i] for i in idx], self.boxes[idx])
-
-    def _crop(self, i):
-        from PIL import Image
-
-        x, y, w, h = self.boxes[i]
-        box = tuple(int(round(v)) for v in (x, y, x + w, y + h))
-        with Image.open(self.paths[i]) as im:
-            return im.convert("RGB").crop(box)
 
     def __repr__(self):
         return f"CroppedImages(n_images={len(self)})"

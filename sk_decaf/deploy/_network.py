@@ -61,11 +61,10 @@ def network_to_onnx(decaf):
         Opset :data:`NETWORK_OPSET`, float32 throughout (a CUDA transformer's bf16 autocast is not kept).
     """
     check_is_fitted(decaf, "layers_")
-    featurizer = decaf._get_featurizer()
-    extractor = featurizer.extractor
+    extractor = decaf.feature_network()
     if any(t.device.type != "cpu" for t in extractor.state_dict().values()):
         extractor = copy.deepcopy(extractor).cpu()  # export on the CPU; the GPU copy keeps serving transform
-    height, width = featurizer.input_size[-2:]
+    height, width = decaf.data_config_["input_size"][-2:]
     example = torch.zeros((2, 3, height, width), dtype=torch.uint8)
     with tempfile.TemporaryDirectory(prefix="sk_decaf_export_") as tmp:
         try:
@@ -76,7 +75,7 @@ def network_to_onnx(decaf):
                 f"by torch.onnx.export ({type(exc).__name__}: {exc})."
             ) from exc
         model = onnx.load(path)
-    wanted = [f"layer{featurizer.layers.index(name)}" for name in decaf.layers_]
+    wanted = [f"layer{extractor.layers.index(name)}" for name in decaf.layers_]
     # Keep only what the requested layers need: the cache's extra layers may run the whole network.
     model = onnx.utils.Extractor(model).extract_model(["images"], wanted)
     graph = model.graph

@@ -4,10 +4,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import OneToOneFeatureMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.base import OneToOneFeatureMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import Interval, fit_context
 from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["CORAL"]
@@ -127,7 +127,7 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
         self.reg = reg
         self.center = center
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn the alignment matrix from the source and target rows.
 

@@ -4,9 +4,9 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import _fit_context
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import check_feature_names_in, fit_context
 from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["DomainAugment"]
@@ -108,7 +108,7 @@ class DomainAugment(BaseDomainTransformer):
     def _validate(self, X, *, reset):
         return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32])
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn the set of domains.
 
@@ -178,7 +178,7 @@ class DomainAugment(BaseDomainTransformer):
             order.
         """
         check_is_fitted(self)
-        names = _check_feature_names_in(self, input_features)
+        names = check_feature_names_in(self, input_features)
         prefixes = ["shared"] + [str(d) for d in self.domains_]
         return np.asarray(
             [f"{prefix}__{name}" for prefix in prefixes for name in names],

@@ -4,10 +4,10 @@ from numbers import Integral
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import Interval, fit_context
 from ._base import BaseDomainTransformer, _renamed, fill_doc
 from ._subspace_alignment import _fit_domain_subspaces
 
@@ -145,7 +145,7 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer)
         self.target_domain = target_domain
         self.center = center
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn both PCA bases and the factor of the geodesic flow kernel.
 

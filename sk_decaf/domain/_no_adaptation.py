@@ -3,9 +3,10 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import OneToOneFeatureMixin, _fit_context
+from sklearn.base import OneToOneFeatureMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import fit_context
 from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["NoAdaptation"]
@@ -77,7 +78,7 @@ class NoAdaptation(OneToOneFeatureMixin, BaseDomainTransformer):
     def __init__(self, target_domain=None):
         self.target_domain = target_domain
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Record the domains seen (to reject unknown labels in :meth:`transform`).
 

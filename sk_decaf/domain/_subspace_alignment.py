@@ -3,11 +3,11 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, _fit_context
+from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.decomposition import PCA
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import Interval, fit_context
 from ._base import BaseDomainTransformer, _renamed, fill_doc
 
 __all__ = ["SubspaceAlignment"]
@@ -125,7 +125,7 @@ class SubspaceAlignment(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
         self.n_components = n_components
         self.target_domain = target_domain
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, sample_domain=None, domain=None):
         """Learn both PCA bases and the alignment matrix.
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .._sklearn_compat import HasMethods, Interval, StrOptions
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
 
 __all__ = ["EvaluationResult", "FewShotCurve", "OfficeResults"]

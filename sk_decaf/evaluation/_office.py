@@ -4,8 +4,8 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
 
+from .._sklearn_compat import Interval, validate_params
 from ..model_selection import DomainAdaptationSplit
 from ._base import COMMON_CONSTRAINTS, OfficeResults, describe, result_from_run
 from ._runner import _run, _unpack

@@ -6,8 +6,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
+
+from .._sklearn_compat import HasMethods, Interval, validate_params
 
 __all__ = ["profile_layers"]
 
@@ -25,8 +26,8 @@ def _input_batch(images, backbone, preprocess, batch_size):
     """The first `batch_size` images (cycled when fewer), preprocessed and normalised as in transform."""
     import torch
 
-    from .._torch.data import build_transform
-    from .._torch.images import as_image_sequence, load_rgb
+    from .._images import as_image_sequence, load_rgb
+    from .._torch.preprocess import build_transform
 
     items = as_image_sequence(images)
     if len(items) == 0:

@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 from sklearn.utils.metadata_routing import get_routing_for_object
 
+from .._sklearn_compat import HasMethods, Interval, StrOptions, validate_params
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
 from ._base import COMMON_CONSTRAINTS, FewShotCurve, describe, result_from_run
 from ._runner import _run, _unpack

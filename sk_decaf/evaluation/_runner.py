@@ -13,13 +13,12 @@ from sklearn import config_context
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.parallel import Parallel, delayed
 
-from ..datasets._base import CroppedImages
+from .._sklearn_compat import BaseSearchCV, safe_indexing
+from ..datasets import CroppedImages
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
 
 
@@ -48,7 +47,7 @@ def _take(X, indices):
     """Rows of X; lazy sequences of crops stay lazy."""
     if isinstance(X, CroppedImages):
         return X[indices]
-    return _safe_indexing(X, indices)
+    return safe_indexing(X, indices)
 
 
 def _is_frozen_featurizer(step):

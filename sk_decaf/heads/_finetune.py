@@ -8,12 +8,11 @@ import os
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from skorch import NeuralNetClassifier
@@ -21,12 +20,14 @@ from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit
 from torch.utils.data import Subset
 
+from .._images import as_image_sequence, check_items, image_size
+from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._torch.backbones import load_backbone
-from .._torch.data import build_transform, resolve_workers
-from .._torch.featurizer import resolve_device
+from .._torch.data import resolve_workers
+from .._torch.device import resolve_device
 from .._torch.finetune import FineTuneModule, ImageItems, build_train_transform, seeded_global_rngs
-from .._torch.images import as_image_sequence, check_files, load_rgb
 from .._torch.layers import resolve_layers
+from .._torch.preprocess import build_transform
 
 __all__ = ["FineTunedClassifier"]
 
@@ -276,7 +277,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting -----------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fine-tune the network on images ``X`` with labels ``y``.
 
@@ -294,14 +295,16 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            On fewer than two classes, or on a bad image (naming its index and path).
+            On fewer than two classes, or on a bad image (naming its index and path): a missing, empty or
+            unidentifiable file before training starts (only headers are read), a file whose pixels cannot be
+            decoded when the first pass over the images reaches it (images are decoded once per pass).
         """
         items = as_image_sequence(X)
-        check_files(items)
+        check_items(items)
         y = column_or_1d(y, warn=True)
         check_consistent_length(items, y)
-        for i, item in enumerate(items):  # fail now, not at the epoch that first draws a bad image
-            load_rgb(item, i)
+        for i, item in enumerate(items):  # fail now on unreadable headers; pixels are decoded once, in training
+            image_size(item, i)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
@@ -437,7 +440,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         items = as_image_sequence(X)
         if len(items) == 0:
             raise ValueError("FineTunedClassifier got no images.")
-        check_files(items)
+        check_items(items)
         dataset = ImageItems(items, None, build_transform(self.data_config_))
         return np.asarray(self.net_.predict_proba(dataset), dtype=np.float32)
 

@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils import column_or_1d
-from sklearn.utils._param_validation import StrOptions, validate_params
+
+from .._sklearn_compat import StrOptions, validate_params
 
 __all__ = ["mean_average_precision"]
 

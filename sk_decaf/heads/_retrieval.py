@@ -1,18 +1,19 @@
 """Instance retrieval: L2 -> PCA whitening -> L2, nearest neighbours, spatial search."""
 
-import os
 from numbers import Integral
 
 import numpy as np
 from sklearn import get_config
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 from sklearn.utils import gen_batches
-from sklearn.utils._param_validation import Interval, RealNotInt
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .._images import load_rgb
+from .._sklearn_compat import Interval, RealNotInt, fit_context
 
 __all__ = ["RetrievalIndex", "spatial_windows"]
 
@@ -129,7 +130,7 @@ class RetrievalIndex(BaseEstimator):
         flat = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1 + reset)
         return flat.reshape(-1, n_windows, flat.shape[1])
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the whitening on the database and store its embedding.
 
@@ -257,8 +258,9 @@ def spatial_windows(image, levels=4):
     Parameters
     ----------
     image : PIL.Image.Image, str, os.PathLike or ndarray
-        The image; a path is opened with Pillow, a ``uint8`` array
-        ``(height, width[, channels])`` converted with ``PIL.Image.fromarray``.
+        The image: anything :class:`~sk_decaf.DeCAFTransformer` reads, read by the
+        same reader (EXIF orientation applied, converted to RGB; a bad file is a
+        ``ValueError`` naming it).
 
     levels : int, default=4
         Number of levels, giving ``levels (levels + 1) (2 levels + 1) / 6`` windows.
@@ -287,15 +289,9 @@ def spatial_windows(image, levels=4):
         crops = [c for p in paths for c in spatial_windows(p)]
         X = DeCAFTransformer().fit_transform(crops).reshape(len(paths), 30, -1)
     """
-    from PIL import Image
-
     if not isinstance(levels, Integral) or levels < 1:
         raise ValueError(f"levels must be a positive integer, got {levels!r}.")
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as opened:
-            image = opened.copy()
-    elif isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
+    image = load_rgb(image)
     if min(image.size) < levels + 1:
         raise ValueError(f"Image of size {image.size} is too small for {levels} levels.")
     return [image.crop(tuple(int(v) for v in box)) for box in _window_boxes(*image.size, levels)]

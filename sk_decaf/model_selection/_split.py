@@ -5,12 +5,9 @@ from numbers import Integral
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
-from sklearn.utils.validation import _num_samples, column_or_1d
+from sklearn.utils.validation import column_or_1d
+
+from .._sklearn_compat import Interval, StrOptions, num_samples, validate_parameter_constraints
 
 # Labelled source images per class in the Office protocol of Saenko et al. (2010).
 SOURCE_IMAGES_PER_CLASS = {
@@ -146,8 +143,8 @@ class PerClassSplit(BaseCrossValidator):
         if y is None:
             raise ValueError("PerClassSplit needs the class labels y.")
         y = column_or_1d(y, dtype=None)
-        if X is not None and _num_samples(X) != len(y):
-            raise ValueError(f"X has {_num_samples(X)} samples but y has {len(y)}.")
+        if X is not None and num_samples(X) != len(y):
+            raise ValueError(f"X has {num_samples(X)} samples but y has {len(y)}.")
         classes, members = _class_members(y)
         n_tr, n_te, _ = _plan([len(m) for m in members], self.n_train, self.n_test, self.too_few, classes)
         rng = check_random_state(self.random_state)
@@ -312,7 +309,7 @@ class DomainAdaptationSplit(BaseCrossValidator):
                 "(enable metadata routing to pass it through a search)."
             )
         y, domain = column_or_1d(y, dtype=None), column_or_1d(sample_domain, dtype=None)
-        if len(domain) != len(y) or (X is not None and _num_samples(X) != len(y)):
+        if len(domain) != len(y) or (X is not None and num_samples(X) != len(y)):
             raise ValueError("X, y and sample_domain must have the same number of samples.")
         for name in (self.source, self.target):
             if not np.any(domain == name):
@@ -408,8 +405,8 @@ class OfficialSplit(BaseCrossValidator):
             Indices of the training and test samples of each partition.
         """
         rows = self._rows()
-        if X is not None and _num_samples(X) != rows.shape[1]:
-            raise ValueError(f"X has {_num_samples(X)} samples, labels {rows.shape[1]}.")
+        if X is not None and num_samples(X) != rows.shape[1]:
+            raise ValueError(f"X has {num_samples(X)} samples, labels {rows.shape[1]}.")
         train = [self.train] if isinstance(self.train, str) else list(self.train)
         test = [self.test] if isinstance(self.test, str) else list(self.test)
         for row in rows:

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._torch.images import ImageLoadError, load_rgb
+from .._images import ImageLoadError, load_rgb
 
 __all__ = ["pack", "worker_transformer", "transform_block", "has_on_error", "FAILURES_WARNING"]
 
@@ -101,8 +101,16 @@ def _failure(item, index):
     return f"image {index}: could not be featurised (preprocessing failed)"
 
 
-def transform_block(transformer, items, start):
+def transform_block(transformer, items, start=0):
     """Features of ``items``, which are images ``start, start + 1, ...`` of the whole input.
+
+    Parameters
+    ----------
+    transformer : DeCAFTransformer
+        Fitted.
+    items : sequence of images
+    start : int, default=0
+        Index of ``items[0]`` in the whole input, for the records and errors.
 
     Returns
     -------

@@ -4,15 +4,11 @@ from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import (
-    BaseEstimator,
-    OneToOneFeatureMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._sklearn_compat import Interval, fit_context
 
 __all__ = ["FeatureDropout"]
 
@@ -104,7 +100,7 @@ class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _validate(self, X, *, reset):
         return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32])
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate the parameters and record the number of features.
 
@@ -124,7 +120,7 @@ class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._validate(X, reset=True)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
         """Fit, then zero each feature with probability ``p`` (training time).
 

@@ -4,15 +4,11 @@ from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import (
-    BaseEstimator,
-    OneToOneFeatureMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.preprocessing import normalize
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
+
+from .._sklearn_compat import Interval, StrOptions, fit_context
 
 __all__ = ["SignedSqrt"]
 
@@ -102,7 +98,7 @@ class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.norm = norm
         self.renorm = renorm
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate the parameters and record the number of features.
 

@@ -183,9 +183,9 @@ def test_onnx_mismatch_falls_back_to_torch_with_a_warning(monkeypatch, image_fil
 
 
 def test_onnxruntime_missing(monkeypatch, image_files):
-    from sk_decaf.transformers import _decaf
+    from sk_decaf.transformers import _runtime
 
-    monkeypatch.setattr(_decaf, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(_runtime, "onnxruntime_available", lambda: False)
     with pytest.raises(ImportError, match="onnxruntime"):
         DeCAFTransformer(backbone=TINY, weights="random", engine="onnxruntime").fit(image_files)
     assert DeCAFTransformer(backbone=TINY, weights="random", engine="auto").fit(image_files).engine_ == "torch"

@@ -7,8 +7,8 @@ import torchvision
 from numpy.testing import assert_allclose
 
 from sk_decaf import DeCAFTransformer
-from sk_decaf._torch.data import make_preprocessor
-from sk_decaf._torch.images import load_rgb
+from sk_decaf._images import load_rgb
+from sk_decaf._torch.preprocess import make_preprocessor
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ from numpy.testing import assert_allclose
 from PIL import Image
 
 from sk_decaf import DeCAFTransformer
-from sk_decaf._torch.data import build_transform
-from sk_decaf._torch.images import load_rgb
-from sk_decaf._torch.preprocess import ResizeCrop
+from sk_decaf._images import load_rgb
+from sk_decaf._torch.preprocess import ResizeCrop, build_transform
 from tests.conftest import TINY, assert_features_close
 
 CFG = {

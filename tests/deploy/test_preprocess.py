@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sk_decaf._torch.data import ImageDataset, make_preprocessor
+from sk_decaf._torch.data import ImageDataset
+from sk_decaf._torch.preprocess import make_preprocessor
 from sk_decaf.deploy import preprocess
 from sk_decaf.deploy._network import preprocess_config
 

@@ -24,10 +24,10 @@ def test_every_parameter_is_keyed_or_exempt_on_purpose(rgb_arrays):
     params = set(decaf.get_params(deep=False))
     assert set(KEY_EXEMPT_PARAMS) <= params, set(KEY_EXEMPT_PARAMS) - params
     keyed = params - set(KEY_EXEMPT_PARAMS)
-    assert keyed <= set(decaf._identity), keyed - set(decaf._identity)
+    assert keyed <= set(decaf._resolution.description), keyed - set(decaf._resolution.description)
     # what replaces the exempt parameters that do change activations
     for derived in ("backbone", "family", "architecture", "weights", "precision", "data_config"):
-        assert derived in decaf._identity
+        assert derived in decaf._resolution.description
 
 
 # Parameters that change activations, each with a value different from the default.
@@ -46,7 +46,7 @@ CHANGES = {
 def test_each_activation_parameter_changes_the_key(param, rgb_arrays):
     base = tiny(layer="blocks.1").fit(rgb_arrays)
     other = tiny(layer="blocks.1", **{param: CHANGES[param]}).fit(rgb_arrays)
-    assert other._cache_key != base._cache_key
+    assert other._resolution.key != base._resolution.key
 
 
 def test_parameters_in_changes_cover_every_keyed_parameter(rgb_arrays):
@@ -66,7 +66,7 @@ def test_parameters_in_changes_cover_every_keyed_parameter(rgb_arrays):
     ],
 )
 def test_exempt_parameters_share_the_key(param, value, rgb_arrays):
-    assert tiny(**{param: value}).fit(rgb_arrays)._cache_key == tiny().fit(rgb_arrays)._cache_key
+    assert tiny(**{param: value}).fit(rgb_arrays)._resolution.key == tiny().fit(rgb_arrays)._resolution.key
 
 
 def test_global_pool_max_is_not_served_average_pooled_vectors(rgb_arrays, tmp_path):
@@ -86,7 +86,7 @@ def test_exported_graph_is_keyed_by_model_kwargs(rgb_arrays):
     pytest.importorskip("onnxruntime")
     avg = tiny(engine="onnxruntime").fit(rgb_arrays)
     mx = tiny(engine="onnxruntime", model_kwargs={"global_pool": "max"}).fit(rgb_arrays)
-    assert avg._get_featurizer().onnx_path() != mx._get_featurizer().onnx_path()
+    assert avg._network.get(avg).onnx_path() != mx._network.get(mx).onnx_path()
     X_avg, X_max = avg.transform(rgb_arrays), mx.transform(rgb_arrays)
     ref = tiny(engine="torch", model_kwargs={"global_pool": "max"}).fit(rgb_arrays).transform(rgb_arrays)
     assert_allclose(X_max, ref, rtol=1e-4, atol=1e-5)
@@ -109,8 +109,8 @@ def test_module_backbones_with_the_same_weights_but_another_structure_differ(rgb
         torch.nn.Linear(4, 2),
     )
     b.load_state_dict(a.state_dict())
-    ka = DeCAFTransformer(a, layer="4", engine="torch").fit(rgb_arrays)._cache_key
-    kb = DeCAFTransformer(b, layer="4", engine="torch").fit(rgb_arrays)._cache_key
+    ka = DeCAFTransformer(a, layer="4", engine="torch").fit(rgb_arrays)._resolution.key
+    kb = DeCAFTransformer(b, layer="4", engine="torch").fit(rgb_arrays)._resolution.key
     assert ka != kb
 
 
@@ -118,7 +118,7 @@ def test_bfloat16_on_cpu_computes_bfloat16(rgb_arrays):
     """precision='bfloat16' is what runs, not float32 under a bf16 key."""
     f32 = tiny(layer="pre_logits").fit(rgb_arrays).transform(rgb_arrays)
     bf16 = tiny(layer="pre_logits", precision="bfloat16").fit(rgb_arrays)
-    assert bf16.engine_ == "torch" and bf16._identity["precision"] == "bfloat16"
+    assert bf16.engine_ == "torch" and bf16._resolution.description["precision"] == "bfloat16"
     X = bf16.transform(rgb_arrays)
     assert X.dtype == np.float32
     rel = np.abs(X - f32).max() / np.abs(f32).max()
@@ -171,7 +171,7 @@ def test_integer_pooling_exports_to_onnx_without_fallback(rgb_arrays, recwarn):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         X = onnx.transform(rgb_arrays)
-    assert onnx._get_featurizer().engine.name == "onnxruntime"
+    assert onnx._network.get(onnx).engine.name == "onnxruntime"
     ref = tiny(layer="blocks.4", pooling=2).fit(rgb_arrays).transform(rgb_arrays)
     assert_allclose(X, ref, rtol=1e-4, atol=1e-5)
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sk_decaf import DeCAFTransformer
-from sk_decaf._torch.images import ImageLoadError, as_image_sequence, content_key, load_rgb
+from sk_decaf._images import ImageLoadError, as_image_sequence, content_key, load_rgb
 from tests.conftest import TINY, assert_features_close
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from .transformers import DeCAFTransformer, SignedSqrt
+from ._decaf import DeCAFTransformer
+from ._signed_sqrt import SignedSqrt
 
 __all__ = ["make_ensemble"]
 

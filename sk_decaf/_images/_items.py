@@ -1,0 +1,234 @@
+"""What an image item is: the kinds the reader accepts, how they are named in errors, and their content keys."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["ImageLoadError", "Crop", "ImageItems", "describe", "as_image_sequence", "check_items", "content_key"]
+
+#: What the error messages say the reader accepts.
+ACCEPTED = "a file path, a PIL image or a numpy array"
+
+
+class ImageLoadError(ValueError):
+    """An input item could not be turned into an image; the message names its index and the item."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A box of an image: ``(x, y, width, height)`` in pixels of the image as displayed (EXIF applied).
+
+    The reader opens ``source`` (any item) with its usual rules, then crops the box; the content key is the
+    source's key and the box, so a crop is cached without decoding it.
+    """
+
+    source: Any
+    box: tuple
+
+    def __post_init__(self):
+        box = tuple(float(v) for v in np.asarray(self.box, dtype=float).ravel())
+        if len(box) != 4 or not all(math.isfinite(v) for v in box):
+            raise ValueError(f"A crop box is (x, y, width, height), four finite numbers; got {self.box!r}.")
+        object.__setattr__(self, "box", box)
+
+    def pixel_box(self, scale_x=1.0, scale_y=1.0):
+        """``(left, top, right, bottom)`` rounded to pixels, on an image scaled by ``scale_x, scale_y``."""
+        x, y, w, h = self.box
+        return tuple(int(round(v)) for v in (x * scale_x, y * scale_y, (x + w) * scale_x, (y + h) * scale_y))
+
+
+class ImageItems(Sequence):
+    """Base of lazy image sequences: ``len`` and :meth:`item` give the reader's items.
+
+    A subclass implements ``__len__``, ``item(i)`` and ``__getitem__`` (what users see, typically the decoded
+    image ``load_rgb(self.item(i), i)``). Given as ``X``, its items are taken as they are (a :class:`Crop`, a
+    path ...), so every transformer reads them with the reader's rules and errors, keys them without
+    decoding, and ships only their names to worker processes.
+    """
+
+    @abc.abstractmethod
+    def item(self, i):
+        """The reader item of image ``i`` (a path, a :class:`Crop` ...)."""
+
+
+def _is_path(item):
+    return isinstance(item, (str, os.PathLike))
+
+
+def _what(item):
+    if _is_path(item):
+        return repr(os.fspath(item))
+    if isinstance(item, Crop):
+        return f"crop {tuple(round(v, 1) for v in item.box)} of {_what(item.source)}"
+    if isinstance(item, np.ndarray):
+        return f"array of shape {item.shape}, dtype {item.dtype}"
+    if isinstance(item, Image.Image):
+        return f"PIL image, mode {item.mode}, size {item.size[0]}x{item.size[1]}"
+    return type(item).__name__
+
+
+def describe(item, index):
+    """``image <index> (<short description>)``, for error messages; never the item's whole content."""
+    return f"image {index} ({_what(item)})"
+
+
+def _one_column(X):
+    """The single column of a 2-D table of images (what ``ColumnTransformer`` passes for a list selector)."""
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # pandas DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"Expected one column of images, got a table with {X.shape[1]} columns {list(X.columns)[:5]}; "
+                "select the image column (df['path'] or, in a ColumnTransformer, ['path'])."
+            )
+        return list(X.iloc[:, 0])
+    return None
+
+
+def as_image_sequence(X):
+    """Return ``X`` as an indexable sequence of image items, validating its container type.
+
+    A single image is rejected whatever its kind (a path, a PIL image, an ``(H, W, 3)`` or ``(H, W, 4)``
+    array): scikit-learn expects a sequence of samples, and an ``(H, W, 3)`` array would otherwise read as
+    ``H`` grayscale images. A 4-D array, or a 3-D array of grayscale images ``(N, H, W)``, is split along
+    its first axis. A one-column table (a ``DataFrame``, an ``(N, 1)`` array of paths) is its column.
+    """
+    if _is_path(X) or isinstance(X, (Image.Image, Crop)):
+        raise ValueError(
+            f"Expected a sequence of images ({ACCEPTED}s), got a single {type(X).__name__}. Wrap it in a list: [X]."
+        )
+    if isinstance(X, ImageItems):
+        return [X.item(i) for i in range(len(X))]
+    column = _one_column(X)
+    if column is not None:
+        return column
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1 and (X.dtype == object or X.dtype.kind in "US"):
+            return list(X[:, 0])  # a column vector of paths
+        if X.ndim == 3 and X.dtype != object and X.shape[-1] in (3, 4):
+            raise ValueError(
+                f"Got one array of shape {X.shape}: a single (H, W, 3) or (H, W, 4) image is ambiguous with "
+                f"{X.shape[0]} grayscale images of shape {X.shape[1:]}. Wrap one image in a list: [X]; pass "
+                "several grayscale images as a list of (H, W) arrays or an (N, H, W, 1) array."
+            )
+        if X.ndim == 4 or (X.ndim == 3 and X.dtype != object):
+            return X  # (N, H, W, C) or (N, H, W): indexing yields one image
+        if X.ndim == 1:
+            return list(X)
+        raise ValueError(
+            f"An array of images must have shape (N, H, W) or (N, H, W, C), or be a column of paths (N,) or "
+            f"(N, 1); got shape {X.shape} and dtype {X.dtype}."
+        )
+    if hasattr(X, "iloc") and getattr(X, "ndim", None) == 1:  # pandas Series
+        return list(X)
+    if not isinstance(X, Sequence) and not hasattr(X, "__getitem__"):
+        try:
+            return list(X)
+        except TypeError:
+            raise ValueError(f"Expected a sequence of images, got {type(X).__name__}.") from None
+    return X
+
+
+def _path_problem(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return "file does not exist."
+    if not os.path.isfile(path):
+        return "not a regular file."
+    if os.path.getsize(path) == 0:
+        return "file is empty."
+    return None
+
+
+def unsupported(item, index):
+    """The :class:`ImageLoadError` of an item of no accepted kind."""
+    return ImageLoadError(
+        f"{describe(item, index)}: unsupported item type {type(item).__name__}; expected {ACCEPTED} "
+        "(or a list of them)."
+    )
+
+
+def check_items(items, errors=None):
+    """Fail fast, before any computation, on paths that are missing, not files or empty, and on unknown kinds.
+
+    Only lists and tuples are scanned (other sequences, such as lazy crops decoded on access, are checked as
+    they load). With ``errors`` (a dict), bad items are recorded there as ``{index: message}`` instead of
+    raising.
+    """
+    if not isinstance(items, (list, tuple)):
+        return
+    for i, item in enumerate(items):
+        source = item.source if isinstance(item, Crop) else item
+        if _is_path(source):
+            problem = _path_problem(source)
+            error = None if problem is None else ImageLoadError(f"{describe(item, i)}: {problem}")
+        elif isinstance(source, (Image.Image, np.ndarray)):
+            error = None
+        else:
+            error = unsupported(item, i)
+        if error is not None:
+            if errors is None:
+                raise error
+            errors[i] = str(error)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _file_digest(path, size, mtime_ns, inode):
+    h = hashlib.blake2b(digest_size=20)
+    h.update(b"file\0")
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _key(item, index):
+    if _is_path(item):
+        path = os.path.abspath(os.fspath(item))
+        st = os.stat(path)
+        return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino)
+    h = hashlib.blake2b(digest_size=20)
+    if isinstance(item, Crop):
+        h.update(f"crop\0{item.box}\0".encode())
+        h.update(_key(item.source, index).encode())
+    elif isinstance(item, Image.Image):
+        h.update(f"pil\0{item.mode}\0{item.size}\0".encode())
+        h.update(item.tobytes())
+    elif isinstance(item, np.ndarray):
+        h.update(f"array\0{item.dtype.str}\0{item.shape}\0".encode())
+        h.update(np.ascontiguousarray(item).tobytes())
+    else:
+        raise unsupported(item, index)
+    return h.hexdigest()
+
+
+def content_key(item, index=0):
+    """Digest of an item's content: the file's bytes, or the pixels with their shape and mode.
+
+    Two copies of the same file at different paths share a key; editing a file changes it. File digests
+    are remembered per process by (path, size, modification time, inode), so the folds of a
+    cross-validation do not re-read every file. A :class:`Crop`'s key is its source's and its box.
+
+    Raises
+    ------
+    ImageLoadError
+        Naming ``index`` and the item, whatever went wrong (unreadable file, unsupported item, a PIL image
+        whose pixels cannot be read).
+    """
+    try:
+        return _key(item, index)
+    except ImageLoadError:
+        raise
+    except FileNotFoundError:
+        raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
+    except Exception as exc:
+        raise ImageLoadError(f"{describe(item, index)}: cannot read: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,216 @@
+"""What a fitted DeCAFTransformer computes, and where: resolved once, in ``fit`` and again after unpickling.
+
+The estimator validates its parameters and hands them here:
+
+* :func:`resolve` gives a :class:`Resolution`: the layers computed per pass, the placement (device, the
+  precision actually computed, engine: :func:`place`) and the activation description with its digest, which
+  keys both the activation cache and the exported ONNX graph;
+* :func:`Resolution.replaced` places it again after unpickling (``"auto"`` may mean another machine's
+  device), through the same :func:`place`;
+* :class:`Network` loads the network the first time an image needs it, and checks its weights' digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import torch
+
+from .._torch.backbones import load_backbone, state_digest
+from .._torch.catalog import take_loaded
+from .._torch.device import resolve_device
+from .._torch.engines import graph_dir, onnxruntime_available
+from .._torch.featurizer import Featurizer
+from .._torch.layers import resolve_layers
+
+__all__ = [
+    "AUTO_CACHE_MAX_DIM",
+    "KEY_EXEMPT_PARAMS",
+    "Network",
+    "Placement",
+    "Resolution",
+    "check_pooling",
+    "place",
+    "resolve",
+]
+
+#: With ``cache_layers="auto"``, layers whose pooled vector is at most this long are stored on every pass.
+AUTO_CACHE_MAX_DIM = 16384
+
+#: Parameters that cannot change an image's activations, with the reason. Every other parameter joins the
+#: activation description that keys the cache and the exported ONNX graph, so a new parameter is part of the
+#: keys unless it is added here on purpose (tests/transformers/test_keys.py checks both directions).
+KEY_EXEMPT_PARAMS = {
+    "layer": "the cache stores each layer under its own name; the ONNX key lists the computed layers",
+    "device": "the same float32 network on another device (precision is keyed as resolved)",
+    "batch_size": "batches do not interact in eval mode",
+    "n_jobs": "only where images are decoded",
+    "verbose": "progress display",
+    "cache": "where activations are stored",
+    "cache_max_bytes": "how many are kept",
+    "cache_layers": "which layers are stored, each under its own name",
+    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4)",
+    "on_error": "what happens to bad items, which are never cached",
+    "weights": "replaced by the digest of the loaded weights",
+    "random_state": "replaced by the digest of the loaded (random) weights",
+    "backbone": "replaced by the resolved name, family and, for modules, the structure digest",
+    "precision": "replaced by the precision actually computed",
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the network runs: the device, the engine and the precision computed there."""
+
+    device: torch.device
+    engine: str  # "torch" or "onnxruntime"
+    precision: str  # "float32" or "bfloat16"
+
+
+def place(params, family):
+    """Resolve ``device``, ``precision`` and ``engine`` of the parameters for a backbone ``family``.
+
+    ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere. ``engine="auto"`` is onnxruntime on
+    the CPU for float32 named backbones when onnxruntime is installed, torch otherwise.
+    """
+    device = resolve_device(params["device"])
+    precision = params["precision"]
+    if precision == "auto":
+        precision = "bfloat16" if device.type == "cuda" else "float32"
+    engine = params["engine"]
+    if engine == "onnxruntime":
+        if not onnxruntime_available():
+            raise ImportError("engine='onnxruntime' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
+        if device.type != "cpu":
+            raise ValueError(f"engine='onnxruntime' runs on the CPU; got device {str(device)!r}.")
+        if precision != "float32":
+            raise ValueError(
+                f"engine='onnxruntime' computes in float32; use engine='torch' for precision={precision!r}."
+            )
+    elif engine == "auto":
+        cpu_float32 = device.type == "cpu" and precision == "float32"
+        engine = "onnxruntime" if cpu_float32 and family != "module" and onnxruntime_available() else "torch"
+    return Placement(device, engine, precision)
+
+
+def activation_identity(params, info):
+    """Everything that changes the activations except the precision computed (see :func:`cache_key`)."""
+    identity = {name: value for name, value in params.items() if name not in KEY_EXEMPT_PARAMS}
+    identity["model_kwargs"] = dict(sorted((params.get("model_kwargs") or {}).items()))
+    identity.update(
+        backbone=info.name,
+        family=info.family,
+        architecture=info.architecture,
+        weights=info.digest,
+        data_config={
+            k: info.data_config.get(k) for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        },
+    )
+    return identity
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a fitted transformer computes: its layers per pass, its placement and the activation description."""
+
+    family: str
+    identity: dict  # everything that changes the activations, except the precision (activation_identity)
+    compute: list  # the requested layers, then the extra layers stored in the cache on every pass
+    placement: Placement
+    description: dict  # identity and the precision computed: keys the cache and the ONNX graph
+    key: str  # digest of the description
+
+    @classmethod
+    def of(cls, family, identity, compute, params):
+        placement = place(params, family)
+        description = dict(identity, precision=placement.precision)
+        key = hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+        return cls(family, identity, list(compute), placement, description, key)
+
+    def replaced(self, params):
+        """The same computation placed again for ``params`` on this machine (after unpickling)."""
+        return Resolution.of(self.family, self.identity, self.compute, params)
+
+
+def resolve(params, info, layers):
+    """The :class:`Resolution` of a transformer's parameters for a backbone (:class:`BackboneInfo`)."""
+    compute = compute_layers(params["cache"], params["cache_layers"], layers, info)
+    return Resolution.of(info.family, activation_identity(params, info), compute, params)
+
+
+def check_pooling(pooling, layers, info):
+    """Refuse a ``pooling`` that would silently not apply to a head the network pools itself."""
+    head = [name for name in layers if name in ("pre_logits", "logits")]
+    if info.family != "timm" or not head or pooling == "avg" or pooling == info.head_pool:
+        return
+    spatial = [n for n in info.layers if n not in ("pre_logits", "logits")]
+    raise ValueError(
+        f"pooling={pooling!r} cannot apply to {head[0]!r}: the network pools it itself "
+        f"({info.head_pool!r} global pooling) before its head. Use pooling='avg' with it, request a spatial "
+        f"layer ({spatial[-1]!r}) for pooling={pooling!r}, or change the network's own pooling with "
+        "model_kwargs={'global_pool': 'max'}."
+    )
+
+
+def compute_layers(cache, cache_layers, layers, info):
+    """Requested layers plus the extra layers stored in the cache on every pass."""
+    if cache is None or cache_layers == "requested":
+        return list(layers)
+    if isinstance(cache_layers, list):
+        try:
+            extra = resolve_layers(cache_layers, info)
+        except ValueError as exc:
+            raise ValueError(f"cache_layers: {exc}") from None
+    elif cache_layers == "all":
+        extra = list(info.layers)
+    else:  # "auto": every layer small enough once pooled
+        extra = [name for name in info.layers if info.dims[name] <= AUTO_CACHE_MAX_DIM]
+    return list(layers) + [name for name in extra if name not in layers]
+
+
+class Network:
+    """The network of one fitted transformer, loaded on first use and kept for the transformer's life.
+
+    It is never pickled: an unpickled transformer reloads the weights when an image first needs them, and
+    their digest must match the one seen in ``fit``.
+    """
+
+    def __init__(self):
+        self.featurizer = None
+
+    def get(self, est):
+        """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``."""
+        if self.featurizer is None:
+            self.featurizer = self._load(est)
+        return self.featurizer
+
+    @staticmethod
+    def _load(est):
+        spec = (est.backbone, est.weights, est.model_kwargs, est.random_seed_, est.pooling)
+        backbone = take_loaded(*spec, est.weights_digest_)
+        if backbone is None:
+            backbone = load_backbone(est.backbone, est.weights, est.model_kwargs, seed=est.random_seed_)
+            digest = state_digest(backbone.model)
+            if digest != est.weights_digest_:
+                raise ValueError(
+                    f"The weights of backbone {backbone.name!r} changed since this transformer was fitted "
+                    f"(digest {digest} != {est.weights_digest_}); refit it."
+                )
+        resolution = est._resolution
+        placement = resolution.placement
+        return Featurizer(
+            backbone,
+            resolution.compute,
+            pooling=est.pooling,
+            preprocess=est.preprocess,
+            device=placement.device,
+            engine=placement.engine,
+            bf16=placement.precision == "bfloat16",
+            identity=resolution.description,
+            onnx_dir=graph_dir(),
+            decode=est.decode,
+            tta=est.tta,
+            tta_reduce=est.tta_reduce,
+        )
