@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-__all__ = ["IMAGE_PARAMS", "fill_doc"]
+__all__ = ["FEATURE_ATTRIBUTES", "IMAGE_PARAMS", "fill_doc"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,17 @@ IMAGE_PARAMS = {
         An SQLite file holding per-image activations keyed by the image's content and by everything that
         changes the activations (backbone, weights digest, preprocessing, pooling, precision). Shared safely
         by processes and by clones (GridSearchCV), it makes every forward pass happen once.""",
+}
+
+
+#: Fitted attributes of every estimator that takes a feature matrix (scikit-learn's wording).
+FEATURE_ATTRIBUTES = {
+    "features_in": """n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.""",
 }
 
 

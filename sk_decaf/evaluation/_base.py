@@ -14,7 +14,26 @@ import numpy as np
 from .._sklearn_compat import HasMethods, Interval, StrOptions
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
 
-__all__ = ["EvaluationResult", "FewShotCurve", "OfficeResults"]
+__all__ = ["EvaluationResult", "FewShotCurve", "OfficeResults", "PROTOCOL_DOCS"]
+
+#: Parameter descriptions shared by evaluate, few_shot_curve and evaluate_office (see sk_decaf._docstrings).
+PROTOCOL_DOCS = {
+    "too_few": """too_few : {"raise", "skip", "shrink"}, default="raise"
+        Policy for classes with too few images: raise, leave them out, or use what they have; see
+        :class:`~sk_decaf.model_selection.PerClassSplit` and
+        :class:`~sk_decaf.model_selection.DomainAdaptationSplit`.""",
+    "precompute": """precompute : "auto" or bool, default="auto"
+        Compute the first pipeline step once, on the images used by some split,
+        then evaluate the rest of the pipeline (``pipeline[1:]``) on the features.
+        True requires a pipeline whose first step is not tuned by the search; it
+        assumes that step learns nothing from the data (a frozen featurizer).
+        "auto" does it when the first step is a
+        :class:`~sk_decaf.transformers.DeCAFTransformer`.""",
+    "random_state": """random_state : int, RandomState instance or None, default=0
+        Seed of the splits (and of the validation splits of a search).""",
+    "n_jobs": """n_jobs : int, default=None
+        Splits fitted in parallel (joblib).""",
+}
 
 #: Constraints shared by evaluate, few_shot_curve and evaluate_office.
 COMMON_CONSTRAINTS = {

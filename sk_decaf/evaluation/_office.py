@@ -5,9 +5,10 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._docstrings import fill_doc
 from .._sklearn_compat import Interval, validate_params
 from ..model_selection import DomainAdaptationSplit
-from ._base import COMMON_CONSTRAINTS, OfficeResults, describe, result_from_run
+from ._base import COMMON_CONSTRAINTS, PROTOCOL_DOCS, OfficeResults, describe, result_from_run
 from ._runner import _run, _unpack
 
 
@@ -22,6 +23,7 @@ from ._runner import _run, _unpack
     },
     prefer_skip_nested_validation=False,
 )
+@fill_doc(PROTOCOL_DOCS)
 def evaluate_office(
     estimator,
     dataset,
@@ -67,14 +69,10 @@ def evaluate_office(
         Labelled target images per class.
     n_splits : int, default=5
         Number of random splits.
-    too_few : {"raise", "skip", "shrink"}, default="raise"
-        Policy for classes with too few images; see :class:`DomainAdaptationSplit`.
-    precompute : "auto" or bool, default="auto"
-        As in :func:`evaluate`.
-    random_state : int, RandomState instance or None, default=0
-        Seed of the splits.
-    n_jobs : int, default=None
-        Splits fitted in parallel (joblib).
+    %(too_few)s
+    %(precompute)s
+    %(random_state)s
+    %(n_jobs)s
 
     Returns
     -------

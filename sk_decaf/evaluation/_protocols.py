@@ -5,9 +5,10 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils.metadata_routing import get_routing_for_object
 
+from .._docstrings import fill_doc
 from .._sklearn_compat import HasMethods, Interval, StrOptions, validate_params
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
-from ._base import COMMON_CONSTRAINTS, FewShotCurve, describe, result_from_run
+from ._base import COMMON_CONSTRAINTS, PROTOCOL_DOCS, FewShotCurve, describe, result_from_run
 from ._runner import _run, _unpack
 
 #: Built-in protocols: (n_train, n_test) per class, as in DeCAF Sec. 4.1 and 4.4.
@@ -57,6 +58,7 @@ def _split_params(cv, domain):
     },
     prefer_skip_nested_validation=False,
 )
+@fill_doc(PROTOCOL_DOCS)
 def evaluate(
     estimator,
     dataset,
@@ -111,19 +113,10 @@ def evaluate(
         Steps that request ``sample_domain`` (the :mod:`sk_decaf.domain`
         transformers and skada's adapters do by default) receive the domain of
         each image in ``fit`` and ``predict``; routing is enabled for that call only.
-    too_few : {"raise", "skip", "shrink"}, default="raise"
-        Policy for classes with too few images; see :class:`PerClassSplit`.
-    precompute : "auto" or bool, default="auto"
-        Compute the first pipeline step once, on the images used by some split,
-        then evaluate the rest of the pipeline (``pipeline[1:]``) on the features.
-        True requires a pipeline whose first step is not tuned by the search; it
-        assumes that step learns nothing from the data (a frozen featurizer).
-        "auto" does it when the first step is a
-        :class:`~sk_decaf.transformers.DeCAFTransformer`.
-    random_state : int, RandomState instance or None, default=0
-        Seed of the splits and of the validation splits.
-    n_jobs : int, default=None
-        Splits fitted in parallel (joblib).
+    %(too_few)s
+    %(precompute)s
+    %(random_state)s
+    %(n_jobs)s
     return_estimators : bool, default=False
         Keep the fitted estimator of each split.
 
@@ -190,6 +183,7 @@ def evaluate(
     },
     prefer_skip_nested_validation=False,
 )
+@fill_doc(PROTOCOL_DOCS)
 def few_shot_curve(
     estimator,
     dataset,
@@ -220,14 +214,10 @@ def few_shot_curve(
         Test images per class; None tests on all the others.
     n_splits : int, default=5
         Random splits per point.
-    too_few : {"raise", "skip", "shrink"}, default="raise"
-        Policy for classes with too few images; see :class:`PerClassSplit`.
-    precompute : "auto" or bool, default="auto"
-        As in :func:`evaluate`.
-    random_state : int, RandomState instance or None, default=0
-        Seed of the splits.
-    n_jobs : int, default=None
-        Splits fitted in parallel (joblib).
+    %(too_few)s
+    %(precompute)s
+    %(random_state)s
+    %(n_jobs)s
 
     Returns
     -------

@@ -4,16 +4,18 @@ from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
+from .._docstrings import FEATURE_ATTRIBUTES, fill_doc
 from .._sklearn_compat import Interval, fit_context
+from ._base import FeatureTransformer
 
 __all__ = ["FeatureDropout"]
 
 
-class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+@fill_doc(FEATURE_ATTRIBUTES)
+class FeatureDropout(FeatureTransformer):
     """Zero a random fraction of the training features; scale features at test time.
 
     DeCAF (Donahue et al., 2014, section 4.1) regularises the linear classifier
@@ -47,12 +49,7 @@ class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -96,29 +93,6 @@ class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, p=0.5, *, random_state=None):
         self.p = p
         self.random_state = random_state
-
-    def _validate(self, X, *, reset):
-        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32])
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Validate the parameters and record the number of features.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training features.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        self._validate(X, reset=True)
-        return self
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
@@ -166,9 +140,3 @@ class FeatureDropout(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         return X * (1.0 - self.p)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

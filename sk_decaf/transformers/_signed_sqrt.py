@@ -4,16 +4,17 @@ from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.preprocessing import normalize
-from sklearn.utils.validation import validate_data
 
-from .._sklearn_compat import Interval, StrOptions, fit_context
+from .._docstrings import FEATURE_ATTRIBUTES, fill_doc
+from .._sklearn_compat import Interval, StrOptions
+from ._base import FeatureTransformer
 
 __all__ = ["SignedSqrt"]
 
 
-class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+@fill_doc(FEATURE_ATTRIBUTES)
+class SignedSqrt(FeatureTransformer):
     """Normalise each sample, take a signed power, normalise again.
 
     Azizpour et al. (2015, section 5) post-process ConvNet features before a
@@ -47,12 +48,7 @@ class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -98,26 +94,6 @@ class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.norm = norm
         self.renorm = renorm
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Validate the parameters and record the number of features.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training features.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
-        return self
-
     def transform(self, X):
         """Apply normalisation, signed power and re-normalisation.
 
@@ -132,15 +108,7 @@ class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Transformed features, same dtype and sparsity as ``X``; ``X`` is
             not modified.
         """
-        X = validate_data(
-            self,
-            X,
-            reset=False,
-            accept_sparse="csr",
-            dtype=[np.float64, np.float32],
-            copy=True,
-            force_writeable=True,
-        )
+        X = self._validate(X, reset=False, copy=True)
         if self.norm is not None:
             X = normalize(X, norm=self.norm, copy=False)
         if self.power != 1:
@@ -153,7 +121,5 @@ class SignedSqrt(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
