@@ -1,6 +1,7 @@
 """Shared fixtures: small images of every kind, the demo set, the shared data folder, an isolated home."""
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,38 @@ def assert_features_close(actual, desired, rtol=1e-4):
     desired = np.asarray(desired)
     scale = float(np.abs(desired).max()) if desired.size else 0.0
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale)
+
+
+def run_in_threads(target, n_threads, timeout=120):
+    """Call ``target(i)`` in `n_threads` threads released at the same moment; fail on any exception.
+
+    Every exception a thread raises (``AssertionError`` and ``BaseException`` included) is recorded with its
+    traceback and fails the calling test: a thread's exception would otherwise only print, or become a
+    warning. A thread still running after `timeout` seconds fails it too.
+    """
+    import threading
+    import traceback
+
+    barrier = threading.Barrier(n_threads)
+    errors = []
+
+    def run(i):
+        try:
+            barrier.wait(timeout)
+            target(i)
+        except BaseException:  # noqa: BLE001 - every failure is reported below, in the test's thread
+            errors.append(f"thread {i}: {traceback.format_exc()}")
+            barrier.abort()  # the others do not wait for a thread that will never arrive
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [i for i, thread in enumerate(threads) if thread.is_alive()]
+    assert not hung, f"threads {hung} still running after {timeout} s"
+    assert not errors, "\n".join(errors)
 
 
 def normalised_batch(decaf, images):

@@ -19,7 +19,7 @@ from sklearn.svm import LinearSVC
 from sk_decaf import DeCAFTransformer
 from sk_decaf._cache import ActivationCache, CacheError
 from sk_decaf.transformers import _extract
-from tests.conftest import TINY, assert_features_close
+from tests.conftest import TINY, assert_features_close, run_in_threads
 
 
 def tiny(cache, **kwargs):
@@ -221,31 +221,64 @@ def test_many_openers_of_a_new_cache_all_succeed(tmp_path):
     """Connections opening a new cache at the same moment: none is told the file is corrupt.
 
     The WAL switch of two fresh connections can be refused at once ("database is locked", without the busy
-    wait); before opening retried, about one trial in fifteen failed here.
+    wait); before opening retried, about one trial in fifteen failed here. Any exception of any thread fails
+    the test (``run_in_threads``), not only a ``CacheError``.
     """
-    import threading
-
-    failures = []
     for trial in range(60):
         path = str(tmp_path / f"c{trial}.sqlite")
-        barrier = threading.Barrier(8)
 
-        def open_and_read(path=path, barrier=barrier):
-            cache = ActivationCache(path)
-            barrier.wait()
-            try:
+        def open_and_read(_, path=path):
+            with ActivationCache(path) as cache:
                 assert cache.info()["images"] == 0
-            except CacheError as exc:
-                failures.append(str(exc))
-            finally:
-                cache.close()
 
-        threads = [threading.Thread(target=open_and_read) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
+        run_in_threads(open_and_read, 8)
+        with ActivationCache(path) as cache:
+            assert cache.info() == {"entries": 0, "images": 0, "bytes": 0, "hits": 0, "computed": 0}
+
+
+def _busy_error(path):
+    """The error SQLite gives a connection that must not wait for a lock: SQLITE_BUSY, "database is locked"."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked") as refused:
+            other.execute("BEGIN IMMEDIATE")
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        other.close()
+    return refused.value
+
+
+def test_opening_a_new_cache_retries_while_it_is_locked(tmp_path, monkeypatch):
+    """The race above made to happen on every run: SQLite refuses the first two attempts at opening at once,
+    as it refuses one of two simultaneous WAL switches; the third attempt opens the cache."""
+    busy = _busy_error(tmp_path / "other.sqlite")
+    real_open = ActivationCache._open
+    attempts = []
+
+    def refused_twice(self):
+        attempts.append(self.path)
+        if len(attempts) <= 2:
+            raise busy
+        return real_open(self)
+
+    monkeypatch.setattr(ActivationCache, "_open", refused_twice)
+    with ActivationCache(tmp_path / "c.sqlite", timeout=30) as cache:
+        assert cache.info()["images"] == 0
+    assert len(attempts) == 3
+    # Any other failure is not retried: the file is reported as unusable at the first attempt.
+    attempts.clear()
+
+    def unreadable(self):
+        attempts.append(self.path)
+        raise sqlite3.DatabaseError("file is not a database")
+
+    monkeypatch.setattr(ActivationCache, "_open", unreadable)
+    with pytest.raises(CacheError, match="corrupt or not a cache"):
+        ActivationCache(tmp_path / "d.sqlite", timeout=30).info()
+    assert len(attempts) == 1
 
 
 def test_a_cache_locked_past_its_timeout_says_so(cache):

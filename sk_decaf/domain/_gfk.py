@@ -222,6 +222,15 @@ def _gfk_factor(basis_source, basis_target):
     ``sqrt(l3 - l2^2 / l1) b``.
     """
     U, cos_theta, Vt = linalg.svd(basis_source.T @ basis_target)
+    return _gfk_factor_from_svd(basis_source, basis_target, U, cos_theta, Vt)
+
+
+def _gfk_factor_from_svd(basis_source, basis_target, U, cos_theta, Vt):
+    """:func:`_gfk_factor` given the SVD ``U @ diag(cos_theta) @ Vt`` of ``basis_source.T @ basis_target``.
+
+    Separate so that the cosines can be given as a LAPACK may return them (e.g. ``1 + eps`` for shared
+    directions), whichever way this machine's LAPACK rounds.
+    """
     # The SVD fixes each pair (u_i, v_i) up to a joint sign, which flips columns i and d + i of L:
     # pick the sign that makes the largest entry of each a_i positive, so that the output does not
     # depend on the LAPACK build (as sklearn's svd_flip does for PCA).
@@ -233,8 +242,8 @@ def _gfk_factor(basis_source, basis_target):
     # Rs U2 sin(theta) = Ps Ps^T Pt V - Pt V: the part of Pt V outside Ps.
     c = a @ (a.T @ target_dirs) - target_dirs
     sin_theta = np.linalg.norm(c, axis=0)
-    # The SVD returns cosines of 1 + eps for shared directions: clipped, the angles stay real (no
-    # arccos NaN), and atan2 keeps the small ones accurate.
+    # Depending on the LAPACK, the SVD returns cosines of 1 + eps for shared directions: clipped, the
+    # angles stay real (no arccos NaN), and atan2 keeps the small ones accurate.
     theta = np.arctan2(sin_theta, np.clip(cos_theta, 0.0, 1.0))
     b = np.divide(c, sin_theta, out=np.zeros_like(c), where=sin_theta > 0)
 

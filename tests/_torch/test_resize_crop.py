@@ -156,9 +156,33 @@ def test_decode_workers_follow_the_measured_costs(decode, model, cpus, expected)
     assert Featurizer.decode_workers({"decode": decode, "model": model}, cpus=cpus) == expected
 
 
-def test_adaptive_decoding_gives_the_same_rows(image_files):
-    """The timed first batch plus the rest, in order, equal one main-process pass."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_adaptive_decoding_gives_the_same_rows(image_files, workers, monkeypatch):
+    """The timed first batch, then the rest decoded by `workers` processes (whatever this machine's timings
+    would choose), in order, equal one main-process pass."""
+    from sk_decaf._torch import featurizer
+    from sk_decaf._torch.data import make_loader
+
+    timings, loaders = [], []
+
+    def chosen(timing, cpus=None):
+        timings.append(dict(timing))
+        return workers
+
+    def recorded(*args, **kwargs):
+        loaders.append(make_loader(*args, **kwargs))
+        return loaders[-1]
+
+    monkeypatch.setattr(featurizer.Featurizer, "decode_workers", staticmethod(chosen))
+    monkeypatch.setattr(featurizer, "make_loader", recorded)
     items = image_files * 3
-    auto = tiny(batch_size=2).fit(items).transform(items)
+    decaf = tiny(batch_size=2).fit(items)
+    loaders.clear()
+    auto = decaf.transform(items)
+    # The first batch was timed (decoding and network), then the rest went to `workers` processes.
+    assert len(timings) == 1 and timings[0]["decode"] > 0 and timings[0]["model"] > 0
+    assert [loader.num_workers for loader in loaders] == [0, workers]
+    loaders.clear()
     main = tiny(batch_size=2, n_jobs=1).fit(items).transform(items)
+    assert [loader.num_workers for loader in loaders] == [0]
     assert_allclose(auto, main, rtol=1e-5, atol=1e-6)

@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from sk_decaf import GeodesicFlowKernel
-from sk_decaf.domain._gfk import _gfk_factor
+from sk_decaf.domain import _gfk
+from sk_decaf.domain._gfk import _gfk_factor, _gfk_factor_from_svd
 
 
 def _two_domains(n_source=40, n_target=30, n_features=10, seed=0):
@@ -76,10 +77,14 @@ def test_kernel_matches_geodesic_integral_and_closed_form(n_features, d):
     assert_allclose(G, _geodesic_integral(Ps, Pt), atol=1e-10)
     if 2 * d <= n_features:
         assert_allclose(G, _paper_closed_form(Ps, Pt), atol=1e-10)
-    # With d > n_features / 2, 2d - n_features angles are exactly 0: their cosines come out of the
-    # SVD as 1 +- eps, and arccos(1 + eps) is NaN, hence the clip in the reference too.
-    cos_theta = np.clip(linalg.svdvals(Ps.T @ Pt), -1.0, 1.0)
-    assert_allclose(theta, np.sort(np.arccos(cos_theta)), atol=1e-7)
+    # The angles' cosines are the singular values of Ps^T Pt, their sines those of (I - Ps Ps^T) Pt.
+    # Compared through cos and sin (well conditioned), not arccos: with d > n_features / 2,
+    # 2d - n_features angles are exactly 0, whose cosines come out of the SVD as 1 +- a few eps, and
+    # arccos(1 - k eps) = sqrt(2 k eps) amplifies that rounding to 1e-8.
+    assert_allclose(np.cos(theta), linalg.svdvals(Ps.T @ Pt), rtol=0, atol=1e-12)
+    sines = linalg.svdvals(Pt - Ps @ (Ps.T @ Pt))[::-1]
+    assert_allclose(np.sin(theta), sines, rtol=0, atol=1e-12)
+    assert (np.diff(theta) >= -1e-12).all()  # ascending, up to the rounding of equal angles
     assert_allclose(G, G.T, atol=1e-12)
     assert np.linalg.eigvalsh(G).min() > -1e-10
     # int cos^2 + int sin^2 = 1 for every angle: trace(G) = d.
@@ -87,24 +92,37 @@ def test_kernel_matches_geodesic_integral_and_closed_form(n_features, d):
 
 
 @pytest.mark.parametrize("n_features, d", [(9, 3), (6, 4)])
-def test_cosines_just_above_one_give_zero_angles(n_features, d):
-    # Subspaces equal up to rounding: the SVD of Ps^T Pt returns cosines slightly above 1, where a
-    # plain arccos gives NaN. The factor must stay finite and give the projection on the subspace.
+def test_cosines_just_above_one_give_zero_angles(n_features, d, monkeypatch):
+    # Subspaces equal up to rounding: the SVD of Ps^T Pt may return cosines slightly above 1 (whether
+    # it does depends on the LAPACK), where a plain arccos gives NaN. The factor is given such cosines
+    # here, so that the case exists on every machine; it must stay finite and give the projection.
     Ps, _ = _random_bases(n_features, d, seed=3)
     rotation = np.linalg.qr(np.random.RandomState(4).normal(size=(d, d)))[0]
-    Pt = Ps @ rotation * (1 + 4 * np.finfo(float).eps)
-    cosines = linalg.svdvals(Ps.T @ Pt)
-    assert (cosines > 1).all()
+    Pt = Ps @ rotation
+    U, cosines, Vt = linalg.svd(Ps.T @ Pt)
+    assert_allclose(cosines, 1.0, rtol=0, atol=1e-12)
+    above_one = 1 + np.arange(1, d + 1) * 2 * np.finfo(float).eps  # 1 + 2 eps, 1 + 4 eps, ...
     with np.errstate(invalid="ignore"):
-        assert np.isnan(np.arccos(cosines)).all()
-    L, theta = _gfk_factor(Ps, Pt)
+        assert np.isnan(np.arccos(above_one)).all()
+    L, theta = _gfk_factor_from_svd(Ps, Pt, U, above_one, Vt)
     assert np.isfinite(L).all() and np.isfinite(theta).all()
     assert_allclose(theta, 0.0, atol=1e-7)
     assert_allclose(L @ L.T, Ps @ Ps.T, atol=1e-10)
-    # The same through the estimator: two domains with the same rows.
+
+    # The same through the estimator (two domains with the same rows), its SVD returning cosines above 1.
+    seen = []
+
+    def factor_with_cosines_above_one(basis_source, basis_target):
+        U, cosines, Vt = linalg.svd(basis_source.T @ basis_target)
+        cosines = np.maximum(cosines, 1.0) + 4 * np.finfo(float).eps
+        seen.append(cosines)
+        return _gfk_factor_from_svd(basis_source, basis_target, U, cosines, Vt)
+
+    monkeypatch.setattr(_gfk, "_gfk_factor", factor_with_cosines_above_one)
     X = np.random.RandomState(5).normal(size=(20, n_features))
     domain = ["amazon"] * 20 + ["webcam"] * 20
     gfk = GeodesicFlowKernel(d, target_domain="webcam").fit(np.vstack([X, X]), sample_domain=domain)
+    assert len(seen) == 1 and (seen[0] > 1).all()
     assert np.isfinite(gfk.projection_).all()
     assert_allclose(gfk.principal_angles_, 0.0, atol=1e-7)
     Pt = gfk.components_target_.T

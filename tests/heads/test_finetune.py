@@ -231,9 +231,15 @@ def test_early_stopping_stops_on_a_plateau(colours):
     assert clf.n_epochs_ == 3  # the first epoch, then `patience` epochs without improvement
     valid_loss = clf.history_[:, "valid_loss"]
     assert_allclose(valid_loss, valid_loss[0], rtol=1e-6)
-    assert clf.history_[-1, "valid_acc"] >= 0
     valid = clf.history_[-1, "valid_batch_count"]
     assert valid == 1  # 4 validation images (20%, stratified) in one batch
+    # The recorded validation scores are those of the (unchanging) classifier on the held-out images.
+    _, held_out = clf.net_.train_split.indices(np.unique(y, return_inverse=True)[1])
+    assert len(held_out) == 4 and len(set(y[held_out])) == 2
+    proba = clf.predict_proba([X[i] for i in held_out])
+    assert np.abs(proba[:, 0] - 0.5).min() > 1e-3  # no prediction near a tie: the accuracy is well defined
+    assert_allclose(clf.history_[:, "valid_acc"], accuracy_score(y[held_out], clf.classes_[proba.argmax(axis=1)]))
+    assert_allclose(valid_loss, log_loss(y[held_out], proba, labels=clf.classes_), rtol=1e-5)
 
 
 def test_validation_images_are_not_augmented(colours):
