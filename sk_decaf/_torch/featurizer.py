@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .data import iterate, make_loader, make_preprocessor
-from .engines import OnnxEngine, TorchEngine, export_onnx, relative_error
+from .engines import OnnxEngine, TorchEngine, captured_output, export_onnx, relative_error
 from .layers import FeatureExtractor
 
 __all__ = ["Featurizer", "resolve_device", "default_home", "one_line", "ONNX_TOLERANCE"]
@@ -115,7 +115,8 @@ class Featurizer:
         try:
             if not os.path.exists(path):
                 export_onnx(self.extractor, path, first_batch[:2])
-            engine = OnnxEngine(path)
+            with captured_output():  # onnxruntime logs a session's failure to stderr before raising it
+                engine = OnnxEngine(path)
             if not os.path.exists(verified):
                 probe = first_batch[:VERIFY_IMAGES]
                 errors = [relative_error(o, t) for o, t in zip(engine(probe), self.torch_engine(probe))]
