@@ -79,11 +79,12 @@ def _float_dtype(operator):
 def _decaf_shape(operator):
     decaf = operator.raw_operator
     in_type = operator.inputs[0].type
-    if not isinstance(in_type, UInt8TensorType):
-        shape = input_shape(decaf)
+    shape = input_shape(decaf)
+    if not isinstance(in_type, UInt8TensorType) or len(in_type.shape) != len(shape):
         raise TypeError(
             f"DeCAFTransformer's ONNX input is a uint8 image batch {('N', *shape[1:])}, not "
-            f"{type(in_type).__name__}: pass initial_types=[('images', UInt8TensorType({shape}))]."
+            f"{type(in_type).__name__}{list(in_type.shape)}: pass initial_types=[('images', "
+            f"UInt8TensorType({shape}))]."
         )
     operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension(), decaf.n_features_out_])
 

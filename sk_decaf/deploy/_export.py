@@ -281,7 +281,10 @@ class _Graph:
 
         if prefix:
             model = compose.add_prefix(model, prefix)
+        initialized = {tensor.name for tensor in model.graph.initializer}  # listed as inputs by older IRs
         for value in model.graph.input:
+            if value.name in initialized:
+                continue
             source = feeds[value.name[len(prefix) :]]
             if source != value.name:
                 self.nodes.append(helper.make_node("Identity", [source], [value.name], name=f"{value.name}_in"))

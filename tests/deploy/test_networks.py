@@ -185,3 +185,40 @@ def test_union_steps_that_cannot_be_exported_are_named(split):
     fitted = Pipeline([("union", FeatureUnion([union.transformer_list[0]])), ("svm", LinearSVC())]).fit(X, y)
     with pytest.raises(ValueError, match="step 'union__net__functiontransformer': it runs an arbitrary"):
         to_onnx(fitted, "never-written.onnx")
+
+
+def test_models_of_earlier_versions_still_run(split, tmp_path):
+    """A model without sk_decaf.inputs nor "crops" (written before unions and crops) runs as before."""
+    import json
+
+    import onnx
+
+    X, y, X_test = split
+    pipe = make_pipeline(_decaf(), SignedSqrt(), LinearSVC()).fit(X, y)
+    model = to_onnx(pipe, tmp_path / "new.onnx")
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    del props["sk_decaf.inputs"], props["sk_decaf.preprocess"]["crops"]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in props.items()})
+    onnx.save(model, tmp_path / "old.onnx")
+    _assert_same_classifier(pipe, OnnxPipeline(tmp_path / "old.onnx"), X_test)
+
+
+def test_skl2onnx_input_must_hold_the_crops(split):
+    import onnxruntime as ort
+    import skl2onnx
+    from skl2onnx.common.data_types import UInt8TensorType
+
+    from sk_decaf.deploy import preprocess, register_converters
+
+    X, _, X_test = split
+    register_converters()
+    decaf = _decaf(tta="10crop").fit(X)
+    with pytest.raises(TypeError, match=r"UInt8TensorType\(\[None, 5, 3, 160, 160\]\)"):
+        skl2onnx.to_onnx(decaf, initial_types=[("images", UInt8TensorType([None, 3, 160, 160]))], target_opset=17)
+    model = skl2onnx.to_onnx(
+        decaf, initial_types=[("images", UInt8TensorType([None, 5, 3, 160, 160]))], target_opset=17
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    crops = preprocess(X_test, preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode, decaf.tta))
+    _assert_scores(session.run(None, {"images": crops})[0], decaf.transform(X_test))
