@@ -62,6 +62,15 @@ class _Tokens(nn.Module):
         return self.head(tokens.mean(dim=1))
 
 
+class _Hooked(_Tokens):
+    """Not FX-traceable (a data-dependent branch): its layers are read through forward hooks."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 1.0
+        return super().forward(x)
+
+
 # -- pooling and layers --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "backbone, layer, pooling",
@@ -73,12 +82,15 @@ class _Tokens(nn.Module):
         ("test_vit", "blocks.3", 4),
         (_Tokens(), ["patch", "mix"], "max"),
         (_Tokens(), "mix", "flatten"),
+        (_Hooked(), ["patch", "mix"], "max"),
     ],
     ids=lambda v: v if isinstance(v, str) else type(v).__name__ if isinstance(v, nn.Module) else str(v),
 )
 def test_every_pooling_and_layer_list_exports(split, tmp_path, backbone, layer, pooling):
     X, _, X_test = split
     decaf = _decaf(backbone, layer=layer, pooling=pooling).fit(X)
+    if isinstance(backbone, _Hooked):
+        assert type(decaf._get_featurizer().extractor.taps).__name__ == "_HookTaps"
     model, exported = _export(decaf, tmp_path)
     assert [o.name for o in model.graph.output] == ["features"]
     _assert_scores(exported.transform(X_test), decaf.transform(X_test))
