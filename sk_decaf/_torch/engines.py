@@ -9,14 +9,26 @@ batch before they are trusted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import io
 import os
+import sys
 import tempfile
 import warnings
 
 import numpy as np
 import torch
 
-__all__ = ["TorchEngine", "OnnxEngine", "export_onnx", "graph_dir", "home", "relative_error", "onnxruntime_available"]
+__all__ = [
+    "TorchEngine",
+    "OnnxEngine",
+    "export_onnx",
+    "captured_output",
+    "graph_dir",
+    "home",
+    "relative_error",
+    "onnxruntime_available",
+]
 
 
 def home():
@@ -118,23 +130,72 @@ class TorchEngine:
         return [h.numpy() for h in host]
 
 
-def export_onnx(extractor, path, example):
-    """Export a CPU ``extractor`` (uint8 NCHW in, one output per layer) to ``path`` atomically.
+def _flush_c_streams():
+    """Flush the C library's stdio buffers, where C++ code (the exporter's) leaves what it prints."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to load by that name (Windows): nothing buffered
+        pass
 
-    The extractor is left as it was: the torch engine that shares it keeps working.
+
+@contextlib.contextmanager
+def captured_output():
+    """Capture everything written to stdout and stderr while the block runs, from Python or from C++.
+
+    ``torch.onnx.export`` prints from C++, straight to the process's file descriptors 1 and 2 (a failed
+    export prints the whole traced graph, hundreds of lines), where ``contextlib.redirect_stdout`` cannot
+    reach: both descriptors are pointed at a temporary file, and ``sys.stdout`` and ``sys.stderr`` (which
+    may not write to them, as in Jupyter) at a buffer. Yields a function that returns what was written so
+    far. The descriptors are process-wide: other threads' output during the block is captured too.
+    """
+    streams = [s for s in (sys.stdout, sys.stderr) if s is not None]
+    for stream in streams:
+        stream.flush()
+    _flush_c_streams()
+    python = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+
+            def text():
+                _flush_c_streams()
+                sink.seek(0)
+                return sink.read().decode("utf-8", "replace") + python.getvalue()
+
+            with contextlib.redirect_stdout(python), contextlib.redirect_stderr(python):
+                yield text
+        finally:
+            _flush_c_streams()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def export_onnx(module, path, example, output_names=None):
+    """Export a CPU ``module`` (uint8 images in, one output per layer) to ``path`` atomically.
+
+    ``example`` fixes every input axis but the first, the batch, which is dynamic. The outputs are named
+    ``output_names`` (default ``layer0``, ``layer1``, ... one per ``module.layers``). The module is left as
+    it was: the torch engine that shares it keeps working. Whatever the exporter prints, from Python or C++,
+    is captured; a failure raises its exception, whose first line says what went wrong.
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    channels_last, extractor.channels_last = extractor.channels_last, False  # a layout hint, not a graph op
-    n_out = len(extractor.layers)
-    names = [f"layer{i}" for i in range(n_out)]
+    # channels_last is a layout hint, not a graph op
+    channels_last = getattr(module, "channels_last", False)
+    if channels_last:
+        module.channels_last = False
+    names = list(output_names) if output_names is not None else [f"layer{i}" for i in range(len(module.layers))]
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=os.path.dirname(path) or ".")
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
+        with warnings.catch_warnings(), torch.inference_mode(), captured_output():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent python code
             torch.onnx.export(
-                extractor,
+                module,
                 (example,),
                 tmp,
                 dynamo=False,
@@ -146,7 +207,8 @@ def export_onnx(extractor, path, example):
             )
         os.replace(tmp, path)  # readers never see a half-written model
     finally:
-        extractor.channels_last = channels_last
+        if channels_last:
+            module.channels_last = channels_last
         if os.path.exists(tmp):
             os.remove(tmp)
     return path

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .data import iterate, make_loader
-from .engines import OnnxEngine, TorchEngine, export_onnx, graph_dir, relative_error
+from .engines import OnnxEngine, TorchEngine, captured_output, export_onnx, graph_dir, relative_error
 from .layers import FeatureExtractor
 from .preprocess import make_preprocessor
 
@@ -101,7 +101,8 @@ class Featurizer:
         try:
             if not os.path.exists(path):
                 export_onnx(self.extractor, path, first_batch[:2])
-            engine = OnnxEngine(path)
+            with captured_output():  # onnxruntime logs a session's failure to stderr before raising it
+                engine = OnnxEngine(path)
             if not os.path.exists(verified):
                 probe = first_batch[:VERIFY_IMAGES]
                 errors = [relative_error(o, t) for o, t in zip(engine(probe), self.torch_engine(probe))]

@@ -64,6 +64,19 @@ def _grid_pool(t, k):
     return torch.stack(cells, dim=2).flatten(1)  # channel-major: c * k * k + row * k + col
 
 
+def _export_grid_pool(t, k):
+    """``adaptive_avg_pool2d(t, k).flatten(1)`` in operations the ONNX exporter converts on every map size.
+
+    The exporter's own ``adaptive_avg_pool2d`` needs static input sizes, which a dynamic batch axis hides, so
+    it refuses even maps that are a multiple of ``k``. There the bins are equal and disjoint: an average pool
+    with a fixed kernel. Otherwise (overlapping bins, or ``k`` larger than the map) the bins are static slices.
+    """
+    h, w = int(t.shape[2]), int(t.shape[3])
+    if h % k == 0 and w % k == 0:
+        return F.avg_pool2d(t, (h // k, w // k)).flatten(1)
+    return _grid_pool(t, k)
+
+
 def pool(t, pooling):
     """Pool an activation to ``(N, D)``: 4-D maps and 3-D token sequences are reduced over space.
 
@@ -79,8 +92,8 @@ def pool(t, pooling):
             return t.amax(dim=(2, 3))
         if pooling == "flatten":
             return t.flatten(1)
-        if torch.onnx.is_in_onnx_export() and (t.shape[2] % pooling or t.shape[3] % pooling):
-            return _grid_pool(t, pooling)  # the exporter has no adaptive pool with uneven bins
+        if torch.onnx.is_in_onnx_export():
+            return _export_grid_pool(t, pooling)
         return F.adaptive_avg_pool2d(t, pooling).flatten(1)
     if t.ndim == 3:  # (N, tokens, C)
         if pooling == "avg":

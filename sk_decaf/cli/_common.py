@@ -1,14 +1,38 @@
-"""Options shared by the sub-commands."""
+"""Options shared by the sub-commands, and the feature transformer they describe."""
+
+import sys
+
+#: ``--tta`` modes (DeCAFTransformer's ``tta``).
+TTA_CHOICES = ["flip", "10crop", "12jitter"]
 
 
-def add_backbone_options(parser):
+def add_backbone_options(parser, *, ensemble=False):
+    """The network options; with ``ensemble``, ``--backbone`` takes several names and ``--tta`` a mode."""
     group = parser.add_argument_group("network")
-    group.add_argument(
-        "--backbone",
-        default="efficientnet_lite0",
-        help="timm model name, 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
-        "ImageNet weights shipped offline)",
-    )
+    if ensemble:
+        group.add_argument(
+            "--backbone",
+            nargs="+",
+            default=["efficientnet_lite0"],
+            metavar="NAME",
+            help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
+            "ImageNet weights shipped offline); several names concatenate their features, each "
+            "SignedSqrt-normalised (sk_decaf.make_ensemble)",
+        )
+        group.add_argument(
+            "--tta",
+            choices=TTA_CHOICES,
+            default=None,
+            help="test-time augmentation: features averaged over the image and its mirror, Caffe's "
+            "10 crops or Azizpour et al.'s 12 jitters (default: none)",
+        )
+    else:
+        group.add_argument(
+            "--backbone",
+            default="efficientnet_lite0",
+            help="timm model name, 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
+            "ImageNet weights shipped offline)",
+        )
     group.add_argument(
         "--weights",
         default=None,
@@ -59,3 +83,33 @@ def transformer_kwargs(args):
         verbose=args.verbose,
         random_state=args.weights_seed,
     )
+
+
+def make_features(args, layer, cache, *, verbose=None):
+    """The DeCAFTransformer of ``args``, or with several ``--backbone`` their :func:`sk_decaf.make_ensemble`.
+
+    The ensemble concatenates the backbones' SignedSqrt-normalised features; ``layer``, ``cache`` and
+    ``--tta`` are shared. ``verbose`` None shows progress bars with ``-v`` or in a terminal (logs and pipes stay quiet).
+    """
+    from ..transformers import DeCAFTransformer, make_ensemble
+
+    # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
+    kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
+    kwargs["verbose"] = (args.verbose or sys.stderr.isatty()) if verbose is None else verbose
+    backbones = kwargs.pop("backbone")
+    if len(backbones) == 1:
+        return DeCAFTransformer(backbones[0], **kwargs)
+    shared = {key: kwargs.pop(key) for key in ("layer", "cache", "tta")}
+    return make_ensemble(*backbones, **shared, decaf_params=kwargs)
+
+
+def feature_transformers(features):
+    """The DeCAFTransformer(s) of :func:`make_features`' result, one per backbone."""
+    if hasattr(features, "transformer_list"):
+        return [branch[0] if hasattr(branch, "steps") else branch for _, branch in features.transformer_list]
+    return [features]
+
+
+def describe_backbones(args):
+    """The backbone(s) and test-time augmentation, e.g. 'efficientnet_lite0 + efficientnet_lite2, tta=flip'."""
+    return " + ".join(args.backbone) + (f", tta={args.tta}" if args.tta else "")

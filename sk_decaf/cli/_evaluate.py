@@ -8,14 +8,13 @@ splits by mean per-class accuracy; the network runs once per image thanks to an 
 """
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._common import add_backbone_options, parse_layer, transformer_kwargs
+from ._common import add_backbone_options, describe_backbones, feature_transformers, make_features, parse_layer
 
 #: Points of the few-shot curve (DeCAF Fig. 4 right), kept where every class has one more image.
 FEW_SHOT_POINTS = (1, 2, 3, 5, 10, 20, 30)
@@ -30,8 +29,7 @@ def add_evaluate_parser(sub):
         "class) or office (Saenko et al. 2010: --source -> --target, settings S, T, ST). Prints "
         "mean per-class accuracy +- std over random splits per layer and setting; --figures "
         "saves PNG figures.",
-        conflict_handler="resolve",
-    )  # --backbone below takes several names, replacing the shared option
+    )
     p.add_argument(
         "--data",
         metavar="DIR",
@@ -94,24 +92,7 @@ def add_evaluate_parser(sub):
         default=None,
         help="save figures as PNG: few-shot curve and t-SNE (per-class), t-SNE of source and target (office)",
     )
-    add_backbone_options(p)
-    views = p.add_argument_group("backbones and test-time augmentation")
-    views.add_argument(
-        "--backbone",
-        nargs="+",
-        default=["efficientnet_lite0"],
-        metavar="NAME",
-        help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
-        "ImageNet weights shipped offline); several names concatenate their features, each "
-        "SignedSqrt-normalised (sk_decaf.make_ensemble)",
-    )
-    views.add_argument(
-        "--tta",
-        choices=["flip", "10crop", "12jitter"],
-        default=None,
-        help="test-time augmentation: features averaged over the image and its mirror, Caffe's "
-        "10 crops or Azizpour et al.'s 12 jitters (default: none)",
-    )
+    add_backbone_options(p, ensemble=True)
     p.set_defaults(func=run_evaluate)
 
 
@@ -123,33 +104,6 @@ def _classifier(args):
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=args.C, max_iter=2000)
-
-
-def _features(args, layer, cache):
-    """DeCAFTransformer; with several --backbone, their SignedSqrt-normalised features concatenated."""
-    from ..transformers import DeCAFTransformer, make_ensemble
-
-    # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
-    kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
-    # Evaluations take minutes: show the progress in a terminal without -v (logs and pipes stay quiet).
-    kwargs["verbose"] = args.verbose or sys.stderr.isatty()
-    backbones = kwargs.pop("backbone")
-    if len(backbones) == 1:
-        return DeCAFTransformer(backbones[0], **kwargs)
-    shared = {key: kwargs.pop(key) for key in ("layer", "cache", "tta")}
-    return make_ensemble(*backbones, **shared, decaf_params=kwargs)
-
-
-def _decafs(features):
-    """The DeCAFTransformer(s) of _features' result."""
-    if hasattr(features, "transformer_list"):
-        return [branch[0] for _, branch in features.transformer_list]
-    return [features]
-
-
-def _describe(args):
-    """The backbone(s) and test-time augmentation, e.g. 'efficientnet_lite0 + efficientnet_lite2, tta=flip'."""
-    return " + ".join(args.backbone) + (f", tta={args.tta}" if args.tta else "")
 
 
 def _load(args):
@@ -242,7 +196,7 @@ def _figures(args, data, rows, make_pipe, features, outdir):
         }
         saved.append(_save(plot_few_shot(curves), outdir, "few_shot.png"))
     fig = plot_tsne(features, data.target, label_names=data.target_names, random_state=args.seed)
-    fig.axes[0].set_title(f"t-SNE of DeCAF features ({_describe(args)}, {first})")
+    fig.axes[0].set_title(f"t-SNE of DeCAF features ({describe_backbones(args)}, {first})")
     saved.append(_save(fig, outdir, "tsne.png"))
     return saved
 
@@ -264,11 +218,11 @@ def run_evaluate(args):
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
 
         def make_decaf(layer):
-            return _features(args, layer, cache)
+            return make_features(args, layer, cache)
 
         names = {}
         for layer in args.layer or [None]:
-            name = _decafs(make_decaf(layer))[0].fit(data.paths).layers_[0]  # fit reads no image
+            name = feature_transformers(make_decaf(layer))[0].fit(data.paths).layers_[0]  # fit reads no image
             names.setdefault(name, layer)
 
         def make_pipe(name):
@@ -310,10 +264,10 @@ def run_evaluate(args):
         saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
         computed = [
             decaf.fit(data.paths[:1]).cache_info()["computed"]
-            for decaf in _decafs(make_decaf(names[next(iter(names))]))
+            for decaf in feature_transformers(make_decaf(names[next(iter(names))]))
         ]
     clf = type(_classifier(args)).__name__
-    print(f"backbone {_describe(args)}, {clf}(C={args.C}); protocol {protocol}\n")
+    print(f"backbone {describe_backbones(args)}, {clf}(C={args.C}); protocol {protocol}\n")
     print(_table(rows, office))
     print(
         f"\n{time.perf_counter() - start:.1f} s; {' + '.join(map(str, computed))} images went through the "

@@ -1,8 +1,10 @@
 """``sk-decaf train --data DIR -o model.onnx``: fit the recommended pipeline on an image folder and export it.
 
-The pipeline is ``DeCAFTransformer -> SignedSqrt -> LinearSVC`` (Azizpour et al.'s recipe); its layer is chosen
-by stratified cross-validation as in ``sk-decaf demo``, every image going through the network once thanks to
-an activation cache, and the refitted best pipeline is written with :func:`sk_decaf.to_onnx`.
+The pipeline is ``DeCAFTransformer -> SignedSqrt -> LinearSVC`` (Azizpour et al.'s recipe), or with several
+``--backbone`` names ``make_ensemble(...) -> LinearSVC`` (each backbone's features SignedSqrt-normalised, then
+concatenated), with ``--tta`` test-time augmentation. Its layer is chosen by stratified cross-validation as
+in ``sk-decaf demo``, every image going through each network once thanks to an activation cache, and the
+refitted best pipeline is written with :func:`sk_decaf.to_onnx`.
 """
 
 import os
@@ -11,17 +13,20 @@ import time
 
 import numpy as np
 
-from ._common import add_backbone_options, parse_layer, transformer_kwargs
+from ._common import add_backbone_options, describe_backbones, make_features, parse_layer
+
+#: Default layers to choose from, counted back from the logits: the 5th, 3rd and 2nd last.
+DEFAULT_LAYERS = (-5, -3, -2)
 
 
 def add_train_parser(sub):
     p = sub.add_parser(
         "train",
         help="fit DeCAF -> SignedSqrt -> LinearSVC on an image folder, export it to ONNX",
-        description="Fit the recommended pipeline (DeCAFTransformer -> SignedSqrt -> LinearSVC) on "
-        "DIR/<class>/<image>, choose its layer by stratified cross-validation, report "
-        "the CV accuracy and write the refitted pipeline as one ONNX model, which "
-        "'sk-decaf predict' runs without torch or scikit-learn.",
+        description="Fit the recommended pipeline (DeCAFTransformer -> SignedSqrt -> LinearSVC; with several "
+        "--backbone names, their SignedSqrt-normalised features concatenated) on DIR/<class>/<image>, "
+        "choose its layer by stratified cross-validation, report the CV accuracy and write the refitted "
+        "pipeline as one ONNX model, which 'sk-decaf predict' runs without torch or scikit-learn.",
     )
     p.add_argument("--data", metavar="DIR", required=True, help="image folder, one sub-folder per class")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="the .onnx file to write")
@@ -30,24 +35,50 @@ def add_train_parser(sub):
         nargs="+",
         type=parse_layer,
         default=None,
-        help="layers to choose from (default: the 5th, 3rd and 2nd last, as 'sk-decaf demo')",
+        help="layers to choose from, the same for every backbone (default: the 5th, 3rd and 2nd last, as "
+        "'sk-decaf demo')",
     )
     p.add_argument(
         "--cv", type=int, default=5, help="stratified folds, at most the smallest class's size (default: %(default)s)"
     )
     p.add_argument("-C", type=float, default=1.0, help="LinearSVC regularisation (default: %(default)s)")
-    add_backbone_options(p)
+    add_backbone_options(p, ensemble=True)
     p.set_defaults(func=run_train)
+
+
+def _candidates(args):
+    """``[(layer spec, label)]``: the layers to choose from, each with the layer name(s) it means."""
+    from ..transformers import list_layers
+
+    available = [list_layers(backbone) for backbone in args.backbone]
+    specs = args.layers or [i for i in DEFAULT_LAYERS if all(len(names) >= -i for names in available)]
+    out = []
+    for spec in specs:
+        names = [names[spec] if isinstance(spec, int) and -len(names) <= spec < 0 else spec for names in available]
+        out.append((spec, " + ".join(dict.fromkeys(map(str, names)))))
+    return out
+
+
+def _pipeline(args, cache):
+    """``(parameter names, pipeline)``: the pipeline to fit and the parameters that set its layer(s)."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    from ..transformers import SignedSqrt
+
+    features = make_features(args, None, cache, verbose=args.verbose)
+    if len(args.backbone) == 1:
+        pipe = Pipeline([("decaf", features), ("sqrt", SignedSqrt()), ("svm", LinearSVC(C=args.C))])
+        return ["decaf__layer"], pipe
+    pipe = Pipeline([("features", features), ("svm", LinearSVC(C=args.C))])
+    return [f"features__{name}__decaf__layer" for name, _ in features.transformer_list], pipe
 
 
 def run_train(args):
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import Pipeline
-    from sklearn.svm import LinearSVC
 
     from ..datasets import load_image_folder
     from ..deploy import to_onnx
-    from ..transformers import DeCAFTransformer, SignedSqrt, list_layers
 
     data = load_image_folder(args.data)
     labels = np.asarray(data.target_names, dtype=object)[data.target]  # the model outputs class names
@@ -55,41 +86,46 @@ def run_train(args):
     if len(data.target_names) < 2 or smallest < 2:
         raise ValueError(f"sk-decaf train needs at least 2 classes of at least 2 images each in {args.data!r}.")
     folds = min(args.cv, smallest)
-    available = list_layers(args.backbone)
-    layers = args.layers or [available[i] for i in (-5, -3, -2) if len(available) >= -i]
+    candidates = _candidates(args)
+    if not candidates:
+        raise ValueError(f"{' and '.join(args.backbone)} have too few layers for the default choice; pass --layers.")
     print(f"sk-decaf train: {len(data.paths)} images, {len(data.target_names)} classes from {args.data}")
+    network = (
+        f"DeCAFTransformer({args.backbone[0]!r}) -> SignedSqrt"
+        if len(args.backbone) == 1
+        else f"make_ensemble({', '.join(map(repr, args.backbone))})"
+    )
     print(
-        f"DeCAFTransformer({args.backbone!r}) -> SignedSqrt -> LinearSVC(C={args.C}); {folds}-fold stratified "
-        f"CV over layers {', '.join(map(str, layers))}\n"
+        f"{network} -> LinearSVC(C={args.C}){f'; tta={args.tta}' if args.tta else ''}; {folds}-fold stratified "
+        f"CV over layers {', '.join(label for _, label in candidates)}\n"
     )
     with tempfile.TemporaryDirectory(prefix="sk_decaf_train_") as tmp:
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
-        pipe = Pipeline(
-            [
-                ("decaf", DeCAFTransformer(cache=cache, **transformer_kwargs(args))),
-                ("sqrt", SignedSqrt()),
-                ("svm", LinearSVC(C=args.C)),
-            ]
-        )
+        params, pipe = _pipeline(args, cache)
+        # One grid point per layer, set on every backbone alike.
         grid = GridSearchCV(
-            pipe, {"decaf__layer": layers}, error_score="raise", cv=StratifiedKFold(folds, shuffle=True, random_state=0)
+            pipe,
+            [{param: [spec] for param in params} for spec, _ in candidates],
+            error_score="raise",
+            cv=StratifiedKFold(folds, shuffle=True, random_state=0),
         )
         start = time.perf_counter()
         grid.fit(data.paths, labels)
         fitted = time.perf_counter() - start
         results = grid.cv_results_
-        for layer, mean, std in zip(
-            results["param_decaf__layer"], results["mean_test_score"], results["std_test_score"]
-        ):
-            mark = "  <- best" if layer == grid.best_params_["decaf__layer"] else ""
-            print(f"  {str(layer):<16} accuracy {mean:.3f} +- {std:.3f}{mark}")
+        best = grid.best_params_[params[0]]
+        for (spec, label), mean, std in zip(candidates, results["mean_test_score"], results["std_test_score"]):
+            mark = "  <- best" if spec == best else ""
+            print(f"  {label:<16} accuracy {mean:.3f} +- {std:.3f}{mark}")
+        best = dict(candidates)[best]
         print(
-            f"\nCV accuracy {grid.best_score_:.3f} with layer {grid.best_params_['decaf__layer']} "
-            f"(chance {1 / len(data.target_names):.3f}); {fitted:.1f} s"
+            f"\nCV accuracy {grid.best_score_:.3f} with layer {best} (chance {1 / len(data.target_names):.3f}); "
+            f"{describe_backbones(args)}; {fitted:.1f} s"
         )
         # Checked on a few training images before it is written: same labels, scores within 1e-4.
         model = to_onnx(grid.best_estimator_, args.output, X=data.paths[:: max(1, len(data.paths) // 16)])
     outputs = ", ".join(o.name for o in model.graph.output)
-    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB; outputs {outputs})")
+    inputs = ", ".join(i.name for i in model.graph.input)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB; inputs {inputs}; outputs {outputs})")
     print(f"predict with: sk-decaf predict {args.output} IMAGE...")
     return 0 if np.isfinite(grid.best_score_) else 1

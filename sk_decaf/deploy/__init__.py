@@ -1,7 +1,8 @@
 """Deployment: a fitted pipeline as one ONNX graph, and the small runtime that serves it.
 
-* :func:`to_onnx` writes a fitted ``Pipeline([DeCAFTransformer(...), ..., classifier])`` as one ONNX graph
-  from uint8 images to labels and scores (needs torch, scikit-learn and skl2onnx: ``pip install
+* :func:`to_onnx` writes a fitted ``Pipeline([DeCAFTransformer(...), ..., classifier])``, or one that starts
+  with a ``FeatureUnion`` of DeCAF branches (``make_ensemble``), as one ONNX graph from uint8 images to labels
+  and scores, test-time augmentation included (needs torch, scikit-learn and skl2onnx: ``pip install
   "sk-decaf[export]"``); :func:`unsupported_steps` says what cannot be exported and why;
   :func:`register_converters` makes ``skl2onnx.to_onnx`` convert sk_decaf's estimators too.
 * :mod:`sk_decaf.deploy.runtime` runs the graph with onnxruntime, numpy and Pillow only:

@@ -4,7 +4,8 @@ Each estimator gets a shape calculator and a converter, registered with
 ``skl2onnx.update_registered_converter``; after :func:`register_converters`, ``skl2onnx.to_onnx`` converts
 pipelines that contain them like any scikit-learn pipeline. What each one becomes:
 
-* ``DeCAFTransformer``: its network (:func:`~sk_decaf.deploy._network.network_to_onnx`), uint8 images in;
+* ``DeCAFTransformer``: its network (:func:`~sk_decaf.deploy._network.network_to_onnx`), uint8 images in
+  (with test-time augmentation, its crops; the mirrors and the reduction over the views are in the graph);
 * ``SignedSqrt``: normalise, signed power, normalise again (zero rows stay zero, as in scikit-learn);
 * ``FeatureDropout``: its test-time ``transform``, a multiplication by ``1 - p``;
 * domain transformers, applied to unlabelled rows, which are target rows: ``DomainAugment`` gives the
@@ -21,7 +22,7 @@ from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType, guess_numpy_type
 
 from .. import CORAL, DeCAFTransformer, DomainAugment, FeatureDropout, GeodesicFlowKernel, SignedSqrt, SubspaceAlignment
-from ._network import NETWORK_OPSET, network_to_onnx
+from ._network import NETWORK_OPSET, input_shape, network_to_onnx
 
 __all__ = ["register_converters", "CONVERTERS"]
 
@@ -78,12 +79,12 @@ def _float_dtype(operator):
 def _decaf_shape(operator):
     decaf = operator.raw_operator
     in_type = operator.inputs[0].type
-    if not isinstance(in_type, UInt8TensorType):
-        height, width = decaf.data_config_["input_size"][-2:]
+    shape = input_shape(decaf)
+    if not isinstance(in_type, UInt8TensorType) or len(in_type.shape) != len(shape):
         raise TypeError(
-            f"DeCAFTransformer's ONNX input is a uint8 image batch (N, 3, {height}, {width}), not "
-            f"{type(in_type).__name__}: pass initial_types=[('images', UInt8TensorType([None, 3, {height}, "
-            f"{width}]))]."
+            f"DeCAFTransformer's ONNX input is a uint8 image batch {('N', *shape[1:])}, not "
+            f"{type(in_type).__name__}{list(in_type.shape)}: pass initial_types=[('images', "
+            f"UInt8TensorType({shape}))]."
         )
     operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension(), decaf.n_features_out_])
 

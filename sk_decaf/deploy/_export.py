@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import is_classifier
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
@@ -31,12 +31,45 @@ _NEVER = {
 def _steps(pipeline):
     if isinstance(pipeline, DeCAFTransformer):
         return [("decaf", pipeline)]
+    if isinstance(pipeline, FeatureUnion):
+        return [("features", pipeline)]
     if not isinstance(pipeline, Pipeline):
         raise TypeError(
-            "to_onnx exports a fitted Pipeline that starts with a DeCAFTransformer (or a fitted "
-            f"DeCAFTransformer); got {type(pipeline).__name__}."
+            "to_onnx exports a fitted Pipeline that starts with a DeCAFTransformer or a FeatureUnion of them (or "
+            f"a fitted DeCAFTransformer or FeatureUnion); got {type(pipeline).__name__}."
         )
     return [(name, est) for name, est in pipeline.steps if est is not None and not isinstance(est, str)]
+
+
+def _branches(union):
+    """``[(name, estimator or "passthrough", weight)]`` of a FeatureUnion, its dropped branches left out."""
+    weights = union.transformer_weights or {}
+    return [
+        (name, est, weights.get(name))
+        for name, est in union.transformer_list
+        if est is not None and not (isinstance(est, str) and est == "drop")
+    ]
+
+
+def _branch_steps(est):
+    """The steps of one branch of a union, or None when it is neither a DeCAFTransformer nor a Pipeline."""
+    if isinstance(est, DeCAFTransformer):
+        return [("decaf", est)]
+    if isinstance(est, Pipeline):
+        return _steps(est)
+    return None
+
+
+def _takes_images(est):
+    """Whether ``est`` starts from images: a DeCAFTransformer, or a union or pipeline that holds one first."""
+    if isinstance(est, DeCAFTransformer):
+        return True
+    if isinstance(est, FeatureUnion):
+        return any(not isinstance(b, str) and _takes_images(b) for _, b, _ in _branches(est))
+    if isinstance(est, Pipeline):
+        steps = _steps(est)
+        return bool(steps) and _takes_images(steps[0][1])
+    return False
 
 
 def _require_skl2onnx():
@@ -47,7 +80,7 @@ def _require_skl2onnx():
 
 
 def _reason(est, first, last):
-    """Why ``est`` cannot be exported at its place in a pipeline, or None when it can."""
+    """Why ``est`` cannot be exported at its place in a pipeline (or a union's branch), or None when it can."""
     from skl2onnx import get_model_alias
 
     from ._converters import CONVERTERS
@@ -55,11 +88,14 @@ def _reason(est, first, last):
     name = type(est).__name__
     if first and not isinstance(est, DeCAFTransformer):
         return (
-            "the graph starts from images, so the first step must be a DeCAFTransformer (to export a "
-            "pipeline on features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())"
+            "the graph starts from images, so the first step must be a DeCAFTransformer or a FeatureUnion whose "
+            "branches start with one (to export a pipeline on features, use skl2onnx.to_onnx after "
+            "sk_decaf.deploy.register_converters())"
         )
     if isinstance(est, DeCAFTransformer) and not first:
         return "a DeCAFTransformer takes images, so it can only be the first step"
+    if _takes_images(est) and not first:
+        return f"a {name} of DeCAFTransformers takes images, so it can only be the first step"
     if name in _NEVER:
         return _NEVER[name]
     if last and not is_classifier(est) and not hasattr(est, "transform"):
@@ -86,17 +122,44 @@ def _reason(est, first, last):
     return None
 
 
+def _union_problems(union, name):
+    """``(name, reason)`` for each branch step of a union of DeCAF branches that cannot be exported."""
+    branches = _branches(union)
+    if not branches:
+        return [(name, "every branch of the FeatureUnion is dropped: it has no features to export")]
+    problems = []
+    for branch, est, _ in branches:
+        where = f"{name}__{branch}"
+        steps = None if isinstance(est, str) else _branch_steps(est)
+        if steps is None:
+            what = "'passthrough' would pass the images on" if isinstance(est, str) else f"it is a {type(est).__name__}"
+            problems.append(
+                (where, f"every branch of a FeatureUnion on images must start with a DeCAFTransformer; {what}")
+            )
+            continue
+        for i, (step, step_est) in enumerate(steps):
+            step_where = where if isinstance(est, DeCAFTransformer) else f"{where}__{step}"
+            if i > 0 and not hasattr(step_est, "transform"):
+                why = "a branch of a FeatureUnion gives features, so its steps must be transformers"
+            else:
+                why = _reason(step_est, i == 0, False)
+            if why is not None:
+                problems.append((step_where, why))
+    return problems
+
+
 def unsupported_steps(pipeline):
     """The steps of ``pipeline`` that :func:`to_onnx` cannot export, each with the reason.
 
     Parameters
     ----------
-    pipeline : Pipeline or DeCAFTransformer
+    pipeline : Pipeline, FeatureUnion or DeCAFTransformer
 
     Returns
     -------
     problems : list of (str, str)
-        ``(step name, reason)``; empty when the whole pipeline can be exported.
+        ``(step name, reason)``; empty when the whole pipeline can be exported. A step inside a branch of a
+        leading ``FeatureUnion`` is named as its parameters are, ``<union>__<branch>__<step>``.
 
     Examples
     --------
@@ -111,8 +174,15 @@ def unsupported_steps(pipeline):
     """
     _require_skl2onnx()
     steps = _steps(pipeline)
-    problems = [(name, _reason(est, i == 0, i == len(steps) - 1)) for i, (name, est) in enumerate(steps)]
-    return [(name, why) for name, why in problems if why is not None]
+    problems = []
+    for i, (name, est) in enumerate(steps):
+        if i == 0 and isinstance(est, FeatureUnion):
+            problems += _union_problems(est, name)
+            continue
+        why = _reason(est, i == 0, i == len(steps) - 1)
+        if why is not None:
+            problems.append((name, why))
+    return problems
 
 
 # -- the final step's outputs ---------------------------------------------------------------------------------
@@ -194,42 +264,60 @@ def _heads(est, n_features, target_opset):
 
 
 # -- assembling one graph -------------------------------------------------------------------------------------
-def _compose(body, heads, classifier):
-    """One model: ``body`` (images -> features) then each head on ``features``; outputs renamed."""
-    import onnx
-    from onnx import compose, helper
+class _Graph:
+    """Sub-models joined into one ONNX graph, each under its own name prefix, fed by tensors already there."""
 
-    graph = body.graph
-    (features,) = [o.name for o in graph.output]
-    nodes, inits = list(graph.node), list(graph.initializer)
-    outputs = []
-    opsets = {imp.domain: imp.version for imp in body.opset_import}
-    if not classifier:
-        outputs.append(graph.output[0])
-    for k, (method, model, binary) in enumerate(heads):
-        head = compose.add_prefix(model, f"{method}/")
-        for imp in head.opset_import:
-            opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
-        for node in head.graph.node:
-            node.input[:] = [features if n == f"{method}/X" else n for n in node.input]
-        nodes.extend(head.graph.node)
-        inits.extend(head.graph.initializer)
-        label, scores = head.graph.output[0], head.graph.output[1]
-        if k == 0:  # labels from the first head: decision_function's when there is one, as predict does
-            nodes.append(helper.make_node("Identity", [label.name], ["label"], name="label_out"))
-            outputs.append(helper.make_tensor_value_info("label", label.type.tensor_type.elem_type, [None]))
-        if binary:
-            last = helper.make_tensor(f"{method}/last", onnx.TensorProto.INT64, [], [-1])
-            inits.append(last)
-            nodes.append(helper.make_node("Gather", [scores.name, last.name], [method], axis=1, name=f"{method}_out"))
-            outputs.append(helper.make_tensor_value_info(method, onnx.TensorProto.FLOAT, [None]))
-        else:
-            nodes.append(helper.make_node("Identity", [scores.name], [method], name=f"{method}_out"))
-            outputs.append(helper.make_tensor_value_info(method, onnx.TensorProto.FLOAT, [None, None]))
-    merged = helper.make_graph(nodes, "sk_decaf_pipeline", list(graph.input), outputs, inits)
-    return helper.make_model(
-        merged, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()], ir_version=body.ir_version
-    )
+    def __init__(self, inputs):
+        self.inputs = list(inputs)
+        self.nodes, self.initializers, self.functions = [], [], []
+        self.opsets, self.ir_version = {}, 0
+
+    def add(self, model, prefix, feeds):
+        """Add ``model``, its names prefixed; ``feeds`` maps each of its inputs to a tensor of this graph.
+
+        Returns the names of the model's outputs in this graph.
+        """
+        from onnx import compose, helper
+
+        if prefix:
+            model = compose.add_prefix(model, prefix)
+        initialized = {tensor.name for tensor in model.graph.initializer}  # listed as inputs by older IRs
+        for value in model.graph.input:
+            if value.name in initialized:
+                continue
+            source = feeds[value.name[len(prefix) :]]
+            if source != value.name:
+                self.nodes.append(helper.make_node("Identity", [source], [value.name], name=f"{value.name}_in"))
+        self.nodes.extend(model.graph.node)
+        self.initializers.extend(model.graph.initializer)
+        self.functions.extend(model.functions)
+        for imp in model.opset_import:
+            self.opsets[imp.domain] = max(self.opsets.get(imp.domain, 0), imp.version)
+        self.ir_version = max(self.ir_version, model.ir_version)
+        return [o.name for o in model.graph.output]
+
+    def node(self, op, inputs, output, **attrs):
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], name=f"{output}_{op.lower()}", **attrs))
+        return output
+
+    def constant(self, name, array):
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def model(self, outputs):
+        from onnx import helper
+
+        graph = helper.make_graph(self.nodes, "sk_decaf_pipeline", self.inputs, outputs, self.initializers)
+        return helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets.items()],
+            ir_version=self.ir_version,
+            functions=self.functions,
+        )
 
 
 def _rename_output(model, new):
@@ -241,18 +329,154 @@ def _rename_output(model, new):
     return model
 
 
+def _convert(est, initial_types, opset, what):
+    """skl2onnx's conversion of ``est`` alone, its single output renamed ``features``."""
+    from skl2onnx import convert_sklearn
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+            model = convert_sklearn(est, initial_types=initial_types, target_opset=opset)
+    except (RuntimeError, TypeError, NameError) as exc:
+        raise ValueError(f"skl2onnx could not convert {what}: {exc}") from exc
+    return _rename_output(model, "features")
+
+
+#: Preprocessing settings that do not change the uint8 input (the graph normalises), nor its description.
+_GRAPH_SIDE = ("mean", "std")
+
+
+def _inputs_of(decafs):
+    """The graph's inputs, one per distinct preprocessing of ``decafs``, and the input of each transformer.
+
+    Returns ``[(input name, preprocess config, shape)]`` and the list of input names, one per transformer:
+    transformers that prepare images alike share one input, whatever their mean and std (normalisation is
+    inside the graph). An input shared by networks that normalise differently records ``mean`` and ``std``
+    as None.
+    """
+    from ._network import input_shape, preprocess_config
+
+    inputs, names = [], []
+    for decaf in decafs:
+        config = preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode, decaf.tta)
+        key = {k: v for k, v in config.items() if k not in _GRAPH_SIDE}
+        same = [k for k, (_, other, _) in enumerate(inputs) if {n: other[n] for n in key} == key]
+        if same:
+            other = inputs[same[0]][1]
+            for name in _GRAPH_SIDE:
+                if other[name] != config[name]:
+                    other[name] = None
+        else:
+            same = [len(inputs)]
+            inputs.append(("images" if not inputs else f"images_{len(inputs)}", config, input_shape(decaf)))
+        names.append(inputs[same[0]][0])
+    return inputs, names
+
+
+def _body(front, middle, opset):
+    """The graph from images to the features the final step reads.
+
+    Returns ``(graph, features, inputs, branches)``: the :class:`_Graph`, the name of its features tensor,
+    the inputs as :func:`_inputs_of` gives them, and ``[(branch name, DeCAFTransformer, input name)]``.
+
+    ``front`` is a DeCAFTransformer, converted together with the ``middle`` steps by skl2onnx, or a
+    FeatureUnion: each branch converted on its own input (shared by the branches prepared alike), the
+    branches weighted and concatenated as the union does, then the ``middle`` steps on the features.
+    """
+    import onnx
+    from onnx import helper
+    from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType
+
+    if isinstance(front, DeCAFTransformer):
+        decafs, branches = [front], [("", Pipeline([("decaf", front), *middle]) if middle else front, None)]
+        middle = []
+    else:
+        branches = _branches(front)
+        decafs = [_branch_steps(est)[0][1] for _, est, _ in branches]
+    inputs, input_names = _inputs_of(decafs)
+    graph = _Graph(
+        helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, ["N", *shape[1:]]) for name, _, shape in inputs
+    )
+    parts = []
+    for (name, est, weight), input_name in zip(branches, input_names):
+        what = "the pipeline" if not name else f"the branch {name!r}"
+        shape = next(s for n, _, s in inputs if n == input_name)
+        model = _convert(est, [("images", UInt8TensorType(shape))], opset, what)
+        (out,) = graph.add(model, f"{name}/" if name else "", {"images": input_name})
+        if weight is not None and weight != 1:
+            factor = graph.constant(f"{name}/weight", np.float32(weight))
+            out = graph.node("Mul", [out, factor], f"{name}/weighted")
+        parts.append(out)
+    if len(parts) > 1:
+        features = graph.node("Concat", parts, "union/features", axis=1)
+    else:
+        features = parts[0]
+    if middle:
+        n_features = getattr(middle[0][1], "n_features_in_", None)
+        post = _convert(
+            Pipeline(middle),
+            [("X", FloatTensorType([None, None if n_features is None else int(n_features)]))],
+            opset,
+            "the steps after the union",
+        )
+        (features,) = graph.add(post, "post/", {"X": features})
+    return graph, features, inputs, list(zip([name for name, _, _ in branches], decafs, input_names))
+
+
+def _assemble(graph, features, n_features, heads, classifier):
+    """Each head on ``features``; the graph's outputs named as scikit-learn's methods."""
+    import onnx
+    from onnx import helper
+
+    outputs = []
+    if not classifier:
+        if features != "features":
+            graph.node("Identity", [features], "features")
+        outputs.append(helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["N", n_features or "D"]))
+    for k, (method, model, binary) in enumerate(heads):
+        label, scores = graph.add(model, f"{method}/", {"X": features})[:2]
+        label_type = model.graph.output[0].type.tensor_type.elem_type
+        if k == 0:  # labels from the first head: decision_function's when there is one, as predict does
+            outputs.append(helper.make_tensor_value_info(graph.node("Identity", [label], "label"), label_type, ["N"]))
+        if binary:
+            last = graph.constant(f"{method}/last", np.int64(-1))
+            graph.node("Gather", [scores, last], method, axis=1)
+            outputs.append(helper.make_tensor_value_info(method, onnx.TensorProto.FLOAT, ["N"]))
+        else:
+            graph.node("Identity", [scores], method)
+            outputs.append(helper.make_tensor_value_info(method, onnx.TensorProto.FLOAT, ["N", None]))
+    return graph.model(outputs)
+
+
+def _network_description(decaf):
+    return {
+        "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
+        "layers": list(decaf.layers_),
+        "pooling": decaf.pooling,
+        "tta": decaf.tta,
+        "tta_reduce": decaf.tta_reduce,
+    }
+
+
 def to_onnx(pipeline, path, *, X=None, target_opset=None):
     """Write a fitted pipeline as one ONNX graph, from uint8 images to its final step's outputs.
 
     The graph's input ``images`` is a uint8 ``(N, 3, H, W)`` RGB batch prepared as the transformer prepares
     it; :class:`sk_decaf.deploy.OnnxPipeline` (numpy, Pillow and onnxruntime only) reads the preprocessing
-    settings stored in the model and does this. Its outputs are:
+    settings stored in the model and does this. With test-time augmentation, the graph computes the mirrors
+    (``tta="flip"``: the input is unchanged) and reduces the views by ``tta_reduce``; ``"10crop"`` and
+    ``"12jitter"`` take their 5 or 6 crops, ``(N, K, 3, H, W)``, from the runtime. A pipeline that starts
+    with a ``FeatureUnion`` of ``DeCAFTransformer`` branches (``make_ensemble``, or ``make_union`` with other
+    steps after each transformer) is one graph too, with one input per distinct preprocessing (``images``,
+    ``images_1``, ...; branches that prepare images alike share one), listed with its settings in the
+    model's ``sk_decaf.inputs`` metadata. Its outputs are:
 
     * for a pipeline ending in a classifier: ``label`` (``predict``), plus ``decision_function`` and
       ``predict_proba`` where the classifier has them, shaped as scikit-learn's;
     * for a pipeline ending in a transformer: ``features`` (``transform``).
 
-    Exported steps: ``DeCAFTransformer`` (any layers, pooling and engine; float32), ``SignedSqrt``,
+    Exported steps: ``DeCAFTransformer`` (any layers, pooling, test-time augmentation, preprocessing,
+    decoding and engine; float32), a ``FeatureUnion`` of them (with its ``transformer_weights``), ``SignedSqrt``,
     ``FeatureDropout`` (its test-time scaling), the domain transformers applied to unlabelled images, which
     are target images (``DomainAugment``'s target layout, ``CORAL``'s identity on target rows,
     ``SubspaceAlignment``'s and ``GeodesicFlowKernel``'s linear maps), and every scikit-learn step that
@@ -262,8 +486,9 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
 
     Parameters
     ----------
-    pipeline : Pipeline or DeCAFTransformer
-        Fitted; its first step is a ``DeCAFTransformer``.
+    pipeline : Pipeline, FeatureUnion or DeCAFTransformer
+        Fitted; its first step is a ``DeCAFTransformer``, or a ``FeatureUnion`` whose every branch is a
+        ``DeCAFTransformer`` or a ``Pipeline`` that starts with one.
     path : str or path-like
         Where to write the model (``.onnx``). Written only once the export is complete and, with ``X``,
         checked.
@@ -308,12 +533,10 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     """
     _require_skl2onnx()
     import onnx
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import UInt8TensorType
 
     from ._converters import register_converters
-    from ._network import NETWORK_OPSET, preprocess_config
-    from .runtime import OUTPUTS_KEY, PREPROCESS_KEY
+    from ._network import NETWORK_OPSET
+    from .runtime import INPUTS_KEY, OUTPUTS_KEY, PREPROCESS_KEY
 
     steps = _steps(pipeline)
     check_is_fitted(pipeline if isinstance(pipeline, Pipeline) else steps[0][1])
@@ -325,21 +548,13 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
         )
     register_converters()
     opset = target_opset or NETWORK_OPSET
-    decaf, final = steps[0][1], steps[-1][1]
+    front, final = steps[0][1], steps[-1][1]
     classifier = is_classifier(final)
-    body_steps = steps[:-1] if classifier else steps
-    height, width = decaf.data_config_["input_size"][-2:]
-    body_model = Pipeline(body_steps) if len(body_steps) > 1 else body_steps[0][1]
-    try:
-        body = convert_sklearn(
-            body_model, initial_types=[("images", UInt8TensorType([None, 3, height, width]))], target_opset=opset
-        )
-    except (RuntimeError, TypeError, NameError) as exc:
-        raise ValueError(f"skl2onnx could not convert the pipeline: {exc}") from exc
-    body = _rename_output(body, "features")
-    n_features = body.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    middle = steps[1:-1] if classifier else steps[1:]
+    graph, features, inputs, networks = _body(front, middle, opset)
+    n_features = _n_features(steps, classifier)
     heads = _heads(final, n_features, opset) if classifier else []
-    model = _compose(body, heads, classifier)
+    model = _assemble(graph, features, n_features, heads, classifier)
 
     outputs = {
         "outputs": [o.name for o in model.graph.output],
@@ -347,24 +562,46 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
         "classes": final.classes_.tolist() if classifier else None,
     }
     meta = {
-        PREPROCESS_KEY: preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode),
+        PREPROCESS_KEY: inputs[0][1],
+        INPUTS_KEY: [{"name": name, "preprocess": config} for name, config, _ in inputs],
         OUTPUTS_KEY: outputs,
         "sk_decaf.steps": [[name, type(est).__name__] for name, est in steps],
-        "sk_decaf.network": {
-            "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
-            "layers": list(decaf.layers_),
-            "pooling": decaf.pooling,
-        },
     }
+    if isinstance(front, DeCAFTransformer):
+        meta["sk_decaf.network"] = _network_description(front)
+    else:
+        described = {name: (est, weight) for name, est, weight in _branches(front)}
+        meta["sk_decaf.branches"] = [
+            {
+                "name": name,
+                "input": input_name,
+                "steps": [[step, type(e).__name__] for step, e in _branch_steps(described[name][0])],
+                "weight": described[name][1],
+                **_network_description(decaf),
+            }
+            for name, decaf, input_name in networks
+        ]
     onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in meta.items()})
     model.producer_name, model.producer_version = "sk_decaf", __version__
+    shapes = ", ".join(f"{name} {('N', *shape[1:])}" for name, _, shape in inputs)
     model.doc_string = (
         f"sk_decaf pipeline {' -> '.join(type(e).__name__ for _, e in steps)}: uint8 images "
-        f"(N, 3, {height}, {width}) -> {', '.join(outputs['outputs'])}."
+        f"({shapes}) -> {', '.join(outputs['outputs'])}."
     )
     onnx.checker.check_model(model)
     _write_checked(model, path, pipeline, X)
     return model
+
+
+def _n_features(steps, classifier):
+    """The number of features the final step reads (classifier) or outputs (transformer); None if unknown."""
+    last = steps[-1][1]
+    if classifier:
+        return int(last.n_features_in_)
+    try:
+        return len(last.get_feature_names_out())
+    except (AttributeError, TypeError, ValueError):  # a step without feature names: the graph leaves it symbolic
+        return None
 
 
 def _write_checked(model, path, pipeline, X):

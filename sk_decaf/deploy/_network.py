@@ -10,26 +10,41 @@ import onnx
 import torch
 from onnx import helper
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from .._torch.engines import export_onnx
+from .._torch.featurizer import one_line
 
-__all__ = ["network_to_onnx", "preprocess_config", "NETWORK_OPSET"]
+__all__ = ["network_to_onnx", "preprocess_config", "input_shape", "NETWORK_OPSET", "CROPS", "N_CROPS"]
 
 #: The opset of the exported network (that of ``sk_decaf._torch.engines.export_onnx``).
 NETWORK_OPSET = 17
 
 
-def preprocess_config(data_config, preprocess="model", decode="exact"):
+#: The crops the runtime prepares for each test-time augmentation mode; the graph adds their mirrors.
+CROPS = {None: "center", "flip": "center", "10crop": "center+corners", "12jitter": "center+corners+whole"}
+#: Number of crops of each ``crops`` setting: the size of the input's second axis when more than one.
+N_CROPS = {"center": 1, "center+corners": 5, "center+corners+whole": 6}
+
+
+def preprocess_config(data_config, preprocess="model", decode="exact", tta=None):
     """The settings the runtime needs to turn an image into the network's uint8 input (JSON-able).
 
     They are those of a transformer's preprocessing (``sk_decaf._torch.preprocess.ResizeCrop``): the resolved
     timm ``data_config``, with ``preprocess="decaf"`` meaning timm's ``"squash"`` crop mode with
-    ``crop_pct=0.875``, and the ``decode`` mode ("exact": timm's transform; "reduced": JPEG DCT scaling and
-    resampling of the crop's box only).
+    ``crop_pct=0.875``, the ``decode`` mode ("exact": timm's transform; "reduced": JPEG DCT scaling and
+    resampling of the crop's box only), and the ``crops`` that test-time augmentation ``tta`` needs:
+    ``"center"`` (no augmentation, or ``"flip"``: the graph mirrors the crop itself), ``"center+corners"``
+    (``"10crop"``: the centre and the four corner crops of the resized image) or ``"center+corners+whole"``
+    (``"12jitter"``: those and the whole image squashed to the input size). The mirrors of the crops and the
+    reduction over the views are inside the graph.
     """
     crop_mode, crop_pct = data_config.get("crop_mode") or "center", data_config.get("crop_pct") or 0.875
     if preprocess == "decaf":
         crop_mode, crop_pct = "squash", 0.875
+    crops = CROPS[tta]
+    height, width = (int(v) for v in data_config["input_size"][-2:])
+    shape = f"(N, 3, {height}, {width})" if crops == "center" else f"(N, {N_CROPS[crops]}, 3, {height}, {width})"
     return {
         "input_size": [int(v) for v in data_config["input_size"]],
         "interpolation": data_config.get("interpolation") or "bilinear",
@@ -38,17 +53,65 @@ def preprocess_config(data_config, preprocess="model", decode="exact"):
         "mean": [float(v) for v in data_config["mean"]],
         "std": [float(v) for v in data_config["std"]],
         "decode": decode,
-        "input": "uint8 RGB (N, 3, H, W); mean and std are applied inside the graph",
+        "crops": crops,
+        "input": f"uint8 RGB {shape}; mean and std are applied inside the graph",
     }
+
+
+def input_shape(decaf):
+    """The shape of the network's ONNX input for a fitted transformer.
+
+    ``[None, 3, H, W]``, or ``[None, n_crops, 3, H, W]`` when its test-time augmentation needs several crops.
+    """
+    height, width = (int(v) for v in decaf.data_config_["input_size"][-2:])
+    n_crops = N_CROPS[CROPS[decaf.tta]]
+    return [None, 3, height, width] if n_crops == 1 else [None, n_crops, 3, height, width]
+
+
+class _Views(nn.Module):
+    """The extractor on every view of each image, reduced over the views; the requested layers concatenated.
+
+    Input: uint8 ``(N, 3, H, W)``, or ``(N, K, 3, H, W)`` crops. With ``mirror`` the crops' mirrors follow
+    the crops, in the transformer's order (crops, then their mirrors). Each layer's ``(N * views, D)``
+    output is reduced over the views by ``reduce`` ("mean" or "max"), as ``Featurizer`` does.
+    """
+
+    def __init__(self, extractor, wanted, mirror, reduce):
+        super().__init__()
+        self.extractor = extractor
+        self.wanted = list(wanted)
+        self.mirror = mirror
+        self.reduce = reduce
+
+    def forward(self, images):
+        if images.ndim == 4 and not self.mirror:
+            x, views = images, 1
+        else:
+            x = images if images.ndim == 5 else images.unsqueeze(1)
+            if self.mirror:
+                x = torch.cat([x, x.flip(-1)], dim=1)
+            views = int(x.shape[1])
+            x = x.flatten(0, 1)
+        outputs = self.extractor(x)
+        features = []
+        for i in self.wanted:
+            out = outputs[i]
+            if views > 1:
+                out = out.unflatten(0, (-1, views))
+                out = out.mean(dim=1) if self.reduce == "mean" else out.amax(dim=1)
+            features.append(out)
+        return torch.cat(features, dim=1) if len(features) > 1 else features[0]
 
 
 def network_to_onnx(decaf):
     """The network of a fitted :class:`~sk_decaf.DeCAFTransformer` as one ONNX model.
 
-    The graph takes ``images``, uint8 ``(N, 3, H, W)`` RGB as the transformer's preprocessing makes them, and
-    returns ``features``, float32 ``(N, n_features_out_)``: the requested layers, pooled and concatenated in
-    ``layers_`` order, exactly ``decaf.transform``'s columns. Whatever the transformer computes besides (the
-    extra layers of its activation cache) is cut off, so the network stops at the deepest requested layer.
+    The graph takes ``images``, uint8 RGB as the transformer's preprocessing makes them (shaped as
+    :func:`input_shape` says), and returns ``features``, float32 ``(N, n_features_out_)``: the requested
+    layers, pooled, reduced over the test-time views (the crops and, with ``tta``, their mirrors, which the
+    graph computes) and concatenated in ``layers_`` order, exactly ``decaf.transform``'s columns. Whatever
+    the transformer computes besides (the extra layers of its activation cache) is cut off, so the network
+    stops at the deepest requested layer.
 
     Parameters
     ----------
@@ -59,32 +122,38 @@ def network_to_onnx(decaf):
     -------
     model : onnx.ModelProto
         Opset :data:`NETWORK_OPSET`, float32 throughout (a CUDA transformer's bf16 autocast is not kept).
+
+    Raises
+    ------
+    ValueError
+        If ``torch.onnx.export`` cannot export the network (the first line of its error; what the exporter
+        prints is not shown).
     """
     check_is_fitted(decaf, "layers_")
     extractor = decaf.feature_network()
     if any(t.device.type != "cpu" for t in extractor.state_dict().values()):
         extractor = copy.deepcopy(extractor).cpu()  # export on the CPU; the GPU copy keeps serving transform
-    height, width = decaf.data_config_["input_size"][-2:]
-    example = torch.zeros((2, 3, height, width), dtype=torch.uint8)
+    wanted = [extractor.layers.index(name) for name in decaf.layers_]
+    # eval(): the exporter restores the wrapper's mode recursively afterwards, and the extractor is shared with
+    # the transformer's torch engine.
+    module = _Views(extractor, wanted, mirror=decaf.tta is not None, reduce=decaf.tta_reduce).eval()
+    example = torch.zeros([2, *input_shape(decaf)[1:]], dtype=torch.uint8)
+    channels_last, extractor.channels_last = extractor.channels_last, False  # a layout hint, not a graph op
     with tempfile.TemporaryDirectory(prefix="sk_decaf_export_") as tmp:
         try:
-            path = export_onnx(extractor, os.path.join(tmp, "network.onnx"), example)
+            path = export_onnx(module, os.path.join(tmp, "network.onnx"), example, output_names=["features"])
         except Exception as exc:
             raise ValueError(
                 f"The network of DeCAFTransformer(backbone={_name(decaf.backbone)}) cannot be exported to ONNX "
-                f"by torch.onnx.export ({type(exc).__name__}: {exc})."
+                f"by torch.onnx.export ({one_line(exc)})."
             ) from exc
+        finally:
+            extractor.channels_last = channels_last
         model = onnx.load(path)
-    wanted = [f"layer{extractor.layers.index(name)}" for name in decaf.layers_]
     # Keep only what the requested layers need: the cache's extra layers may run the whole network.
-    model = onnx.utils.Extractor(model).extract_model(["images"], wanted)
-    graph = model.graph
-    if len(wanted) == 1:
-        graph.node.append(helper.make_node("Identity", wanted, ["features"], name="features"))
-    else:
-        graph.node.append(helper.make_node("Concat", wanted, ["features"], axis=1, name="features"))
-    del graph.output[:]
-    graph.output.append(
+    model = onnx.utils.Extractor(model).extract_model(["images"], ["features"])
+    del model.graph.output[:]
+    model.graph.output.append(
         helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["batch", int(decaf.n_features_out_)])
     )
     return model

@@ -10,7 +10,13 @@ its network — EXIF orientation, conversion to RGB (alpha composited on white),
 transform on the PIL image (a resize with Pillow's filter, which is what torchvision's ``Resize`` calls on
 PIL images, and timm's centre crop) or, with ``decode="reduced"``, JPEG decoding at a reduced DCT scale and
 resampling of the crop's box only. Normalisation by the model's mean and std is inside the graph, whose
-input is ``uint8 (N, 3, H, W)`` RGB.
+input is ``uint8 (N, 3, H, W)`` RGB, or ``(N, K, 3, H, W)`` with the ``K`` crops that test-time augmentation
+needs (the graph adds their mirrors and reduces over the views).
+
+A model of several networks (a ``FeatureUnion`` of ``DeCAFTransformer`` branches, as ``make_ensemble``
+builds) has one input per distinct preprocessing, listed with its settings in ``sk_decaf.inputs``: each image
+is decoded once (once per JPEG draft scale when several inputs decode at reduced size) and every input is
+prepared from the decoded image.
 """
 
 from __future__ import annotations
@@ -24,10 +30,22 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["OnnxPipeline", "read_metadata", "load_rgb", "preprocess", "preprocess_image", "jpeg_draft_size", "main"]
+__all__ = [
+    "OnnxPipeline",
+    "read_metadata",
+    "load_rgb",
+    "preprocess",
+    "preprocess_inputs",
+    "preprocess_image",
+    "preprocess_crops",
+    "jpeg_draft_size",
+    "main",
+]
 
-#: Metadata keys written by ``sk_decaf.to_onnx`` (JSON values).
+#: Metadata keys written by ``sk_decaf.to_onnx`` (JSON values). ``sk_decaf.preprocess`` holds the settings
+#: of the first input; ``sk_decaf.inputs`` lists every input with its settings (absent in older models).
 PREPROCESS_KEY = "sk_decaf.preprocess"
+INPUTS_KEY = "sk_decaf.inputs"
 OUTPUTS_KEY = "sk_decaf.outputs"
 
 _RESAMPLE = {
@@ -64,17 +82,31 @@ def load_rgb(item, config=None):
     With ``config["decode"] == "reduced"``, a JPEG file is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
     that still has at least the resized size (``Image.draft``), as the fitted pipeline did.
     """
+    return _load_for(item, [config])[0]
+
+
+def _load_for(item, configs):
+    """``item`` as an RGB PIL image for each of ``configs``, decoded once per distinct decoded size.
+
+    Only ``decode="reduced"`` JPEG drafts can differ between configs; without them the file is decoded once.
+    """
     if isinstance(item, np.ndarray):
-        return _to_rgb(Image.fromarray(np.ascontiguousarray(item)))
+        return [_to_rgb(Image.fromarray(np.ascontiguousarray(item)))] * len(configs)
     if isinstance(item, Image.Image):
         item.load()
-        return _to_rgb(ImageOps.exif_transpose(item))
-    with Image.open(os.fspath(item)) as img:
-        need = jpeg_draft_size(img, config) if config is not None else None
-        if need is not None:
-            img.draft(None, need)
-        img.load()
-        return _to_rgb(ImageOps.exif_transpose(img))
+        return [_to_rgb(ImageOps.exif_transpose(item))] * len(configs)
+    decoded, out = {}, []
+    for config in configs:
+        with Image.open(os.fspath(item)) as img:  # reads the header; pixels are decoded by load()
+            need = jpeg_draft_size(img, config) if config is not None else None
+            if need is not None:
+                img.draft(None, need)  # the DCT scale the decoder will use: img.size becomes the decoded size
+            key = (img.mode, img.size)
+            if key not in decoded:
+                img.load()
+                decoded[key] = _to_rgb(ImageOps.exif_transpose(img))
+        out.append(decoded[key])
+    return out
 
 
 def jpeg_draft_size(img, config):
@@ -188,22 +220,91 @@ def preprocess_image(img, config):
     return np.asarray(_timm_transform(img, config, resample), dtype=np.uint8).transpose(2, 0, 1)
 
 
-def preprocess(items, config):
-    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch.
+def preprocess_crops(img, config):
+    """One RGB PIL image to the ``uint8 (K, 3, H, W)`` crops of test-time augmentation.
+
+    ``config["crops"]`` is ``"center+corners"`` (``tta="10crop"``: the centre crop, then the top-left,
+    top-right, bottom-left and bottom-right crops of the resized image) or ``"center+corners+whole"``
+    (``tta="12jitter"``: those and the whole image squashed to the input size), as ``DeCAFTransformer``'s
+    preprocessing takes them; their mirrors are computed by the graph.
+    """
+    if not _fused(config):
+        raise ValueError(f"crops={config.get('crops')!r} need a square input with the 'center' or 'squash' crop.")
+    resample = _RESAMPLE.get(config.get("interpolation"), Image.Resampling.BILINEAR)
+    reduced = config.get("decode") == "reduced"
+    width, height = img.size
+    new_w, new_h = _resized_size(width, height, config)
+    crop_h, crop_w = _crop_size(config)
+    offsets = [
+        (int(round((new_w - crop_w) / 2.0)), int(round((new_h - crop_h) / 2.0))),
+        (0, 0),
+        (new_w - crop_w, 0),
+        (0, new_h - crop_h),
+        (new_w - crop_w, new_h - crop_h),
+    ]
+    gap = REDUCING_GAP if reduced else None
+    if not reduced and new_w * new_h <= MAX_RESIZED_PIXELS:  # the full resize once, then crops of it
+        full = np.asarray(img.resize((new_w, new_h), resample), dtype=np.uint8)
+        crops = [full[top : top + crop_h, left : left + crop_w] for left, top in offsets]
+    else:  # resample only each crop's box of the source
+        sx, sy = width / new_w, height / new_h
+        crops = [
+            np.asarray(
+                img.resize(
+                    (crop_w, crop_h),
+                    resample,
+                    box=(left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy),
+                    reducing_gap=gap,
+                ),
+                dtype=np.uint8,
+            )
+            for left, top in offsets
+        ]
+    if config["crops"] == "center+corners+whole":
+        crops.append(np.asarray(img.resize((crop_w, crop_h), resample, reducing_gap=gap), dtype=np.uint8))
+    return np.stack(crops).transpose(0, 3, 1, 2)
+
+
+def _prepare(img, config):
+    """The network input of one image: ``(3, H, W)``, or ``(K, 3, H, W)`` crops."""
+    if config.get("crops", "center") == "center":
+        return preprocess_image(img, config)
+    return preprocess_crops(img, config)
+
+
+def preprocess_inputs(items, configs):
+    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one uint8 batch per config.
+
+    Each image is decoded once (once per JPEG draft scale where configs decode at different reduced sizes)
+    and prepared for every config: ``(N, 3, H, W)``, or ``(N, K, 3, H, W)`` for configs with ``K`` crops.
 
     Raises
     ------
     ValueError
         Naming the item that cannot be read or decoded.
     """
-    batch = []
+    batches = [[] for _ in configs]
     for i, item in enumerate(items):
         try:
-            batch.append(preprocess_image(load_rgb(item, config), config))
+            for batch, img, config in zip(batches, _load_for(item, configs), configs):
+                batch.append(_prepare(img, config))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             what = repr(os.fspath(item)) if isinstance(item, (str, os.PathLike)) else type(item).__name__
             raise ValueError(f"image {i} ({what}): cannot decode: {type(exc).__name__}: {exc}") from None
-    return np.stack(batch)
+    return [np.stack(batch) for batch in batches]
+
+
+def preprocess(items, config):
+    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch.
+
+    ``(N, K, 3, H, W)`` when ``config["crops"]`` asks for ``K`` crops (see :func:`preprocess_crops`).
+
+    Raises
+    ------
+    ValueError
+        Naming the item that cannot be read or decoded.
+    """
+    return preprocess_inputs(items, [config])[0]
 
 
 # -- the model -----------------------------------------------------------------------------------------------
@@ -234,8 +335,11 @@ class OnnxPipeline:
 
     Attributes
     ----------
+    inputs : list of (str, dict)
+        Each graph input's name and preprocessing settings, read from the model: one input, or one per
+        distinct preprocessing for a model of several networks.
     config : dict
-        Preprocessing settings read from the model.
+        The preprocessing settings of the first input.
     outputs : dict
         What each graph output holds (``label``, ``decision_function``, ``predict_proba`` or ``features``)
         and the ``classes``.
@@ -259,20 +363,31 @@ class OnnxPipeline:
             raise ValueError(
                 f"{os.fspath(path)!r} was not written by sk_decaf.to_onnx: no {PREPROCESS_KEY!r} metadata."
             )
-        self.config = meta[PREPROCESS_KEY]
+        names = [i.name for i in self.session.get_inputs()]
+        listed = meta.get(INPUTS_KEY) or [{"name": names[0], "preprocess": meta[PREPROCESS_KEY]}]
+        self.inputs = [(entry["name"], entry["preprocess"]) for entry in listed]
+        if sorted(name for name, _ in self.inputs) != sorted(names):
+            raise ValueError(
+                f"{os.fspath(path)!r}: the graph's inputs {names} are not those its metadata describes "
+                f"{[name for name, _ in self.inputs]}."
+            )
+        self.config = self.inputs[0][1]
         self.outputs = meta.get(OUTPUTS_KEY, {})
         classes = self.outputs.get("classes")
         self.classes_ = None if classes is None else np.asarray(classes)
         self.batch_size = batch_size
-        self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def prepare(self, images):
+        """The graph's input batches for ``images``, as a dict ``{input name: uint8 array}``."""
+        batches = preprocess_inputs(images, [config for _, config in self.inputs])
+        return {name: batch for (name, _), batch in zip(self.inputs, batches)}
 
     def run(self, images):
         """Every output of the graph for ``images`` (paths, PIL images or uint8 arrays), as a dict."""
         parts = []
         for start in range(0, len(images), self.batch_size):
-            batch = preprocess(images[start : start + self.batch_size], self.config)
-            parts.append(self.session.run(None, {self.input_name: batch}))
+            parts.append(self.session.run(None, self.prepare(images[start : start + self.batch_size])))
         if not parts:
             raise ValueError("OnnxPipeline got no images.")
         return {name: np.concatenate(cols) for name, cols in zip(self.output_names, zip(*parts))}

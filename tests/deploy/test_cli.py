@@ -102,3 +102,38 @@ def test_predict_json_and_errors(trained, folder, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     assert main(["predict", str(trained), image, str(tmp_path / "bad.jpg")]) == 2
     assert f"image 1 ({str(tmp_path / 'bad.jpg')!r}): cannot decode" in capsys.readouterr().err
+
+
+def test_train_takes_several_backbones_and_tta():
+    from sk_decaf.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "d", "-o", "m.onnx", "--backbone", "a", "b", "--tta", "10crop"])
+    assert (args.backbone, args.tta) == (["a", "b"], "10crop")
+    args = parser.parse_args(["train", "--data", "d", "-o", "m.onnx"])
+    assert (args.backbone, args.tta) == (["efficientnet_lite0"], None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--data", "d", "-o", "m.onnx", "--tta", "5crop"])
+
+
+def test_train_an_ensemble_with_tta(folder, tmp_path, demo, capsys):
+    """Two backbones prepared differently (160 and 224 pixels), flip augmentation: one model, two inputs,
+    checked against the pipeline by to_onnx before it is written."""
+    model = tmp_path / "ensemble.onnx"
+    argv = ["train", "--data", str(folder), "-o", str(model), "--weights", "random", "--cv", "3", "--tta", "flip"]
+    assert main([*argv, "--backbone", TINY, "mobilenetv3_small_050", "--layers", "-3", "-2"]) == 0
+    out = capsys.readouterr().out
+    assert f"make_ensemble('{TINY}', 'mobilenetv3_small_050') -> LinearSVC(C=1.0); tta=flip; 3-fold" in out
+    assert "CV over layers blocks.4 + blocks.5, pre_logits" in out and out.count("<- best") == 1
+    assert "inputs images, images_1; outputs label, decision_function" in out
+    meta = read_metadata(model)
+    assert meta["sk_decaf.steps"] == [["features", "FeatureUnion"], ["svm", "LinearSVC"]]
+    branches = meta["sk_decaf.branches"]
+    assert [(b["backbone"], b["tta"], b["input"]) for b in branches] == [
+        (TINY, "flip", "images"),
+        ("mobilenetv3_small_050", "flip", "images_1"),
+    ]
+    # One grid point per layer, set on both backbones (never blocks.4 with the other's pre_logits).
+    assert [b["layers"] for b in branches] in ([["blocks.4"], ["blocks.5"]], [["pre_logits"], ["pre_logits"]])
+    images = sorted(str(p) for p in folder.glob("*/*"))
+    assert set(OnnxPipeline(model).predict(images)) <= set(demo.target_names[:3])

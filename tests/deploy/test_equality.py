@@ -1,5 +1,6 @@
 """The exported graph against the fitted pipeline with the real default network (EfficientNet-Lite0, ImageNet
-weights shipped offline): identical labels, scores within a relative error of 1e-4."""
+weights shipped offline) and the recipe that docs/recipes.md recommends (EfficientNet-Lite0 and -Lite2 with
+flip augmentation): identical labels, scores within a relative error of 1e-4."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,18 @@ from numpy.testing import assert_allclose
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
-from sk_decaf import CORAL, DeCAFTransformer, DomainAugment, GeodesicFlowKernel, SignedSqrt, SubspaceAlignment, to_onnx
+from sk_decaf import (
+    CORAL,
+    DeCAFTransformer,
+    DomainAugment,
+    GeodesicFlowKernel,
+    SignedSqrt,
+    SubspaceAlignment,
+    make_ensemble,
+    to_onnx,
+)
 from sk_decaf.datasets import load_office_caltech10
-from sk_decaf.deploy import OnnxPipeline
+from sk_decaf.deploy import OnnxPipeline, read_metadata
 from tests.conftest import shared_data_root
 
 
@@ -26,6 +36,30 @@ def test_demo_set(demo, tmp_path):
     pipe = make_pipeline(DeCAFTransformer(cache=str(tmp_path / "activations.sqlite")), SignedSqrt(), LinearSVC())
     pipe.fit(demo.paths[::2], demo.target[::2])
     to_onnx(pipe, tmp_path / "model.onnx")
+    _assert_same(OnnxPipeline(tmp_path / "model.onnx"), pipe, demo.paths[1::2])
+
+
+def _recipe(cache):
+    """docs/recipes.md's recommendation: EfficientNet-Lite0 and -Lite2 with flip augmentation, a LinearSVC."""
+    return make_pipeline(
+        make_ensemble("efficientnet_lite0", "efficientnet_lite2", tta="flip", cache=str(cache)), LinearSVC()
+    )
+
+
+def _assert_two_inputs(path):
+    """Lite0 reads 224 x 224 images and Lite2 260 x 260: one input each, decoded once by the runtime."""
+    inputs = read_metadata(path)["sk_decaf.inputs"]
+    assert [(i["name"], i["preprocess"]["input_size"]) for i in inputs] == [
+        ("images", [3, 224, 224]),
+        ("images_1", [3, 260, 260]),
+    ]
+
+
+@pytest.mark.slow
+def test_demo_set_ensemble_recipe(demo, tmp_path):
+    pipe = _recipe(tmp_path / "activations.sqlite").fit(demo.paths[::2], demo.target[::2])
+    to_onnx(pipe, tmp_path / "model.onnx")
+    _assert_two_inputs(tmp_path / "model.onnx")
     _assert_same(OnnxPipeline(tmp_path / "model.onnx"), pipe, demo.paths[1::2])
 
 
@@ -75,3 +109,13 @@ def test_office_caltech10(office, adapt):
         path = folder / f"{type(adapt).__name__}.onnx"
         to_onnx(pipe, path)
         _assert_same(OnnxPipeline(path), pipe, X_test)
+
+
+@pytest.mark.slow
+def test_office_caltech10_ensemble_recipe(office):
+    X, y, _, X_test, decaf, folder = office
+    pipe = _recipe(decaf.cache).fit(X, y)
+    path = folder / "ensemble.onnx"
+    to_onnx(pipe, path)
+    _assert_two_inputs(path)
+    _assert_same(OnnxPipeline(path), pipe, X_test)

@@ -196,8 +196,9 @@ def test_unsupported_steps_are_named_with_reasons(decaf, split):
         (
             "signedsqrt",
             pytest.approx(
-                "the graph starts from images, so the first step must be a DeCAFTransformer (to export a pipeline on "
-                "features, use skl2onnx.to_onnx after sk_decaf.deploy.register_converters())"
+                "the graph starts from images, so the first step must be a DeCAFTransformer or a FeatureUnion whose "
+                "branches start with one (to export a pipeline on features, use skl2onnx.to_onnx after "
+                "sk_decaf.deploy.register_converters())"
             ),
         )
     ]

@@ -7,7 +7,9 @@ from PIL import Image
 from sk_decaf._torch.data import ImageDataset
 from sk_decaf._torch.preprocess import make_preprocessor
 from sk_decaf.deploy import preprocess
+from sk_decaf.deploy import runtime as runtime_module
 from sk_decaf.deploy._network import preprocess_config
+from sk_decaf.deploy.runtime import preprocess_inputs
 
 #: (data config, preprocess): square and non-square crops, every crop mode, up- and down-sampling crops.
 CONFIGS = {
@@ -149,3 +151,70 @@ def test_reduced_decoding_is_exercised(images):
     reduced = preprocess(large, preprocess_config(data_config, preprocess_mode, "reduced"))
     assert not np.array_equal(exact[0], reduced[0])
     assert 0 < np.abs(exact.astype(int) - reduced.astype(int)).mean() < 8
+
+
+def _pipeline_views(items, data_config, preprocess_mode, decode, tta):
+    """The ``(n_views, 3, H, W)`` views DeCAFTransformer(tta=...) feeds the network for each item."""
+    dataset = ImageDataset(items, make_preprocessor(data_config, preprocess_mode, decode, tta))
+    out = []
+    for k in range(len(dataset)):
+        views, _, error = dataset[k]
+        assert error is None, error
+        out.append(views.numpy())
+    return out
+
+
+#: Configurations on which the crop modes apply (square centre or squash crops that never upsample).
+CROPPED = ["lite0", "tiny", "decaf-squash"]
+
+
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+@pytest.mark.parametrize("tta", ["10crop", "12jitter"])
+@pytest.mark.parametrize("name", CROPPED)
+def test_runtime_crops_equal_pipeline_views(images, name, tta, decode):
+    """The runtime prepares the crops, byte for byte; the pipeline's other views are their mirrors."""
+    data_config, preprocess_mode = CONFIGS[name]
+    expected = _pipeline_views(images, data_config, preprocess_mode, decode, tta)
+    config = preprocess_config(data_config, preprocess_mode, decode, tta)
+    got = preprocess(images, config)
+    n_crops = {"10crop": 5, "12jitter": 6}[tta]
+    assert got.dtype == np.uint8
+    assert got.shape == (len(images), n_crops, 3, *data_config["input_size"][-2:])
+    for i, views in enumerate(expected):
+        assert np.array_equal(got[i], views[:n_crops]), f"image {i} ({images[i]})"
+        assert np.array_equal(got[i][..., ::-1], views[n_crops:]), f"image {i} ({images[i]})"
+
+
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_flip_is_the_centre_crop_and_its_mirror(images, name, decode):
+    """With tta="flip" the runtime prepares the centre crop alone; the graph mirrors it."""
+    data_config, preprocess_mode = CONFIGS[name]
+    expected = _pipeline_views(images, data_config, preprocess_mode, decode, "flip")
+    config = preprocess_config(data_config, preprocess_mode, decode, "flip")
+    assert config == preprocess_config(data_config, preprocess_mode, decode)  # the input of tta=None
+    got = preprocess(images, config)
+    for i, views in enumerate(expected):
+        assert np.array_equal(got[i], views[0]) and np.array_equal(got[i][..., ::-1], views[1]), f"image {i}"
+
+
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+def test_inputs_decode_each_image_once(images, decode, monkeypatch):
+    """Several inputs from one decoded image each, equal to each input prepared on its own."""
+    configs = [
+        preprocess_config(*CONFIGS["lite0"], decode),
+        preprocess_config(*CONFIGS["lite0"], decode, "10crop"),
+        preprocess_config(*CONFIGS["tiny"], decode),
+        preprocess_config(*CONFIGS["border"], decode),
+    ]
+    alone = [preprocess(images, config) for config in configs]
+    decoded = []
+    to_rgb = runtime_module._to_rgb
+    monkeypatch.setattr(runtime_module, "_to_rgb", lambda img: decoded.append(img.size) or to_rgb(img))
+    together = preprocess_inputs(images, configs)
+    for got, expected in zip(together, alone):
+        assert np.array_equal(got, expected)
+    if decode == "exact":
+        assert len(decoded) == len(images)
+    else:  # JPEG draft scales differ between the 224 and 160 inputs only where the image is large enough
+        assert len(images) <= len(decoded) < 2 * len(images)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 import sk_decaf.deploy.runtime as runtime_module
@@ -109,3 +109,31 @@ def test_cli_predict_without_torch(exported, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert _parse(done.stdout)[1] == pipe.predict(images).tolist()
+
+
+def test_runtime_file_serves_several_networks_and_crops(demo, tmp_path):
+    """A union of two networks prepared differently, one with 10-crop augmentation: two inputs, one of
+    them (N, 5, 3, H, W), prepared from one decoded image by the copied runtime alone."""
+    X, y = demo.paths[::10], np.asarray(demo.target_names, dtype=object)[demo.target[::10]]
+    small = {"pretrained_cfg_overlay": {"input_size": (3, 128, 128), "interpolation": "bilinear", "crop_pct": 0.9}}
+    union = make_union(
+        DeCAFTransformer(TINY, weights="random", layer=-2, tta="10crop", random_state=0),
+        make_pipeline(DeCAFTransformer(TINY, weights="random", model_kwargs=small, random_state=1), SignedSqrt()),
+    )
+    pipe = make_pipeline(union, LinearSVC()).fit(X, y)
+    model = tmp_path / "union.onnx"
+    to_onnx(pipe, model)
+    images = demo.paths[5::40]
+    copy = tmp_path / "runtime.py"
+    shutil.copy(runtime_module.__file__, copy)
+    env = _blocked_env(tmp_path, ["torch", "timm", "sklearn", "torchvision", "scipy", "skl2onnx", "sk_decaf"])
+    done = subprocess.run(
+        [sys.executable, str(copy), str(model), *images], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    paths, labels, scores = _parse(done.stdout)
+    assert paths == list(images) and labels == pipe.predict(images).tolist()
+    expected = label_scores(
+        {"label": pipe.predict(images), "decision_function": pipe.decision_function(images)}, pipe.classes_
+    )
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
