@@ -18,58 +18,73 @@ level (as skada's ``BaseAdapter`` does), so once routing is enabled with
 ``sklearn.set_config(enable_metadata_routing=True)`` a ``Pipeline``, ``GridSearchCV`` or
 ``cross_validate`` passes it on with no ``set_*_request`` call.
 
+The template: :class:`BaseDomainTransformer` owns ``fit``, ``transform`` and ``fit_transform``
+(validation, the labels, the deprecated ``domain=`` keyword) and calls one hook per member,
+``_fit_rows`` and ``_transform_rows``, which hold only what the member computes (as
+scikit-learn's ``_BasePCA`` does for its decompositions).
+
 References
 ----------
 .. [1] T. Gnassounou, O. Kachaiev, R. Flamary et al. "SKADA: Scikit Adaptation",
    https://scikit-adaptation.github.io.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
+from numbers import Integral
+from typing import TypeAlias, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._docstrings import FEATURE_ATTRIBUTES, fill_doc
+from .._sklearn_compat import fit_context
+
+#: What ``fit`` and ``transform`` take: array-likes, and sparse matrices for the members that accept them.
+MatrixLike: TypeAlias = Union[ArrayLike, sparse.spmatrix, "sparse.sparray"]
+#: What ``transform`` returns: an ndarray, or a sparse matrix for sparse input where a member keeps it sparse.
+Features: TypeAlias = Union[np.ndarray, sparse.spmatrix, "sparse.sparray"]
 
 __all__ = ["BaseDomainTransformer"]
+
+_Self = TypeVar("_Self", bound="BaseDomainTransformer")
 
 #: Label of the target domain for unlabelled samples under skada's convention (skada uses -1 when
 #: no ``sample_domain`` is given at all).
 SKADA_TARGET = -1
 
-#: Docstring fragments shared by the family (imbalanced-learn's ``Substitution`` idea): a
-#: ``%(name)s`` marker in a class or method docstring is replaced by the text below.
-_SHARED_DOCS = {
+#: Docstring fragments shared by the family, for :func:`sk_decaf._docstrings.fill_doc`: a ``%(name)s``
+#: marker in a member's docstring is replaced by the text below (written for a class docstring).
+DOMAIN_DOCS = {
     "target_domain": """target_domain : str, int or None, default=None
         Label of the target domain. None follows skada's convention for integer labels: ``>= 0``
         source, ``< 0`` target; readable labels (strings) need the name of the target here.
         Samples without a label are target samples either way.""",
-    "sample_domain_fit": """sample_domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample (see ``target_domain``); None, or a None / NaN entry,
-            means target. Routed by meta-estimators when metadata routing is enabled: it is
-            requested by default.""",
-    "sample_domain_transform": """sample_domain : array-like of shape (n_samples,), default=None
-            Domain label of each sample, each one seen in :meth:`fit`; None, or a None / NaN
-            entry, means target (what new images at predict time are). Requested by default.""",
-    "domain_deprecated": """domain : array-like of shape (n_samples,), default=None
-            Deprecated alias of ``sample_domain`` (FutureWarning); will be removed in 0.4.""",
     "routing": """The domain of each sample is the ``sample_domain`` metadata of :meth:`fit` and
     :meth:`transform`, requested by default: with metadata routing enabled
     (``sklearn.set_config(enable_metadata_routing=True)``) ``pipe.fit(X, y, sample_domain=d)``
     reaches this step inside a :class:`~sklearn.pipeline.Pipeline`, a
     :class:`~sklearn.model_selection.GridSearchCV` or a ``skada.make_da_pipeline``.""",
+    "domain_means": """mean_source_ : ndarray of shape (n_features,)
+        Mean of the source rows seen in :meth:`fit` (the target mean if none).
+
+    mean_target_ : ndarray of shape (n_features,)
+        Mean of the target rows seen in :meth:`fit`.""",
+    "domains": """domains_ : ndarray of shape (n_domains,), dtype=object
+        Source labels seen in fit (sorted) followed by the target label(s);
+        :meth:`transform` rejects other labels.
+
+    target_domain_ : str or int
+        Domain of the samples without a label.""",
 }
 
-
-def fill_doc(obj):
-    """Replace the ``%(name)s`` markers of ``obj``'s docstring (and its methods') by shared text."""
-    targets = [obj] + [getattr(obj, m) for m in ("fit", "transform", "fit_transform") if m in vars(obj)]
-    for target in targets:
-        doc = target.__doc__
-        if doc:
-            for key, text in _SHARED_DOCS.items():
-                doc = doc.replace(f"%({key})s", text)
-            target.__doc__ = doc
-    return obj
+#: The decorator of every member: the family's fragments and ``%(features_in)s``.
+fill_domain_doc = fill_doc({**DOMAIN_DOCS, **FEATURE_ATTRIBUTES})
 
 
 def _python_scalar(label):
@@ -86,7 +101,7 @@ def _python_scalar(label):
     return label
 
 
-def check_sample_domain(sample_domain, n_samples):
+def check_sample_domain(sample_domain: ArrayLike | None, n_samples: int) -> np.ndarray:
     """Per-sample labels as a 1-D object array, None where a label is missing.
 
     Parameters
@@ -116,16 +131,16 @@ def check_sample_domain(sample_domain, n_samples):
     return labels
 
 
-def is_target_label(label, target_domain):
+def is_target_label(label: object, target_domain: str | int | None) -> bool:
     """Whether a (non-missing) label is a target domain under the ``target_domain`` rule."""
     if target_domain is not None:
-        return label == target_domain
+        return bool(label == target_domain)
     if not isinstance(label, numbers.Integral) or isinstance(label, bool):
         raise ValueError(
             f"Domain label {label!r} is not one of skada's integers (>= 0 source, < 0 target): "
             "pass target_domain=<name of the target domain> to use readable labels."
         )
-    return label < 0
+    return bool(label < 0)
 
 
 def _sorted_labels(labels):
@@ -138,7 +153,11 @@ def _sorted_labels(labels):
 
 
 def _renamed(sample_domain, domain):
-    """``sample_domain``, or the deprecated ``domain`` with a FutureWarning."""
+    """``sample_domain``, or the deprecated ``domain`` with a FutureWarning.
+
+    Called by the template methods only: the warning points past them and the scikit-learn wrapper
+    around each (``fit_context``, ``set_output``), at the caller's line.
+    """
     if domain is None:
         return sample_domain
     if sample_domain is not None:
@@ -147,7 +166,7 @@ def _renamed(sample_domain, domain):
         "`domain` was renamed `sample_domain` (skada's name) in sk_decaf 0.2 and will be removed in "
         "0.4: pass sample_domain=... (routing requests it by default, no set_*_request needed).",
         FutureWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return domain
 
@@ -155,11 +174,14 @@ def _renamed(sample_domain, domain):
 class BaseDomainTransformer(TransformerMixin, BaseEstimator):
     """Base class of the transformers that take per-sample domain labels (``sample_domain``).
 
-    It requests ``sample_domain`` for ``fit`` and ``transform`` at class level, passes it to both in
-    :meth:`fit_transform` (scikit-learn's default would drop it), and implements the label rules of
-    the module docstring. A subclass has a ``target_domain`` parameter, calls
-    :meth:`_fit_domains` in ``fit`` and :meth:`_transform_domains` in ``transform``; these set and
-    use two fitted attributes:
+    It requests ``sample_domain`` for ``fit`` and ``transform`` at class level and implements the
+    label rules of the module docstring once, in template methods: :meth:`fit` validates ``X``,
+    reads the labels and calls the member's ``_fit_rows(X, labels, is_target)``; :meth:`transform`
+    checks the labels against those of fit and calls ``_transform_rows(X, labels, is_target)``;
+    :meth:`fit_transform` passes the labels to both (scikit-learn's default would drop them). A
+    member has a ``target_domain`` parameter and fills in those hooks; ``_accept_sparse`` says
+    which sparse input it takes, ``_domain_order`` whether a parameter fixes the domains. The
+    template sets two fitted attributes:
 
     * ``domains_`` (ndarray of objects): source labels seen in fit (sorted), then target labels
       (sorted), so the target comes last;
@@ -171,7 +193,89 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__transform = {"sample_domain": True}
 
-    def fit_transform(self, X, y=None, *, sample_domain=None, domain=None):
+    _parameter_constraints: dict = {"target_domain": [str, Integral, None]}
+
+    #: Sparse input the member takes (``validate_data``'s ``accept_sparse``): False, True or a format.
+    _accept_sparse: bool | str = False
+
+    target_domain: str | int | None
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(
+        self: _Self,
+        X: MatrixLike,
+        y: ArrayLike | None = None,
+        *,
+        sample_domain: ArrayLike | None = None,
+        domain: ArrayLike | None = None,
+    ) -> _Self:
+        """Learn the domains, then what the transformer computes from their rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training features of every domain (sparse for :class:`~sk_decaf.domain.DomainAugment`
+            and :class:`~sk_decaf.domain.NoAdaptation` only).
+
+        y : Ignored
+            Not used (skada's masked target labels, -1, are fine).
+
+        sample_domain : array-like of shape (n_samples,), default=None
+            Domain label of each sample (see ``target_domain``); None, or a None / NaN entry,
+            means target. Routed by meta-estimators when metadata routing is enabled: it is
+            requested by default.
+
+        domain : array-like of shape (n_samples,), default=None
+            Deprecated alias of ``sample_domain`` (FutureWarning); will be removed in 0.4.
+
+        Returns
+        -------
+        self : object
+            Fitted transformer.
+        """
+        sample_domain = _renamed(sample_domain, domain)
+        X = self._validate(X, reset=True)
+        labels, is_target = self._fit_domains(sample_domain, X.shape[0])
+        self._fit_rows(X, labels, is_target)
+        return self
+
+    def transform(
+        self, X: MatrixLike, *, sample_domain: ArrayLike | None = None, domain: ArrayLike | None = None
+    ) -> Features:
+        """Transform each row according to its domain.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Features to transform.
+
+        sample_domain : array-like of shape (n_samples,), default=None
+            Domain label of each sample, each one seen in :meth:`fit`; None, or a None / NaN
+            entry, means target (what new images at predict time are). Requested by default.
+
+        domain : array-like of shape (n_samples,), default=None
+            Deprecated alias of ``sample_domain`` (FutureWarning); will be removed in 0.4.
+
+        Returns
+        -------
+        X_new : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+            Transformed features with the dtype of ``X``; the class docstring gives the mapping and
+            :meth:`get_feature_names_out` the columns.
+        """
+        sample_domain = _renamed(sample_domain, domain)
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        labels, is_target = self._transform_domains(sample_domain, X.shape[0])
+        return self._transform_rows(X, labels, is_target)
+
+    def fit_transform(
+        self,
+        X: MatrixLike,
+        y: ArrayLike | None = None,
+        *,
+        sample_domain: ArrayLike | None = None,
+        domain: ArrayLike | None = None,
+    ) -> Features:
         """Fit to ``X`` and its domain labels, then transform ``X``.
 
         Parameters
@@ -196,11 +300,30 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
         sample_domain = _renamed(sample_domain, domain)
         return self.fit(X, y, sample_domain=sample_domain).transform(X, sample_domain=sample_domain)
 
-    def _fit_domains(self, sample_domain, n_samples, *, domains=None):
-        """Labels of the training rows (missing filled in) and their target mask; sets ``domains_``.
+    # -- hooks of the members --------------------------------------------------------------------
 
-        ``domains`` fixes the set and order of the domains (``DomainAugment(domains=...)``).
+    def _fit_rows(self, X, labels, is_target):
+        """Learn what the member computes from the validated rows, their labels and target mask.
+
+        Members that learn nothing but the domains (``NoAdaptation``, ``DomainAugment``) keep this
+        no-op.
         """
+
+    def _transform_rows(self, X, labels, is_target):
+        """Output for the validated rows, their labels (missing ones filled in) and target mask."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _transform_rows")
+
+    def _domain_order(self):
+        """The set and order of the domains when a parameter fixes them; None: those seen in fit."""
+        return None
+
+    # -- what the template and the members share -------------------------------------------------
+
+    def _validate(self, X, *, reset):
+        return validate_data(self, X, reset=reset, accept_sparse=self._accept_sparse, dtype=[np.float64, np.float32])
+
+    def _fit_domains(self, sample_domain, n_samples):
+        """Labels of the training rows (missing filled in) and their target mask; sets ``domains_``."""
         labels = check_sample_domain(sample_domain, n_samples)
         present = {label for label in labels if label is not None}
         targets = {label for label in present if is_target_label(label, self.target_domain)}
@@ -212,6 +335,7 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
             self.target_domain_ = None
         if self.target_domain_ is not None:
             targets.add(self.target_domain_)
+        domains = self._domain_order()
         if domains is None:
             ordered = _sorted_labels(present - targets) + _sorted_labels(targets)
         else:
@@ -258,10 +382,27 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
             labels[missing] = self.target_domain_
         return labels, is_target
 
-    def _require_target(self, is_target):
+    def _split_source_target(self, X, is_target):
+        """Source and target rows in float64, for the unsupervised members; sets the domain means.
+
+        Several source labels are pooled into one source domain. ``fit`` needs a target row; without
+        a source row (``fit`` with no labels, as in scikit-learn's checks) the source statistics are
+        the target ones.
+        """
         if not is_target.any():
             raise ValueError(
                 f"No target sample in fit (target_domain={self.target_domain!r}); domains seen: "
                 f"{self.domains_.tolist()!r}. Name the target with target_domain=, or use skada's "
                 "integers (< 0 for target)."
             )
+        X = X.astype(np.float64, copy=False)
+        X_source, X_target = X[~is_target], X[is_target]
+        self.mean_target_ = X_target.mean(axis=0)
+        self.mean_source_ = X_source.mean(axis=0) if X_source.shape[0] else self.mean_target_.copy()
+        return X_source, X_target
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = bool(self._accept_sparse)
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

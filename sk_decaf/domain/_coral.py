@@ -1,19 +1,20 @@
 """CORrelation ALignment (CORAL): re-colour source features with the target covariance."""
 
-from numbers import Integral, Real
+from __future__ import annotations
+
+from numbers import Real
 
 import numpy as np
 from scipy import linalg
 from sklearn.base import OneToOneFeatureMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._sklearn_compat import Interval, fit_context
-from ._base import BaseDomainTransformer, _renamed, fill_doc
+from .._sklearn_compat import Interval
+from ._base import BaseDomainTransformer, fill_domain_doc
 
 __all__ = ["CORAL"]
 
 
-@fill_doc
+@fill_domain_doc
 class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
     """Align the covariance of the source domain to that of the target domain.
 
@@ -57,25 +58,11 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
         The matrix ``A`` applied to source rows (the identity when no source
         rows were seen in :meth:`fit`).
 
-    mean_source_ : ndarray of shape (n_features,)
-        Mean of the source rows seen in :meth:`fit` (the target mean if none).
+    %(domain_means)s
 
-    mean_target_ : ndarray of shape (n_features,)
-        Mean of the target rows seen in :meth:`fit`.
+    %(domains)s
 
-    domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by the target label(s);
-        :meth:`transform` rejects other labels.
-
-    target_domain_ : str or int
-        Domain of the samples without a label.
-
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -117,76 +104,28 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
     """
 
     _parameter_constraints: dict = {
-        "target_domain": [str, Integral, None],
+        **BaseDomainTransformer._parameter_constraints,
         "reg": [Interval(Real, 0, None, closed="left")],
         "center": ["boolean"],
     }
 
-    def __init__(self, target_domain=None, *, reg=1.0, center=False):
+    def __init__(self, target_domain: str | int | None = None, *, reg: float = 1.0, center: bool = False) -> None:
         self.target_domain = target_domain
         self.reg = reg
         self.center = center
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, sample_domain=None, domain=None):
-        """Learn the alignment matrix from the source and target rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features of both domains.
-
-        y : Ignored
-            Not used (skada's masked target labels, -1, are fine).
-
-        %(sample_domain_fit)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
-        _, is_target = self._fit_domains(sample_domain, X.shape[0])
-        self._require_target(is_target)
-        X = X.astype(np.float64, copy=False)
-        X_target = X[is_target]
-        self.mean_target_ = X_target.mean(axis=0)
-        if is_target.all():
-            self.mean_source_ = self.mean_target_.copy()
+    def _fit_rows(self, X, labels, is_target):
+        X_source, X_target = self._split_source_target(X, is_target)
+        if X_source.shape[0] == 0:  # nothing to align
             self.alignment_ = np.eye(X.shape[1])
-            return self
-        X_source = X[~is_target]
-        self.mean_source_ = X_source.mean(axis=0)
+            return
         whiten = _regularised_covariance_power(X_source, self.reg, -0.5)
         recolour = _regularised_covariance_power(X_target, self.reg, 0.5)
         self.alignment_ = whiten @ recolour
-        return self
 
-    def transform(self, X, *, sample_domain=None, domain=None):
-        """Map source rows with ``alignment_``; leave target rows unchanged.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features to transform.
-
-        %(sample_domain_transform)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_features)
-            A new array with the dtype of ``X``.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        is_source = ~self._transform_domains(sample_domain, X.shape[0])[1]
+    def _transform_rows(self, X, labels, is_target):
+        # Source rows through alignment_ (and the means if center), target rows copied unchanged.
+        is_source = ~is_target
         X_new = np.array(X, copy=True)
         if is_source.any():
             X_source, offset = X[is_source].astype(np.float64), 0.0
@@ -195,11 +134,6 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
                 offset = self.mean_target_
             X_new[is_source] = X_source @ self.alignment_ + offset
         return X_new
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def _regularised_covariance_power(X, reg, power):

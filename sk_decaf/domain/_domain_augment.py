@@ -1,18 +1,19 @@
 """Daumé III's "frustratingly easy" feature augmentation for domain adaptation."""
 
-from numbers import Integral
+from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import check_is_fitted, validate_data
+from numpy.typing import ArrayLike
+from sklearn.utils.validation import check_is_fitted
 
-from .._sklearn_compat import check_feature_names_in, fit_context
-from ._base import BaseDomainTransformer, _renamed, fill_doc
+from .._sklearn_compat import check_feature_names_in
+from ._base import BaseDomainTransformer, fill_domain_doc
 
 __all__ = ["DomainAugment"]
 
 
-@fill_doc
+@fill_domain_doc
 class DomainAugment(BaseDomainTransformer):
     """Copy the features into a shared block and one block per domain.
 
@@ -50,12 +51,7 @@ class DomainAugment(BaseDomainTransformer):
         Domain of the samples without a label: ``target_domain``, or the
         target label seen in fit (skada's -1 if none).
 
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -96,73 +92,24 @@ class DomainAugment(BaseDomainTransformer):
     array([1, -2], dtype=object)
     """
 
-    _parameter_constraints: dict = {
-        "target_domain": [str, Integral, None],
-        "domains": ["array-like", None],
-    }
+    _parameter_constraints: dict = {**BaseDomainTransformer._parameter_constraints, "domains": ["array-like", None]}
+    _accept_sparse = "csr"
 
-    def __init__(self, target_domain=None, *, domains=None):
+    def __init__(self, target_domain: str | int | None = None, *, domains: ArrayLike | None = None) -> None:
         self.target_domain = target_domain
         self.domains = domains
 
-    def _validate(self, X, *, reset):
-        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32])
+    def _domain_order(self):
+        return self.domains
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, sample_domain=None, domain=None):
-        """Learn the set of domains.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training features.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        %(sample_domain_fit)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        X = self._validate(X, reset=True)
-        self._fit_domains(sample_domain, X.shape[0], domains=self.domains)
-        return self
-
-    def transform(self, X, *, sample_domain=None, domain=None):
-        """Augment the features according to each sample's domain.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Features to augment.
-
-        %(sample_domain_transform)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        X_new : {ndarray, sparse matrix} of shape \
-                (n_samples, n_features * (1 + len(domains_)))
-            ``[x, x * [d == domains_[0]], x * [d == domains_[1]], ...]`` for
-            each sample ``x`` of domain ``d``; same dtype as ``X``.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        labels, _ = self._transform_domains(sample_domain, X.shape[0])
+    def _transform_rows(self, X, labels, is_target):
+        # [x, x * [d == domains_[0]], x * [d == domains_[1]], ...]; sparse CSR stays sparse CSR.
         blocks = [X] + [_keep_rows(X, labels == d) for d in self.domains_]
         if sp.issparse(X):
             return sp.hstack(blocks, format="csr", dtype=X.dtype)
         return np.hstack(blocks)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Get output feature names: ``shared__<name>``, ``<domain>__<name>``.
 
         Parameters
@@ -184,12 +131,6 @@ class DomainAugment(BaseDomainTransformer):
             [f"{prefix}__{name}" for prefix in prefixes for name in names],
             dtype=object,
         )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def _keep_rows(X, mask):

@@ -1,21 +1,20 @@
 """Geodesic flow kernel between the source and target PCA subspaces, as features."""
 
-from numbers import Integral
+from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import ClassNamePrefixFeaturesOutMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._sklearn_compat import Interval, fit_context
-from ._base import BaseDomainTransformer, _renamed, fill_doc
-from ._subspace_alignment import _fit_domain_subspaces
+from .._docstrings import fill_doc
+from ._base import fill_domain_doc
+from ._subspace import SUBSPACE_DOCS, _BaseSubspace
 
 __all__ = ["GeodesicFlowKernel"]
 
 
-@fill_doc
-class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
+@fill_domain_doc
+@fill_doc(SUBSPACE_DOCS)
+class GeodesicFlowKernel(_BaseSubspace):
     """Features whose dot product is the geodesic flow kernel (GFK).
 
     Gong et al. (2012) join the ``d``-dimensional PCA subspaces of the source
@@ -44,11 +43,7 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer)
 
     Parameters
     ----------
-    n_components : int, default=None
-        Dimension ``d`` of both subspaces. None takes the largest value both
-        PCAs support: ``min(n_source_samples, n_target_samples, n_features)``.
-        The paper selects ``d`` with its subspace disagreement measure; tune it
-        by cross-validation here.
+    %(n_components)s
 
     %(target_domain)s
 
@@ -68,33 +63,16 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer)
     principal_angles_ : ndarray of shape (n_components_,)
         Principal angles between the subspaces in radians, ascending.
 
-    components_source_ : ndarray of shape (n_components_, n_features)
-        Source basis ``Ps.T``.
+    %(components)s
 
-    components_target_ : ndarray of shape (n_components_, n_features)
-        Target basis ``Pt.T``.
-
-    mean_source_ : ndarray of shape (n_features,)
-        Mean of the source rows seen in fit (the target mean if none).
-
-    mean_target_ : ndarray of shape (n_features,)
-        Mean of the target rows seen in fit.
+    %(domain_means)s
 
     n_components_ : int
         Dimension of the subspaces; the output has twice as many columns.
 
-    domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by the target label(s).
+    %(domains)s
 
-    target_domain_ : str or int
-        Domain of the samples without a label.
-
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -134,69 +112,20 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer)
     True
     """
 
-    _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "target_domain": [str, Integral, None],
-        "center": ["boolean"],
-    }
+    _parameter_constraints: dict = {**_BaseSubspace._parameter_constraints, "center": ["boolean"]}
 
-    def __init__(self, n_components=None, *, target_domain=None, center=False):
+    def __init__(
+        self, n_components: int | None = None, *, target_domain: str | int | None = None, center: bool = False
+    ) -> None:
         self.n_components = n_components
         self.target_domain = target_domain
         self.center = center
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, sample_domain=None, domain=None):
-        """Learn both PCA bases and the factor of the geodesic flow kernel.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features of both domains.
-
-        y : Ignored
-            Not used (skada's masked target labels, -1, are fine).
-
-        %(sample_domain_fit)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
-        subspaces = _fit_domain_subspaces(self, X, sample_domain, self.n_components)
-        self.mean_source_, basis_source, self.mean_target_, basis_target = subspaces
-        self.components_source_ = basis_source.T
-        self.components_target_ = basis_target.T
-        self.n_components_ = basis_target.shape[1]
+    def _fit_alignment(self, basis_source, basis_target):
         self.projection_, self.principal_angles_ = _gfk_factor(basis_source, basis_target)
-        return self
 
-    def transform(self, X, *, sample_domain=None, domain=None):
-        """Map rows to ``Z = X @ projection_`` (after centring if ``center``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features to transform.
-
-        %(sample_domain_transform)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, 2 * n_components_)
-            GFK features with the dtype of ``X``: ``Z @ Z.T == X @ G @ X.T``.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        _, is_target = self._transform_domains(sample_domain, X.shape[0])
+    def _transform_rows(self, X, labels, is_target):
+        # Z = X @ L; with center=True each row first loses the mean of its own domain.
         X_centred = X
         if self.center:
             X_centred = X - np.where(is_target[:, None], self.mean_target_, self.mean_source_)
@@ -205,11 +134,6 @@ class GeodesicFlowKernel(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer)
     @property
     def _n_features_out(self):
         return 2 * self.n_components_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def _gfk_factor(basis_source, basis_target):

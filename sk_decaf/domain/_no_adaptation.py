@@ -1,18 +1,15 @@
 """The identity, as a member of the family: the "no adaptation" choice of a search."""
 
-from numbers import Integral
+from __future__ import annotations
 
-import numpy as np
 from sklearn.base import OneToOneFeatureMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._sklearn_compat import fit_context
-from ._base import BaseDomainTransformer, _renamed, fill_doc
+from ._base import BaseDomainTransformer, fill_domain_doc
 
 __all__ = ["NoAdaptation"]
 
 
-@fill_doc
+@fill_domain_doc
 class NoAdaptation(OneToOneFeatureMixin, BaseDomainTransformer):
     """Return the features unchanged, taking ``sample_domain`` like the adaptation methods.
 
@@ -31,18 +28,9 @@ class NoAdaptation(OneToOneFeatureMixin, BaseDomainTransformer):
 
     Attributes
     ----------
-    domains_ : ndarray of shape (n_domains,), dtype=object
-        Source labels seen in fit (sorted) followed by the target label(s).
+    %(domains)s
 
-    target_domain_ : str or int
-        Domain of the samples without a label.
-
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(features_in)s
 
     See Also
     --------
@@ -73,62 +61,10 @@ class NoAdaptation(OneToOneFeatureMixin, BaseDomainTransformer):
     (3,)
     """
 
-    _parameter_constraints: dict = {"target_domain": [str, Integral, None]}
+    _accept_sparse = True
 
-    def __init__(self, target_domain=None):
+    def __init__(self, target_domain: str | int | None = None) -> None:
         self.target_domain = target_domain
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, sample_domain=None, domain=None):
-        """Record the domains seen (to reject unknown labels in :meth:`transform`).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training features.
-
-        y : Ignored
-            Not used, present here for API consistency by convention.
-
-        %(sample_domain_fit)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        self : object
-            Fitted transformer.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        X = validate_data(self, X, accept_sparse=True, dtype=[np.float64, np.float32])
-        self._fit_domains(sample_domain, X.shape[0])
-        return self
-
-    def transform(self, X, *, sample_domain=None, domain=None):
-        """Return ``X`` unchanged, after checking its labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Features.
-
-        %(sample_domain_transform)s
-
-        %(domain_deprecated)s
-
-        Returns
-        -------
-        X : {ndarray, sparse matrix} of shape (n_samples, n_features)
-            The validated input, same dtype.
-        """
-        sample_domain = _renamed(sample_domain, domain)
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, accept_sparse=True, dtype=[np.float64, np.float32])
-        self._transform_domains(sample_domain, X.shape[0])
-        return X
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    def _transform_rows(self, X, labels, is_target):
+        return X  # the validated input: the labels are checked, the rows are not changed

@@ -1,4 +1,5 @@
 import pickle
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,17 +14,9 @@ from sklearn.pipeline import make_pipeline
 from sk_decaf import GeodesicFlowKernel
 from sk_decaf.domain import _gfk
 from sk_decaf.domain._gfk import _gfk_factor, _gfk_factor_from_svd
+from tests.domain.conftest import rotated_domains
 
-
-def _two_domains(n_source=40, n_target=30, n_features=10, seed=0):
-    rng = np.random.RandomState(seed)
-    scales = np.linspace(3.0, 0.2, n_features)
-    X_source = rng.normal(size=(n_source, n_features)) * scales + 1.0
-    rotation = np.linalg.qr(rng.normal(size=(n_features, n_features)))[0]
-    X_target = (rng.normal(size=(n_target, n_features)) * scales) @ rotation - 2.0
-    X = np.vstack([X_source, X_target])
-    domain = np.array(["amazon"] * n_source + ["webcam"] * n_target, dtype=object)
-    return X, domain
+_two_domains = partial(rotated_domains, n_source=40, n_target=30, n_features=10)
 
 
 def _geodesic_integral(Ps, Pt, n_nodes=40):
