@@ -12,8 +12,22 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._docstrings import fill_doc
+
 #: Layer types of a profile, in the order of the pie of DeCAF Fig. 3(b).
 LAYER_TYPES = ("conv", "fc", "pool", "neuron", "norm", "other")
+
+
+#: The ``ax`` parameter and the return value of the single-panel figures (see sk_decaf._docstrings).
+_DOCS = {
+    "ax": """ax : matplotlib Axes, default=None
+        Axes to draw in; a new pyplot figure is made when None.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure of ``ax``, or the new pyplot figure.""",
+}
 
 
 def _axes(ax, ncols=1, figsize=(6.4, 4.8)):
@@ -42,6 +56,7 @@ def _label(value):
     return str(value)
 
 
+@fill_doc(_DOCS)
 def plot_tsne(
     features,
     labels,
@@ -77,13 +92,7 @@ def plot_tsne(
         Seed of the projection and of t-SNE.
     legend : "auto" or bool, default="auto"
         Draw a legend; "auto" draws it for at most 20 labels.
-    ax : matplotlib Axes, default=None
-        Axes to draw in; a new pyplot figure is made when None.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-        The figure of ``ax``, or the new pyplot figure.
+    %(ax)s
 
     References
     ----------
@@ -124,6 +133,7 @@ def plot_tsne(
     return fig
 
 
+@fill_doc(_DOCS)
 def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None):
     """Validation score per layer and classifier of a fitted search (DeCAF Fig. 4 left).
 
@@ -142,13 +152,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
     classifier_param : str, default=None
         Parameter giving the classifier (one line each); None picks the first
         other parameter whose values are estimators, if any.
-    ax : matplotlib Axes, default=None
-        Axes to draw in; a new pyplot figure is made when None.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-        The figure of ``ax``, or the new pyplot figure.
+    %(ax)s
 
     References
     ----------
@@ -218,6 +222,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
     return fig
 
 
+@fill_doc(_DOCS)
 def plot_few_shot(results, *, ax=None):
     """Accuracy against training images per class (DeCAF Fig. 4 right).
 
@@ -226,13 +231,7 @@ def plot_few_shot(results, *, ax=None):
     results : FewShotCurve or mapping of str to FewShotCurve
         Output(s) of :func:`sk_decaf.evaluation.few_shot_curve`; a mapping draws
         one line per entry, labelled by its key (e.g. "SVM", "LogReg").
-    ax : matplotlib Axes, default=None
-        Axes to draw in; a new pyplot figure is made when None.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-        The figure of ``ax``, or the new pyplot figure.
+    %(ax)s
 
     Examples
     --------
