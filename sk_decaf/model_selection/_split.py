@@ -255,8 +255,8 @@ class DomainAdaptationSplit(BaseCrossValidator):
 
     def __init__(
         self,
-        source: str,
-        target: str,
+        source: str | int,
+        target: str | int,
         *,
         setting: str = "ST",
         n_source_per_class: int | None = None,
