@@ -19,7 +19,7 @@ from .._docstrings import IMAGE_PARAMS, fill_doc
 from .._images import Images, as_image_sequence
 from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._torch.catalog import backbone_info
-from .._torch.layers import resolve_layers
+from .._torch.layers import FeatureExtractor, resolve_layers
 from .._torch.preprocess import DECODE_MODES, TTA_MODES, make_preprocessor
 from ._extract import Extraction
 from ._output import output_array
@@ -259,7 +259,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "layers_")
         return self._network.get(self).model
 
-    def feature_network(self) -> torch.nn.Module:
+    def feature_network(self) -> FeatureExtractor:
         """The network as one torch module, from prepared images to this transformer's features.
 
         The module takes a uint8 ``(N, 3, H, W)`` RGB batch prepared as :meth:`transform` prepares it
