@@ -17,7 +17,7 @@ _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 _ORIENTATION_TAG = 0x0112
 
 
-def _array_to_pil(arr):
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise ValueError(f"expected shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
     if arr.size == 0:
@@ -37,7 +37,7 @@ def _array_to_pil(arr):
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def _to_rgb(img):
+def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to RGB: palette, grayscale, 16-bit, CMYK and alpha modes included."""
     if img.mode == "RGB":
         return img
@@ -56,7 +56,7 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def _transposed(img):
+def _transposed(img: Image.Image) -> bool:
     return img.getexif().get(_ORIENTATION_TAG) in _TRANSPOSED_ORIENTATIONS
 
 
@@ -66,14 +66,15 @@ def _displayed_size(img: Image.Image) -> tuple[int, int]:
     return (height, width) if _transposed(img) else (width, height)
 
 
-def _draft(img, need):
+def _draft(img: Image.Image, need: tuple[int, int] | None) -> None:
     """Ask a JPEG decoder for the smallest DCT-scaled size at least ``need`` (displayed ``(w, h)``)."""
     if need is None or img.format != "JPEG":
         return
-    img.draft(None, tuple(need[::-1]) if _transposed(img) else tuple(need))
+    width, height = need
+    img.draft(None, (height, width) if _transposed(img) else (width, height))
 
 
-def _crop_need(crop, displayed, draft):
+def _crop_need(crop: Crop, displayed: tuple[int, int], draft: DraftSize | None) -> tuple[int, int] | None:
     """The displayed size of the whole image that still gives the crop the size ``draft`` asks for."""
     _, _, box_w, box_h = crop.box
     if draft is None or box_w < 1 or box_h < 1:
@@ -110,7 +111,7 @@ def _open_rgb(
     return None
 
 
-def _need(displayed, draft):
+def _need(displayed: tuple[int, int], draft: DraftSize | None) -> tuple[int, int] | None:
     return None if draft is None else draft(*displayed)
 
 

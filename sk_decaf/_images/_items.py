@@ -93,7 +93,7 @@ def _is_path(item: object) -> TypeGuard[str | os.PathLike[str]]:
     return isinstance(item, (str, os.PathLike))
 
 
-def _what(item):
+def _what(item: object) -> str:
     if _is_path(item):
         return repr(os.fspath(item))
     if isinstance(item, Crop):
@@ -110,7 +110,7 @@ def describe(item: object, index: int) -> str:
     return f"image {index} ({_what(item)})"
 
 
-def _one_column(X):
+def _one_column(X: Any) -> list[Any] | None:
     """The single column of a 2-D table of images (what ``ColumnTransformer`` passes for a list selector)."""
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # pandas DataFrame
         if X.shape[1] != 1:
@@ -166,7 +166,7 @@ def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     return cast(Sequence[Any], X)  # a sequence, or an object indexed like one
 
 
-def _path_problem(path):
+def _path_problem(path: str | os.PathLike[str]) -> str | None:
     path = os.fspath(path)
     if not os.path.exists(path):
         return "file does not exist."
@@ -210,7 +210,7 @@ def check_items(items: Sequence[Any] | np.ndarray, errors: dict[int, str] | None
 
 
 @functools.lru_cache(maxsize=200_000)
-def _file_digest(path, size, mtime_ns, inode):
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(b"file\0")
     with open(path, "rb") as f:
@@ -219,7 +219,7 @@ def _file_digest(path, size, mtime_ns, inode):
     return h.hexdigest()
 
 
-def _key(item, index):
+def _key(item: object, index: int) -> str:
     if _is_path(item):
         path = os.path.abspath(os.fspath(item))
         st = os.stat(path)
