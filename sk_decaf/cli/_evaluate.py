@@ -269,6 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             features = make_decaf(names[next(iter(names))]).fit_transform(data.paths)
         rows, protocol = [], None
         for name in names:
+            results: dict[str, EvaluationResult]
             if office:
                 results = evaluate_office(
                     make_pipe(name),
