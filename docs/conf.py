@@ -142,7 +142,8 @@ def api_entries():
             found.setdefault(id(obj), (obj, []))[1].append(module.__name__ + "." + name)
     entries = {section: [] for section in ["", *subpackages]}
     for obj, paths in found.values():
-        home = next((sub for sub in subpackages if obj.__module__.startswith(f"sk_decaf.{sub}.")), None)
+        where = getattr(obj, "__module__", None) or ""  # constants (a str) have no module: their exporter decides
+        home = next((sub for sub in subpackages if where.startswith(f"sk_decaf.{sub}.")), None)
         owners = [path.split(".")[1] for path in paths if path.count(".") == 2]  # subpackages exporting it
         section = home if home in owners else (owners[0] if owners else "")
         entries[section].append((min(paths, key=len), obj))

@@ -22,6 +22,8 @@ import sqlite3
 import time
 import warnings
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +32,15 @@ __all__ = ["ActivationCache", "CacheError"]
 _FORMAT = "sk_decaf.activations"
 _VERSION = "1"
 _CHUNK = 400  # keys per SELECT, below SQLite's default limit of 999 host parameters
+#: SQLITE_BUSY and SQLITE_LOCKED (named in the sqlite3 module from Python 3.11 on only).
+_BUSY_CODES = (5, 6)
 
 
-def _is_busy(exc):
+def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether an SQLite error is a lock held by another connection (SQLITE_BUSY or SQLITE_LOCKED)."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
     if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return code & 0xFF in _BUSY_CODES
     return "locked" in str(exc) or "busy" in str(exc)
 
 
@@ -57,16 +61,16 @@ class ActivationCache:
         Seconds a writer waits for another process's transaction.
     """
 
-    def __init__(self, path, max_bytes=None, timeout=120.0):
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int | None = None, timeout: float = 120.0) -> None:
         self.path = os.fspath(path)
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.readonly = False
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
 
     # -- connection --------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _errors(self, action):
+    def _errors(self, action: str) -> Iterator[None]:
         """Turn any SQLite failure into a :class:`CacheError` that names the file and what was attempted."""
         try:
             yield
@@ -78,13 +82,13 @@ class ActivationCache:
                 "the file is an sk_decaf cache on a local file system, or choose another cache path."
             ) from None
 
-    def _writable(self):
+    def _writable(self) -> bool:
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.exists(self.path):
             return True  # created below (makedirs fails clearly where it cannot)
         return os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)
 
-    def _open_readonly(self):
+    def _open_readonly(self) -> sqlite3.Connection:
         """Read a cache that cannot be written.
 
         Plain read-only, or immutable when even the WAL index cannot be created next to it.
@@ -99,7 +103,7 @@ class ActivationCache:
                 conn.close()
         raise CacheError(f"Cannot open the read-only activation cache {self.path!r}.")
 
-    def _connect(self):
+    def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
         # Two processes that open a new cache at the same moment may both ask for the WAL switch's exclusive
@@ -132,13 +136,13 @@ class ActivationCache:
         self._conn = conn
         return conn
 
-    def _unusable(self, exc):
+    def _unusable(self, exc: Exception) -> CacheError:
         return CacheError(
             f"Cannot use {self.path!r} as an activation cache: {exc}. The file is corrupt or not a "
             "cache; delete it (its features will be recomputed) or choose another path."
         )
 
-    def _open(self):
+    def _open(self) -> sqlite3.Connection:
         """One attempt at opening (and, when empty, creating) the cache; the connection is closed on failure."""
         if self._writable():
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -177,7 +181,7 @@ class ActivationCache:
         return conn
 
     @staticmethod
-    def _create(conn):
+    def _create(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -196,20 +200,20 @@ class ActivationCache:
             conn.execute("ROLLBACK")
             raise
 
-    def close(self):
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self):
+    def __enter__(self) -> ActivationCache:
         self._connect()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- reads -------------------------------------------------------------------------------------
-    def get(self, config, keys, dims):
+    def get(self, config: str, keys: Iterable[str], dims: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
         """Look up ``keys`` for the layers in ``dims`` (``{layer: dimension}``).
 
         Returns ``{key: {layer: vector}}`` holding only complete, intact entries; a corrupt vector is
@@ -217,7 +221,7 @@ class ActivationCache:
         """
         conn = self._connect()
         layers = list(dims)
-        found = {}
+        found: dict[str, dict[str, np.ndarray]] = {}
         unique = list(dict.fromkeys(keys))
         with self._errors("read"):
             for start in range(0, len(unique), _CHUNK):
@@ -236,7 +240,7 @@ class ActivationCache:
         return complete
 
     @contextlib.contextmanager
-    def _transaction(self, conn, action):
+    def _transaction(self, conn: sqlite3.Connection, action: str) -> Iterator[None]:
         """One atomic write transaction; SQLite failures become :class:`CacheError`."""
         with self._errors(action):
             conn.execute("BEGIN IMMEDIATE")
@@ -248,7 +252,7 @@ class ActivationCache:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _touch(self, conn, config, keys):
+    def _touch(self, conn: sqlite3.Connection, config: str, keys: Sequence[str]) -> None:
         now = time.time()
         with self._transaction(conn, "update"):
             for start in range(0, len(keys), _CHUNK):
@@ -259,7 +263,7 @@ class ActivationCache:
                 )
 
     # -- writes ------------------------------------------------------------------------------------
-    def put(self, config, rows, description=None):
+    def put(self, config: str, rows: Iterable[tuple[str, str, Any]], description: dict[str, Any] | None = None) -> None:
         """Store ``rows`` of ``(key, layer, vector)`` in one atomic transaction."""
         conn = self._connect()
         if self.readonly:
@@ -277,7 +281,7 @@ class ActivationCache:
                     (config, json.dumps(description, sort_keys=True, default=str)),
                 )
 
-    def record(self, config, hits, computed, description=None):
+    def record(self, config: str, hits: int, computed: int, description: dict[str, Any] | None = None) -> None:
         """Add to the per-configuration counters of cache hits and images that went through the network."""
         conn = self._connect()
         if self.readonly:
@@ -292,7 +296,7 @@ class ActivationCache:
                 (int(hits), int(computed), config),
             )
 
-    def evict(self):
+    def evict(self) -> int:
         """Drop least-recently-used vectors until the stored bytes fit ``max_bytes``."""
         if self.max_bytes is None:
             return 0
@@ -320,7 +324,7 @@ class ActivationCache:
             removed += len(drop)
         return removed
 
-    def clear(self, config=None):
+    def clear(self, config: str | None = None) -> None:
         """Delete every vector (or those of one configuration) and reset the counters."""
         conn = self._connect()
         if self.readonly:
@@ -336,7 +340,7 @@ class ActivationCache:
             with self._errors("compact"):
                 conn.execute("VACUUM")
 
-    def info(self, config=None):
+    def info(self, config: str | None = None) -> dict[str, int]:
         """Counts for one configuration (or all): entries, images, bytes, hits, computed."""
         conn = self._connect()
         where, args = ("WHERE config=?", (config,)) if config is not None else ("", ())

@@ -21,11 +21,24 @@ its own copy of the decoding rules on purpose, so that it runs without sk_decaf;
 """
 
 from ._decode import ImageLoadError, image_size, load_rgb
-from ._items import Crop, ImageItems, as_image_sequence, check_items, content_key, describe
+from ._items import (
+    Crop,
+    DraftSize,
+    ImageItem,
+    ImageItems,
+    Images,
+    as_image_sequence,
+    check_items,
+    content_key,
+    describe,
+)
 
 __all__ = [
     "Crop",
+    "DraftSize",
+    "ImageItem",
     "ImageItems",
+    "Images",
     "ImageLoadError",
     "as_image_sequence",
     "check_items",

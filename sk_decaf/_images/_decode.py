@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._items import Crop, ImageLoadError, _is_path, describe, unsupported
+from ._items import Crop, DraftSize, ImageItem, ImageLoadError, _is_path, describe, unsupported
 
 __all__ = ["ImageLoadError", "load_rgb", "image_size"]
 
@@ -17,7 +17,7 @@ _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 _ORIENTATION_TAG = 0x0112
 
 
-def _array_to_pil(arr):
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise ValueError(f"expected shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
     if arr.size == 0:
@@ -37,7 +37,7 @@ def _array_to_pil(arr):
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def _to_rgb(img):
+def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to RGB: palette, grayscale, 16-bit, CMYK and alpha modes included."""
     if img.mode == "RGB":
         return img
@@ -56,24 +56,25 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def _transposed(img):
+def _transposed(img: Image.Image) -> bool:
     return img.getexif().get(_ORIENTATION_TAG) in _TRANSPOSED_ORIENTATIONS
 
 
-def _displayed_size(img):
+def _displayed_size(img: Image.Image) -> tuple[int, int]:
     """``(width, height)`` of an opened image as displayed, after its EXIF orientation."""
     width, height = img.size
     return (height, width) if _transposed(img) else (width, height)
 
 
-def _draft(img, need):
+def _draft(img: Image.Image, need: tuple[int, int] | None) -> None:
     """Ask a JPEG decoder for the smallest DCT-scaled size at least ``need`` (displayed ``(w, h)``)."""
     if need is None or img.format != "JPEG":
         return
-    img.draft(None, tuple(need[::-1]) if _transposed(img) else tuple(need))
+    width, height = need
+    img.draft(None, (height, width) if _transposed(img) else (width, height))
 
 
-def _crop_need(crop, displayed, draft):
+def _crop_need(crop: Crop, displayed: tuple[int, int], draft: DraftSize | None) -> tuple[int, int] | None:
     """The displayed size of the whole image that still gives the crop the size ``draft`` asks for."""
     _, _, box_w, box_h = crop.box
     if draft is None or box_w < 1 or box_h < 1:
@@ -87,8 +88,13 @@ def _crop_need(crop, displayed, draft):
     return math.ceil(displayed[0] * scale), math.ceil(displayed[1] * scale)
 
 
-def _open_rgb(item, draft=None, crop=None):
-    """Decode an item (not a crop) as RGB; ``crop`` is the :class:`Crop` it is the source of, if any."""
+def _open_rgb(
+    item: object, draft: DraftSize | None = None, crop: Crop | None = None
+) -> tuple[Image.Image, tuple[int, int]] | None:
+    """Decode an item (not a crop) as RGB, with its displayed size; ``None`` for an item of no accepted kind.
+
+    ``crop`` is the :class:`Crop` the item is the source of, if any.
+    """
     if _is_path(item):
         with Image.open(os.fspath(item)) as img:
             displayed = _displayed_size(img)
@@ -102,29 +108,30 @@ def _open_rgb(item, draft=None, crop=None):
     if isinstance(item, np.ndarray):
         img = _to_rgb(_array_to_pil(item))
         return img, img.size
-    return None, None
+    return None
 
 
-def _need(displayed, draft):
+def _need(displayed: tuple[int, int], draft: DraftSize | None) -> tuple[int, int] | None:
     return None if draft is None else draft(*displayed)
 
 
-def _load(item, index, draft):
+def _load(item: ImageItem, index: int, draft: DraftSize | None) -> Image.Image:
     if isinstance(item, Crop):
-        img, displayed = _open_rgb(item.source, draft, crop=item)
-        if img is None:
+        opened = _open_rgb(item.source, draft, crop=item)
+        if opened is None:
             raise unsupported(item, index)
+        img, displayed = opened
         box = item.pixel_box(img.width / displayed[0], img.height / displayed[1])
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ImageLoadError(f"{describe(item, index)}: the crop box is empty.")
         return img.crop(box)
-    img, _ = _open_rgb(item, draft)
-    if img is None:
+    opened = _open_rgb(item, draft)
+    if opened is None:
         raise unsupported(item, index)
-    return img
+    return opened[0]
 
 
-def load_rgb(item, index=0, draft=None):
+def load_rgb(item: ImageItem, index: int = 0, draft: DraftSize | None = None) -> Image.Image:
     """Load one item as an RGB PIL image with EXIF orientation applied.
 
     Parameters
@@ -156,7 +163,7 @@ def load_rgb(item, index=0, draft=None):
         raise ImageLoadError(f"{describe(item, index)}: cannot decode: {type(exc).__name__}: {exc}") from None
 
 
-def image_size(item, index=0):
+def image_size(item: ImageItem, index: int = 0) -> tuple[int, int]:
     """``(width, height)`` of an item as displayed (EXIF orientation applied), reading only a file's header.
 
     Raises

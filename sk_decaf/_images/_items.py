@@ -7,14 +7,25 @@ import functools
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, TypeGuard, cast
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageLoadError", "Crop", "ImageItems", "describe", "as_image_sequence", "check_items", "content_key"]
+__all__ = [
+    "ImageLoadError",
+    "Crop",
+    "ImageItem",
+    "ImageItems",
+    "Images",
+    "DraftSize",
+    "describe",
+    "as_image_sequence",
+    "check_items",
+    "content_key",
+]
 
 #: What the error messages say the reader accepts.
 ACCEPTED = "a file path, a PIL image or a numpy array"
@@ -35,19 +46,36 @@ class Crop:
     source: Any
     box: tuple
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         box = tuple(float(v) for v in np.asarray(self.box, dtype=float).ravel())
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise ValueError(f"A crop box is (x, y, width, height), four finite numbers; got {self.box!r}.")
         object.__setattr__(self, "box", box)
 
-    def pixel_box(self, scale_x=1.0, scale_y=1.0):
+    def pixel_box(self, scale_x: float = 1.0, scale_y: float = 1.0) -> tuple[int, int, int, int]:
         """``(left, top, right, bottom)`` rounded to pixels, on an image scaled by ``scale_x, scale_y``."""
         x, y, w, h = self.box
-        return tuple(int(round(v)) for v in (x * scale_x, y * scale_y, (x + w) * scale_x, (y + h) * scale_y))
+        left, top, right, bottom = (
+            int(round(v)) for v in (x * scale_x, y * scale_y, (x + w) * scale_x, (y + h) * scale_y)
+        )
+        return left, top, right, bottom
 
 
-class ImageItems(Sequence):
+#: One image as the reader accepts it: a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or
+#: ``(H, W, 4)``, or a :class:`Crop` of one of these.
+ImageItem: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | Crop
+
+#: Several images, what a transformer's ``X`` is: a sequence (or other iterable) of :data:`ImageItem`, an
+#: ``(N, H, W[, C])`` array, a one-column table of paths (a pandas ``DataFrame`` or ``Series``, an ``(N, 1)``
+#: array), or an :class:`ImageItems` (a lazy sequence such as ``CroppedImages``).
+Images: TypeAlias = Iterable[ImageItem] | np.ndarray
+
+#: ``draft(width, height) -> (w, h) or None``: the smallest size a caller needs of an image displayed at
+#: ``width x height`` (see :func:`load_rgb`).
+DraftSize: TypeAlias = Callable[[int, int], "tuple[int, int] | None"]
+
+
+class ImageItems(Sequence[Any]):
     """Base of lazy image sequences: ``len`` and :meth:`item` give the reader's items.
 
     A subclass implements ``__len__``, ``item(i)`` and ``__getitem__`` (what users see, typically the decoded
@@ -57,15 +85,15 @@ class ImageItems(Sequence):
     """
 
     @abc.abstractmethod
-    def item(self, i):
+    def item(self, i: int) -> ImageItem:
         """The reader item of image ``i`` (a path, a :class:`Crop` ...)."""
 
 
-def _is_path(item):
+def _is_path(item: object) -> TypeGuard[str | os.PathLike[str]]:
     return isinstance(item, (str, os.PathLike))
 
 
-def _what(item):
+def _what(item: object) -> str:
     if _is_path(item):
         return repr(os.fspath(item))
     if isinstance(item, Crop):
@@ -77,12 +105,12 @@ def _what(item):
     return type(item).__name__
 
 
-def describe(item, index):
+def describe(item: object, index: int) -> str:
     """``image <index> (<short description>)``, for error messages; never the item's whole content."""
     return f"image {index} ({_what(item)})"
 
 
-def _one_column(X):
+def _one_column(X: Any) -> list[Any] | None:
     """The single column of a 2-D table of images (what ``ColumnTransformer`` passes for a list selector)."""
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # pandas DataFrame
         if X.shape[1] != 1:
@@ -94,7 +122,7 @@ def _one_column(X):
     return None
 
 
-def as_image_sequence(X):
+def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     """Return ``X`` as an indexable sequence of image items, validating its container type.
 
     A single image is rejected whatever its kind (a path, a PIL image, an ``(H, W, 3)`` or ``(H, W, 4)``
@@ -135,10 +163,10 @@ def as_image_sequence(X):
             return list(X)
         except TypeError:
             raise ValueError(f"Expected a sequence of images, got {type(X).__name__}.") from None
-    return X
+    return cast(Sequence[Any], X)  # a sequence, or an object indexed like one
 
 
-def _path_problem(path):
+def _path_problem(path: str | os.PathLike[str]) -> str | None:
     path = os.fspath(path)
     if not os.path.exists(path):
         return "file does not exist."
@@ -149,7 +177,7 @@ def _path_problem(path):
     return None
 
 
-def unsupported(item, index):
+def unsupported(item: object, index: int) -> ImageLoadError:
     """The :class:`ImageLoadError` of an item of no accepted kind."""
     return ImageLoadError(
         f"{describe(item, index)}: unsupported item type {type(item).__name__}; expected {ACCEPTED} "
@@ -157,7 +185,7 @@ def unsupported(item, index):
     )
 
 
-def check_items(items, errors=None):
+def check_items(items: Sequence[Any] | np.ndarray, errors: dict[int, str] | None = None) -> None:
     """Fail fast, before any computation, on paths that are missing, not files or empty, and on unknown kinds.
 
     Only lists and tuples are scanned (other sequences, such as lazy crops decoded on access, are checked as
@@ -182,7 +210,7 @@ def check_items(items, errors=None):
 
 
 @functools.lru_cache(maxsize=200_000)
-def _file_digest(path, size, mtime_ns, inode):
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(b"file\0")
     with open(path, "rb") as f:
@@ -191,7 +219,7 @@ def _file_digest(path, size, mtime_ns, inode):
     return h.hexdigest()
 
 
-def _key(item, index):
+def _key(item: object, index: int) -> str:
     if _is_path(item):
         path = os.path.abspath(os.fspath(item))
         st = os.stat(path)
@@ -211,7 +239,7 @@ def _key(item, index):
     return h.hexdigest()
 
 
-def content_key(item, index=0):
+def content_key(item: ImageItem, index: int = 0) -> str:
     """Digest of an item's content: the file's bytes, or the pixels with their shape and mode.
 
     Two copies of the same file at different paths share a key; editing a file changes it. File digests

@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .backbones import load_backbone, state_digest
+from .backbones import Backbone, load_backbone, state_digest
 from .layers import FeatureExtractor
 
 __all__ = ["BackboneInfo", "backbone_info", "take_loaded"]
 
-_MEMO = OrderedDict()
+_MEMO: OrderedDict[str, BackboneInfo] = OrderedDict()
 _MEMO_SIZE = 32
 _LOCK = threading.Lock()
 # The network loaded by the last inspection, handed to the first transformer that needs it, so that a
 # fit followed by a transform reads the weights once.
-_HANDOFF = {}
+_HANDOFF: dict[str, tuple[Backbone, str]] = {}
 
 
 @dataclass(frozen=True)

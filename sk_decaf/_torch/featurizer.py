@@ -28,13 +28,13 @@ ONNX_TOLERANCE = 1e-4
 VERIFY_IMAGES = 8
 
 
-def one_line(exc, limit=300):
+def one_line(exc: BaseException, limit: int = 300) -> str:
     """``"Type: first line of the message"``, at most ``limit`` characters.
 
     Warnings stay one line long even when an exporter's message carries a whole traced graph.
     """
-    text = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {text[0] if text else ''}"
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -154,7 +154,7 @@ class Featurizer:
         indices = list(range(len(items))) if indices is None else list(indices)
         # batch_size counts network inputs: with test-time views, fewer images share a batch.
         batch_size = max(1, batch_size // self.transform.n_views)
-        timing = None
+        timing: dict[str, float] | None = None
         if n_jobs is None and self.device.type == "cpu" and len(indices) > 2 * batch_size:
             timing = {}
             head, indices = indices[:batch_size], indices[batch_size:]

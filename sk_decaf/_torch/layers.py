@@ -30,12 +30,13 @@ def resolve_layers(layer, backbone):
         if spec is None:
             name = backbone.default_layer
         elif isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
-            if not -len(names) <= spec < 0:
+            index = int(spec)
+            if not -len(names) <= index < 0:
                 raise ValueError(
                     f"layer={spec}: integer layers count back from the logits (-1) and must lie in "
                     f"[-{len(names)}, -1] for backbone {backbone.name!r}."
                 )
-            name = names[spec]
+            name = names[index]
         elif isinstance(spec, str):
             name = aliases.get(spec, spec)
             if name not in names:
@@ -235,8 +236,9 @@ class FeatureExtractor(nn.Module):
         cfg = backbone.data_config
         self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
         self.register_buffer("inv_std", 1.0 / (torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255))
-        self.layers = list(layers)
+        self.layers: list[str] = list(layers)
         self.pooling = pooling
+        self.taps: _TimmTaps | _GraphTaps | _HookTaps
         if backbone.family == "timm":
             stages = [n for n in backbone.layers if n not in ("pre_logits", "logits")]
             self.taps = _TimmTaps(backbone.model, layers, stages)

@@ -1,12 +1,24 @@
 """Options shared by the sub-commands, and the feature transformer they describe."""
 
+from __future__ import annotations
+
+import argparse
 import sys
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import FeatureUnion
+
+    from ..transformers import DeCAFTransformer
+
+#: What ``add_subparsers`` returns: each command adds its parser to it.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 #: ``--tta`` modes (DeCAFTransformer's ``tta``).
 TTA_CHOICES = ["flip", "10crop", "12jitter"]
 
 
-def add_backbone_options(parser, *, ensemble=False):
+def add_backbone_options(parser: argparse.ArgumentParser, *, ensemble: bool = False) -> None:
     """The network options; with ``ensemble``, ``--backbone`` takes several names and ``--tta`` a mode."""
     group = parser.add_argument_group("network")
     if ensemble:
@@ -58,7 +70,7 @@ def add_backbone_options(parser, *, ensemble=False):
     group.add_argument("-v", "--verbose", action="store_true", help="progress bars")
 
 
-def parse_layer(value):
+def parse_layer(value: str) -> str | int:
     """A layer name, or a negative int counting back from the logits."""
     try:
         return int(value)
@@ -66,11 +78,11 @@ def parse_layer(value):
         return value
 
 
-def parse_pooling(value):
+def parse_pooling(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
-def transformer_kwargs(args):
+def transformer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return dict(
         backbone=args.backbone,
         weights=args.weights,
@@ -85,7 +97,9 @@ def transformer_kwargs(args):
     )
 
 
-def make_features(args, layer, cache, *, verbose=None):
+def make_features(
+    args: argparse.Namespace, layer: Any, cache: str | None, *, verbose: bool | None = None
+) -> DeCAFTransformer | FeatureUnion:
     """The DeCAFTransformer of ``args``, or with several ``--backbone`` their :func:`sk_decaf.make_ensemble`.
 
     The ensemble concatenates the backbones' SignedSqrt-normalised features; ``layer``, ``cache`` and
@@ -103,13 +117,13 @@ def make_features(args, layer, cache, *, verbose=None):
     return make_ensemble(*backbones, **shared, decaf_params=kwargs)
 
 
-def feature_transformers(features):
+def feature_transformers(features: DeCAFTransformer | FeatureUnion) -> list[DeCAFTransformer]:
     """The DeCAFTransformer(s) of :func:`make_features`' result, one per backbone."""
     if hasattr(features, "transformer_list"):
         return [branch[0] if hasattr(branch, "steps") else branch for _, branch in features.transformer_list]
     return [features]
 
 
-def describe_backbones(args):
+def describe_backbones(args: argparse.Namespace) -> str:
     """The backbone(s) and test-time augmentation, e.g. 'efficientnet_lite0 + efficientnet_lite2, tta=flip'."""
     return " + ".join(args.backbone) + (f", tta={args.tta}" if args.tta else "")

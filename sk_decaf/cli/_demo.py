@@ -1,15 +1,19 @@
 """``sk-decaf demo``: cross-validate the layer of a DeCAF -> LinearSVC pipeline on the demo set."""
 
+from __future__ import annotations
+
+import argparse
 import os
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
-from ._common import add_backbone_options, parse_layer, transformer_kwargs
+from ._common import Subparsers, add_backbone_options, parse_layer, transformer_kwargs
 
 
-def add_demo_parser(sub):
+def add_demo_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "demo",
         help="cross-validate DeCAF layers with a linear SVM on the embedded demo set",
@@ -36,7 +40,7 @@ def add_demo_parser(sub):
     p.set_defaults(func=run_demo)
 
 
-def _table(grid, layers):
+def _table(grid: Any, layers: list[Any]) -> str:
     res = grid.cv_results_
     width = max(len(str(layer)) for layer in layers) + 2
     lines = [f"{'layer':<{width}} {'mean accuracy':>14} {'std':>7}", "-" * (width + 23)]
@@ -46,7 +50,7 @@ def _table(grid, layers):
     return "\n".join(lines)
 
 
-def run_demo(args):
+def run_demo(args: argparse.Namespace) -> int:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC

@@ -7,20 +7,39 @@ DeCAF Table 1) reads an Office-Caltech-10 (``DIR/<domain>/<class>/*.jpg``) or Of
 splits by mean per-class accuracy; the network runs once per image thanks to an activation cache.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import add_backbone_options, describe_backbones, feature_transformers, make_features, parse_layer
+from ._common import (
+    Subparsers,
+    add_backbone_options,
+    describe_backbones,
+    feature_transformers,
+    make_features,
+    parse_layer,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from sklearn.base import BaseEstimator
+    from sklearn.utils import Bunch
+
+    from ..evaluation import EvaluationResult
 
 #: Points of the few-shot curve (DeCAF Fig. 4 right), kept where every class has one more image.
 FEW_SHOT_POINTS = (1, 2, 3, 5, 10, 20, 30)
 
 
-def add_evaluate_parser(sub):
+def add_evaluate_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "evaluate",
         help="mean per-class accuracy under a DeCAF protocol, with figures",
@@ -96,7 +115,7 @@ def add_evaluate_parser(sub):
     p.set_defaults(func=run_evaluate)
 
 
-def _classifier(args):
+def _classifier(args: argparse.Namespace) -> BaseEstimator:
     if args.classifier == "svm":
         from sklearn.svm import LinearSVC
 
@@ -106,7 +125,7 @@ def _classifier(args):
     return LogisticRegression(C=args.C, max_iter=2000)
 
 
-def _load(args):
+def _load(args: argparse.Namespace) -> Bunch:
     """The dataset Bunch: a class folder, or the source and target domains of an Office root."""
     from ..datasets import load_image_folder, load_office31, load_office_caltech10
 
@@ -119,7 +138,7 @@ def _load(args):
     return loader(root, domain=[args.source, args.target])
 
 
-def _table(rows, office):
+def _table(rows: list[tuple[str, str, EvaluationResult]], office: bool) -> str:
     """Plain-text table of (layer, setting, EvaluationResult) rows."""
     width = max(len("layer"), *(len(layer) for layer, _, _ in rows)) + 2
     head = f"{'layer':<{width}}" + (f"{'setting':<9}" if office else "")
@@ -134,13 +153,21 @@ def _table(rows, office):
     return "\n".join(lines)
 
 
-def _save(fig, folder, name):
+def _save(fig: Figure, folder: str, name: str) -> str:
     path = os.path.join(folder, name)
     fig.savefig(path, dpi=100)
     return path
 
 
-def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
+def _tsne_domains(
+    features: np.ndarray,
+    y: np.ndarray,
+    domain: np.ndarray,
+    target_names: Any,
+    source: str,
+    target: str,
+    seed: int = 0,
+) -> Figure:
     """t-SNE of source and target features: one colour per class, one marker per domain (DeCAF Fig. 5)."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -157,8 +184,10 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
         color = colors(k if len(classes) <= 10 else k / max(len(classes) - 1, 1))
         for name, marker in ((source, "o"), (target, "^")):
             mask = (y == c) & (domain == name)
+            points = embedding[mask]
             ax.scatter(
-                *embedding[mask].T,
+                points[:, 0],
+                points[:, 1],
                 s=14 if marker == "o" else 28,
                 marker=marker,
                 color=color,
@@ -174,7 +203,14 @@ def _tsne_domains(features, y, domain, target_names, source, target, seed=0):
     return fig
 
 
-def _figures(args, data, rows, make_pipe, features, outdir):
+def _figures(
+    args: argparse.Namespace,
+    data: Bunch,
+    rows: list[tuple[str, str, EvaluationResult]],
+    make_pipe: Callable[[str], BaseEstimator],
+    features: np.ndarray,
+    outdir: str,
+) -> list[str]:
     from ..evaluation import few_shot_curve
     from ..plotting import plot_few_shot, plot_tsne
 
@@ -201,7 +237,7 @@ def _figures(args, data, rows, make_pipe, features, outdir):
     return saved
 
 
-def run_evaluate(args):
+def run_evaluate(args: argparse.Namespace) -> int:
     from sklearn.pipeline import Pipeline
 
     from ..evaluation import evaluate, evaluate_office
@@ -217,15 +253,15 @@ def run_evaluate(args):
         # The first pass stores every small layer; other layers, settings and figures are cache hits.
         cache = args.cache or os.path.join(tmp, "activations.sqlite")
 
-        def make_decaf(layer):
+        def make_decaf(layer: str | int | None) -> Any:
             return make_features(args, layer, cache)
 
-        names = {}
+        names: dict[str, str | int | None] = {}
         for layer in args.layer or [None]:
             name = feature_transformers(make_decaf(layer))[0].fit(data.paths).layers_[0]  # fit reads no image
             names.setdefault(name, layer)
 
-        def make_pipe(name):
+        def make_pipe(name: str) -> BaseEstimator:
             return Pipeline([("decaf", make_decaf(names[name])), ("clf", _classifier(args))])
 
         features = None
@@ -233,6 +269,7 @@ def run_evaluate(args):
             features = make_decaf(names[next(iter(names))]).fit_transform(data.paths)
         rows, protocol = [], None
         for name in names:
+            results: dict[str, EvaluationResult]
             if office:
                 results = evaluate_office(
                     make_pipe(name),
@@ -261,7 +298,7 @@ def run_evaluate(args):
                 }
                 protocol = results[""].protocol
             rows += [(name, setting, result) for setting, result in results.items()]
-        saved = _figures(args, data, rows, make_pipe, features, args.figures) if args.figures else []
+        saved = _figures(args, data, rows, make_pipe, features, args.figures) if features is not None else []
         computed = [
             decaf.fit(data.paths[:1]).cache_info()["computed"]
             for decaf in feature_transformers(make_decaf(names[next(iter(names))]))

@@ -5,17 +5,26 @@ complete, so a failed run leaves no file that looks valid. With ``--shard-size``
 ``--scheduler`` the output is a folder of ``.npy`` shards and a manifest (:func:`sk_decaf.parallel.extract_shards`).
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import tempfile
 import time
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import add_backbone_options, parse_layer, transformer_kwargs
+from ._common import Subparsers, add_backbone_options, parse_layer, transformer_kwargs
+
+if TYPE_CHECKING:
+    from sklearn.utils import Bunch
+
+    from ..transformers import DeCAFTransformer
 
 
-def add_extract_parser(sub):
+def add_extract_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "extract",
         help="write the features of a <class>/<image> folder to an .npz file or shards",
@@ -72,29 +81,29 @@ def add_extract_parser(sub):
     p.set_defaults(func=run_extract)
 
 
-def _transformer(args):
+def _transformer(args: argparse.Namespace) -> DeCAFTransformer:
     from ..transformers import DeCAFTransformer
 
     layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
     return DeCAFTransformer(layer=layer, cache=args.cache, on_error=args.on_error, **transformer_kwargs(args))
 
 
-def _save_npz(path, **arrays):
+def _save_npz(path: str | os.PathLike[str], **arrays: Any) -> str:
     """``np.savez`` to a temporary file next to ``path``, renamed over it once complete."""
-    path = os.fspath(path)
-    path = path if path.endswith(".npz") else path + ".npz"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+    name = os.fspath(path)
+    name = name if name.endswith(".npz") else name + ".npz"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(os.path.abspath(name)))
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
+        os.replace(tmp, name)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
+    return name
 
 
-def _report_failures(failures, n, where):
+def _report_failures(failures: list[dict[str, Any]], n: int, where: str) -> None:
     if failures:
         print(
             f"{len(failures)} of {n} images could not be featurised (NaN rows), listed in {where}; first: "
@@ -102,7 +111,7 @@ def _report_failures(failures, n, where):
         )
 
 
-def _run_npz(args, data, decaf):
+def _run_npz(args: argparse.Namespace, data: Bunch, decaf: DeCAFTransformer) -> int:
     from ..parallel import FAILURES_WARNING, transform_block
 
     start = time.perf_counter()
@@ -134,7 +143,7 @@ def _run_npz(args, data, decaf):
     return 0
 
 
-def _run_shards(args, data, decaf):
+def _run_shards(args: argparse.Namespace, data: Bunch, decaf: DeCAFTransformer) -> int:
     from ..parallel import FAILURES_WARNING, extract_shards, get_client
 
     if args.output.endswith(".npz"):
@@ -166,7 +175,7 @@ def _run_shards(args, data, decaf):
     return 0
 
 
-def run_extract(args):
+def run_extract(args: argparse.Namespace) -> int:
     from ..datasets import load_image_folder
 
     if args.shard_size is not None and args.shard_size < 1:

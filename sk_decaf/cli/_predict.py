@@ -3,10 +3,13 @@
 The work is :mod:`sk_decaf.deploy.runtime`'s, which needs onnxruntime, numpy and Pillow only.
 """
 
+from __future__ import annotations
+
 from ..deploy.runtime import add_predict_arguments, run_predict
+from ._common import Subparsers
 
 
-def add_predict_parser(sub):
+def add_predict_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "predict",
         help="label images with an exported model (onnxruntime, numpy and Pillow only)",

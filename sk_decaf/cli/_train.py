@@ -7,19 +7,26 @@ in ``sk-decaf demo``, every image going through each network once thanks to an a
 refitted best pipeline is written with :func:`sk_decaf.to_onnx`.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._common import add_backbone_options, describe_backbones, make_features, parse_layer
+from ._common import Subparsers, add_backbone_options, describe_backbones, make_features, parse_layer
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 #: Default layers to choose from, counted back from the logits: the 5th, 3rd and 2nd last.
 DEFAULT_LAYERS = (-5, -3, -2)
 
 
-def add_train_parser(sub):
+def add_train_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "train",
         help="fit DeCAF -> SignedSqrt -> LinearSVC on an image folder, export it to ONNX",
@@ -46,7 +53,7 @@ def add_train_parser(sub):
     p.set_defaults(func=run_train)
 
 
-def _candidates(args):
+def _candidates(args: argparse.Namespace) -> list[tuple[str | int, str]]:
     """``[(layer spec, label)]``: the layers to choose from, each with the layer name(s) it means."""
     from ..transformers import list_layers
 
@@ -59,7 +66,7 @@ def _candidates(args):
     return out
 
 
-def _pipeline(args, cache):
+def _pipeline(args: argparse.Namespace, cache: str) -> tuple[list[str], Pipeline]:
     """``(parameter names, pipeline)``: the pipeline to fit and the parameters that set its layer(s)."""
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
@@ -74,7 +81,7 @@ def _pipeline(args, cache):
     return [f"features__{name}__decaf__layer" for name, _ in features.transformer_list], pipe
 
 
-def run_train(args):
+def run_train(args: argparse.Namespace) -> int:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     from ..datasets import load_image_folder

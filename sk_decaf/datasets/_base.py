@@ -5,12 +5,18 @@ extracted, and a missing or wrong folder raises an error that shows the layout
 expected.
 """
 
+from __future__ import annotations
+
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
+from PIL import Image
 from sklearn.utils import Bunch
 
 from .._images import Crop, ImageItems, image_size, load_rgb
@@ -18,7 +24,7 @@ from .._images import Crop, ImageItems, image_size, load_rgb
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def _layout_error(name, path, layout, what="folder"):
+def _layout_error(name: str, path: str | os.PathLike[str], layout: str, what: str = "folder") -> FileNotFoundError:
     return FileNotFoundError(
         f"{name}: {what} {str(path)!r} not found. Expected layout:\n{layout}\n"
         "sk_decaf never downloads data: get the dataset from its official site and "
@@ -26,7 +32,7 @@ def _layout_error(name, path, layout, what="folder"):
     )
 
 
-def _check_dir(path, name, layout):
+def _check_dir(path: str | os.PathLike[str], name: str, layout: str) -> Path:
     """Return `path` as a Path, raising a layout error if it is not a folder."""
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -34,20 +40,20 @@ def _check_dir(path, name, layout):
     return path
 
 
-def _check_file(path, name, layout):
+def _check_file(path: str | os.PathLike[str], name: str, layout: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise _layout_error(name, path, layout, what="file")
     return path
 
 
-def _subdirs(folder):
+def _subdirs(folder: str | os.PathLike[str]) -> list[str]:
     """Sorted names of the visible sub-folders of `folder`."""
     with os.scandir(folder) as it:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def _list_images(folder):
+def _list_images(folder: str | os.PathLike[str]) -> list[str]:
     """Sorted paths (str) of the image files directly inside `folder`."""
     with os.scandir(folder) as it:
         names = sorted(
@@ -58,9 +64,12 @@ def _list_images(folder):
     return [os.path.join(folder, n) for n in names]
 
 
-def _scan_class_folders(folder, classes=None):
+def _scan_class_folders(
+    folder: str | os.PathLike[str], classes: Iterable[str] | None = None
+) -> tuple[list[str], list[str]]:
     """Images of `<folder>/<class>/*`, as (paths, class name of each image)."""
-    paths, labels = [], []
+    paths: list[str] = []
+    labels: list[str] = []
     for name in _subdirs(folder) if classes is None else classes:
         images = _list_images(os.path.join(folder, name))
         paths += images
@@ -68,21 +77,25 @@ def _scan_class_folders(folder, classes=None):
     return paths, labels
 
 
-def _make_bunch(paths, labels, target_names=None, **extra):
+def _make_bunch(
+    paths: Iterable[str | os.PathLike[str]], labels: ArrayLike, target_names: ArrayLike | None = None, **extra: Any
+) -> Bunch:
     """Bunch(paths, target, target_names, **extra); targets index `target_names`.
 
     `target_names` defaults to the sorted distinct labels.
     """
-    labels = np.asarray(labels, dtype=object)
+    label_array = np.asarray(labels, dtype=object)
     if target_names is None:
-        target_names = sorted(set(labels.tolist()))
-    target_names = np.asarray(target_names, dtype=object)
-    lookup = {name: i for i, name in enumerate(target_names.tolist())}
-    target = np.fromiter((lookup[lab] for lab in labels), dtype=np.intp, count=len(labels))
-    return Bunch(paths=[str(p) for p in paths], target=target, target_names=target_names, **extra)
+        target_names = sorted(set(label_array.tolist()))
+    names = np.asarray(target_names, dtype=object)
+    lookup = {name: i for i, name in enumerate(names.tolist())}
+    target = np.fromiter((lookup[lab] for lab in label_array), dtype=np.intp, count=len(label_array))
+    return Bunch(paths=[str(p) for p in paths], target=target, target_names=names, **extra)
 
 
-def _load_domains(root, domain, name, layout, subdir):
+def _load_domains(
+    root: str | os.PathLike[str], domain: str | Iterable[str] | None, name: str, layout: str, subdir: str
+) -> Bunch:
     """Images of `<root>/<domain>/<subdir>/<class>/*` for the requested domains."""
     root = _check_dir(root, name, layout)
     available = [d for d in _subdirs(root) if (root / d / subdir).is_dir()]
@@ -96,7 +109,9 @@ def _load_domains(root, domain, name, layout, subdir):
     unknown = sorted(set(domains) - set(available))
     if unknown:
         raise ValueError(f"{name}: unknown domain(s) {unknown}; found {available}.")
-    paths, labels, doms = [], [], []
+    paths: list[str] = []
+    labels: list[str] = []
+    doms: list[str] = []
     for d in domains:
         p, lab = _scan_class_folders(root / d / subdir)
         paths += p
@@ -105,13 +120,13 @@ def _load_domains(root, domain, name, layout, subdir):
     return _make_bunch(paths, labels, domain=np.asarray(doms, dtype=object))
 
 
-def _read_rows(path):
+def _read_rows(path: str | os.PathLike[str]) -> list[list[str]]:
     """Whitespace-split rows of a text file, skipping blank and `#` lines."""
     with open(path, encoding="utf-8") as f:
         return [line.split() for line in f if line.strip() and not line.startswith("#")]
 
 
-def _split_from_lists(relpaths, lists):
+def _split_from_lists(relpaths: Sequence[str], lists: Mapping[str, Iterable[str]]) -> np.ndarray:
     """Per-image split labels from official image lists.
 
     Parameters
@@ -145,7 +160,7 @@ def _split_from_lists(relpaths, lists):
     return split
 
 
-def _split_from_files(keys, files):
+def _split_from_files(keys: Sequence[str], files: Mapping[str, str | os.PathLike[str]]) -> np.ndarray | None:
     """`_split_from_lists` reading the first column of each list file.
 
     `files` maps a split label to a file; returns None unless all files exist.
@@ -156,7 +171,7 @@ def _split_from_files(keys, files):
     return _split_from_lists(keys, lists)
 
 
-def _image_sizes(paths):
+def _image_sizes(paths: Sequence[str]) -> np.ndarray:
     """(width, height) of each image as displayed (EXIF orientation applied), reading only the file headers."""
     sizes = np.empty((len(paths), 2), dtype=float)
     for i, path in enumerate(paths):
@@ -164,7 +179,7 @@ def _image_sizes(paths):
     return sizes
 
 
-def _enlarge_boxes(boxes, scale, sizes):
+def _enlarge_boxes(boxes: ArrayLike, scale: float, sizes: np.ndarray) -> np.ndarray:
     """Scale (x, y, w, h) boxes about their centre, then clip them to the image.
 
     Parameters
@@ -176,9 +191,9 @@ def _enlarge_boxes(boxes, scale, sizes):
     sizes : ndarray of shape (n, 2)
         (width, height) of each image.
     """
-    boxes = np.asarray(boxes, dtype=float)
-    centre = boxes[:, :2] + boxes[:, 2:] / 2
-    half = scale * boxes[:, 2:] / 2
+    xywh = np.asarray(boxes, dtype=float)
+    centre = xywh[:, :2] + xywh[:, 2:] / 2
+    half = scale * xywh[:, 2:] / 2
     top_left = np.maximum(centre - half, 0)
     bottom_right = np.minimum(centre + half, sizes)
     return np.hstack([top_left, bottom_right - top_left])
@@ -222,28 +237,35 @@ class CroppedImages(ImageItems):
     Crop(source='b.jpg', box=(5.0, 5.0, 8.0, 8.0))
     """
 
-    def __init__(self, paths, boxes):
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], boxes: ArrayLike) -> None:
         self.paths = [str(p) for p in paths]
         self.boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
         if len(self.boxes) != len(self.paths):
             raise ValueError(f"Got {len(self.paths)} paths but {len(self.boxes)} boxes.")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.paths)
 
-    def item(self, i):
+    def item(self, i: int) -> Crop:
         """The reader item of crop ``i``: a :class:`~sk_decaf._images.Crop` of its file."""
         return Crop(self.paths[i], tuple(self.boxes[i]))
 
-    def __getitem__(self, key):
+    @overload
+    def __getitem__(self, key: int) -> Image.Image: ...
+    @overload
+    def __getitem__(self, key: slice | ArrayLike) -> CroppedImages: ...
+    def __getitem__(self, key: int | slice | ArrayLike) -> Image.Image | CroppedImages:
+        """An integer: the decoded RGB crop; a slice, integer array or boolean mask: a lazy ``CroppedImages``."""
         if isinstance(key, Integral):
             return load_rgb(self.item(int(key)), int(key))
         if isinstance(key, slice):
             idx = np.arange(len(self))[key]
         else:
-            key = np.asarray(key)
-            idx = np.arange(len(self))[key if key.dtype == bool else key.astype(np.intp)]
+            mask_or_indices = np.asarray(key)
+            if mask_or_indices.dtype != bool:
+                mask_or_indices = mask_or_indices.astype(np.intp)
+            idx = np.arange(len(self))[mask_or_indices]
         return CroppedImages([self.paths[i] for i in idx], self.boxes[idx])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CroppedImages(n_images={len(self)})"

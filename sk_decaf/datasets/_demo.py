@@ -1,6 +1,11 @@
 """The embedded demo set and generic ``root/<class>/<image>`` folders."""
 
+from __future__ import annotations
+
+import os
 from importlib import resources
+
+from sklearn.utils import Bunch
 
 from ._base import _check_dir, _make_bunch, _scan_class_folders
 
@@ -14,7 +19,7 @@ DEMO_CITATION = (
 _FOLDER_LAYOUT = "  <root>/<class name>/<image file>  (one sub-folder per class)"
 
 
-def load_image_folder(root):
+def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
     """Load the images of a ``root/<class>/<image>`` folder tree.
 
     Classes are the sub-folder names in sorted order; images are listed in sorted order within each class.
@@ -52,12 +57,12 @@ def load_image_folder(root):
     return _make_bunch(paths, labels)
 
 
-def demo_root():
+def demo_root() -> str:
     """Path of the embedded demo images."""
     return str(resources.files("sk_decaf.datasets") / "data" / "caltech101_mini")
 
 
-def load_demo():
+def load_demo() -> Bunch:
     """Load the embedded demo set: 10 Caltech-101 classes x 20 images, shipped inside the package.
 
     Classes: Faces_easy, Leopards, Motorbikes, airplanes, bonsai, car_side, chandelier, hawksbill, ketch,

@@ -1,5 +1,7 @@
 """scikit-learn's handwritten digits drawn as RGB images: a small task far from ImageNet, with no download."""
 
+from __future__ import annotations
+
 import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch
@@ -7,7 +9,7 @@ from sklearn.utils import Bunch
 __all__ = ["load_digits_images"]
 
 
-def load_digits_images(*, size=64, n_class=10):
+def load_digits_images(*, size: int = 64, n_class: int = 10) -> Bunch:
     """Load scikit-learn's 8x8 handwritten digits as ``size x size`` RGB images, dark ink on white.
 
     The 1,797 images of :func:`sklearn.datasets.load_digits` (UCI optical digits, 16 grey levels)
@@ -45,5 +47,8 @@ def load_digits_images(*, size=64, n_class=10):
         raise ValueError(f"size must be a positive number of pixels; got {size!r}.")
     digits = load_digits(n_class=n_class)
     ink = np.round(255 - digits.images * (255 / 16)).astype(np.uint8)
-    images = [np.asarray(Image.fromarray(g, "L").resize((int(size),) * 2, Image.BILINEAR).convert("RGB")) for g in ink]
+    images = [
+        np.asarray(Image.fromarray(g, "L").resize((int(size),) * 2, Image.Resampling.BILINEAR).convert("RGB"))
+        for g in ink
+    ]
     return Bunch(images=images, target=digits.target, target_names=digits.target_names, data=digits.data)

@@ -8,9 +8,14 @@ Each loader returns a :class:`~sklearn.utils.Bunch` with ``paths`` (list of str)
 :class:`sk_decaf.model_selection.OfficialSplit` to use it as ``cv``.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils import Bunch
 
 from ._base import (
     CroppedImages,
@@ -43,7 +48,7 @@ _FLOWERS102 = "  <root>/jpg/image_00001.jpg, <root>/imagelabels.mat, [<root>/set
 _PETS = "  <root>/images/*.jpg, <root>/annotations/list.txt,\n  optional <root>/annotations/trainval.txt and test.txt"
 
 
-def load_caltech101(root, *, include_background=True):
+def load_caltech101(root: str | os.PathLike[str], *, include_background: bool = True) -> Bunch:
     """Load Caltech-101 from ``<root>/101_ObjectCategories/<class>/*.jpg``.
 
     Parameters
@@ -80,7 +85,7 @@ def load_caltech101(root, *, include_background=True):
     return _make_bunch(paths, labels)
 
 
-def load_office31(root, *, domain=None):
+def load_office31(root: str | os.PathLike[str], *, domain: str | Iterable[str] | None = None) -> Bunch:
     """Load Office-31 from ``<root>/<domain>/images/<class>/*.jpg``.
 
     Parameters
@@ -112,7 +117,7 @@ def load_office31(root, *, domain=None):
     return _load_domains(root, domain, "Office-31", _OFFICE31, "images")
 
 
-def load_office_caltech10(root, *, domain=None):
+def load_office_caltech10(root: str | os.PathLike[str], *, domain: str | Iterable[str] | None = None) -> Bunch:
     """Load Office-Caltech-10 from ``<root>/<domain>/<class>/*.jpg``.
 
     Parameters
@@ -142,7 +147,7 @@ def load_office_caltech10(root, *, domain=None):
     return _load_domains(root, domain, "Office-Caltech-10", _OFFICE_CALTECH10, ".")
 
 
-def load_sun397(root, *, partitions="auto"):
+def load_sun397(root: str | os.PathLike[str], *, partitions: str | os.PathLike[str] | None = "auto") -> Bunch:
     """Load SUN-397 from ``<root>/<letter>/<class>/[<subclass>/]*.jpg``.
 
     Parameters
@@ -209,7 +214,7 @@ def load_sun397(root, *, partitions="auto"):
     return bunch
 
 
-def load_mit67(root):
+def load_mit67(root: str | os.PathLike[str]) -> Bunch:
     """Load MIT Indoor-67 from ``<root>/Images/<class>/*.jpg``.
 
     Parameters
@@ -245,7 +250,7 @@ def load_mit67(root):
     return bunch
 
 
-def load_cub200(root, *, crop=1.5):
+def load_cub200(root: str | os.PathLike[str], *, crop: float | None = 1.5) -> Bunch:
     """Load CUB-200-2011, cropping each bird to its enlarged bounding box.
 
     DeCAF (Sec. 4.3) crops "regions 1.5x the size of the provided bounding boxes".
@@ -306,7 +311,7 @@ def load_cub200(root, *, crop=1.5):
     )
 
 
-def load_flowers102(root):
+def load_flowers102(root: str | os.PathLike[str]) -> Bunch:
     """Load Oxford Flowers-102 from ``jpg/``, ``imagelabels.mat`` and ``setid.mat``.
 
     Parameters
@@ -352,7 +357,7 @@ def load_flowers102(root):
     return bunch
 
 
-def load_pets(root):
+def load_pets(root: str | os.PathLike[str]) -> Bunch:
     """Load the Oxford-IIIT Pets breeds from ``images/`` and ``annotations/list.txt``.
 
     Parameters

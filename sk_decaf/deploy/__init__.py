@@ -10,7 +10,13 @@
   The module is one self-contained file: copy it next to the model where sk_decaf is not installed.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .runtime import OnnxPipeline, preprocess, read_metadata
+
+if TYPE_CHECKING:  # loaded on first use at run time (below); type checkers see the real signatures
+    from ._converters import register_converters
+    from ._export import to_onnx, unsupported_steps
 
 __all__ = ["to_onnx", "unsupported_steps", "register_converters", "OnnxPipeline", "preprocess", "read_metadata"]
 
@@ -19,7 +25,7 @@ __all__ = ["to_onnx", "unsupported_steps", "register_converters", "OnnxPipeline"
 _EXPORTER = {"to_onnx": "._export", "unsupported_steps": "._export", "register_converters": "._converters"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTER:
         import importlib
 

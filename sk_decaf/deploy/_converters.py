@@ -15,6 +15,8 @@ pipelines that contain them like any scikit-learn pipeline. What each one become
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -26,9 +28,15 @@ from ._network import NETWORK_OPSET, input_shape, network_to_onnx
 
 __all__ = ["register_converters", "CONVERTERS"]
 
+# skl2onnx's conversion objects, untyped: the scope names variables and operators, the container collects the
+# graph's nodes and initializers, an operator is one estimator of the converted pipeline.
+Scope: TypeAlias = Any
+Container: TypeAlias = Any
+Operator: TypeAlias = Any
+
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def _const(scope, container, value, dtype, name="c"):
+def _const(scope: Scope, container: Container, value: Any, dtype: Any, name: str = "c") -> str:
     """An initializer holding ``value`` as ``dtype``; returns its name."""
     array = np.asarray(value, dtype=dtype)
     tensor = numpy_helper.from_array(array, scope.get_unique_variable_name(name))
@@ -36,14 +44,22 @@ def _const(scope, container, value, dtype, name="c"):
     return tensor.name
 
 
-def _node(scope, container, op, inputs, name=None, output=None, **attrs):
+def _node(
+    scope: Scope,
+    container: Container,
+    op: str,
+    inputs: list[str],
+    name: str | None = None,
+    output: str | None = None,
+    **attrs: Any,
+) -> str:
     """Add one node; returns the name of its (single) output."""
     output = output or scope.get_unique_variable_name(name or op.lower())
     container.add_node(op, inputs, [output], name=scope.get_unique_operator_name(op), **attrs)
     return output
 
 
-def _row_reduce(scope, container, op, x):
+def _row_reduce(scope: Scope, container: Container, op: str, x: str) -> str:
     """``op`` (ReduceSumSquare, ReduceL1, ReduceMax) over axis 1, keeping dims: axes is an input from opset 18."""
     if container.target_opset >= 18:
         axes = _const(scope, container, [1], np.int64, "axes")
@@ -51,7 +67,7 @@ def _row_reduce(scope, container, op, x):
     return _node(scope, container, op, [x], axes=[1], keepdims=1)
 
 
-def _normalize(scope, container, x, norm, dtype):
+def _normalize(scope: Scope, container: Container, x: str, norm: str, dtype: Any) -> str:
     """``sklearn.preprocessing.normalize``: divide each row by its norm, rows of norm 0 left as they are."""
     if norm == "l2":
         size = _node(scope, container, "Sqrt", [_row_reduce(scope, container, "ReduceSumSquare", x)])
@@ -64,19 +80,19 @@ def _normalize(scope, container, x, norm, dtype):
     return _node(scope, container, "Div", [x, safe])
 
 
-def _output_type(operator, n_features):
+def _output_type(operator: Operator, n_features: int) -> None:
     operator.outputs[0].type = operator.inputs[0].type.__class__(
         [operator.inputs[0].get_first_dimension(), int(n_features)]
     )
 
 
-def _float_dtype(operator):
+def _float_dtype(operator: Operator) -> Any:
     dtype = guess_numpy_type(operator.inputs[0].type)
     return dtype if dtype in (np.float32, np.float64) else np.float32
 
 
 # -- DeCAFTransformer -------------------------------------------------------------------------------------------
-def _decaf_shape(operator):
+def _decaf_shape(operator: Operator) -> None:
     decaf = operator.raw_operator
     in_type = operator.inputs[0].type
     shape = input_shape(decaf)
@@ -89,7 +105,9 @@ def _decaf_shape(operator):
     operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension(), decaf.n_features_out_])
 
 
-def _embed(scope, container, model, inputs, outputs):
+def _embed(
+    scope: Scope, container: Container, model: onnx.ModelProto, inputs: dict[str, str], outputs: dict[str, str]
+) -> None:
     """Copy ``model``'s graph into the container, renaming every tensor and node so that none collides."""
     opset = {imp.domain or "": imp.version for imp in model.opset_import}
     if opset.get("", NETWORK_OPSET) != container.target_opset:
@@ -99,7 +117,7 @@ def _embed(scope, container, model, inputs, outputs):
     names = dict(inputs)
     names.update(outputs)
 
-    def rename(name):
+    def rename(name: str) -> str:
         if name == "":
             raise ValueError(
                 "The network's ONNX graph omits an optional input before a given one, which skl2onnx cannot order."
@@ -117,16 +135,16 @@ def _embed(scope, container, model, inputs, outputs):
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.name = scope.get_unique_operator_name(node.op_type)
-        inputs = list(node.input)
-        while inputs and inputs[-1] == "":  # omitted trailing optional inputs (Clip without max): drop them,
-            inputs.pop()  # skl2onnx's topological sort would look for a producer of ""
-        copy.input[:] = [rename(n) for n in inputs]
+        node_inputs = list(node.input)
+        while node_inputs and node_inputs[-1] == "":  # omitted trailing optional inputs (Clip without max): drop
+            node_inputs.pop()  # them, skl2onnx's topological sort would look for a producer of ""
+        copy.input[:] = [rename(n) for n in node_inputs]
         copy.output[:] = [rename(n) for n in node.output]
         container.nodes.append(copy)
         container.node_domain_version_pair_sets.add((node.domain, opset[node.domain or ""]))
 
 
-def _decaf_converter(scope, operator, container):
+def _decaf_converter(scope: Scope, operator: Operator, container: Container) -> None:
     model = network_to_onnx(operator.raw_operator)
     _embed(
         scope, container, model, {"images": operator.inputs[0].full_name}, {"features": operator.outputs[0].full_name}
@@ -134,11 +152,11 @@ def _decaf_converter(scope, operator, container):
 
 
 # -- the feature transformers -------------------------------------------------------------------------------------
-def _same_shape(operator):
+def _same_shape(operator: Operator) -> None:
     operator.outputs[0].type = operator.inputs[0].type.__class__(list(operator.inputs[0].type.shape))
 
 
-def _signed_sqrt_converter(scope, operator, container):
+def _signed_sqrt_converter(scope: Scope, operator: Operator, container: Container) -> None:
     est, dtype = operator.raw_operator, _float_dtype(operator)
     x = operator.inputs[0].full_name
     if est.norm is not None:
@@ -156,7 +174,7 @@ def _signed_sqrt_converter(scope, operator, container):
     _node(scope, container, "Identity", [x], output=operator.outputs[0].full_name)
 
 
-def _feature_dropout_converter(scope, operator, container):
+def _feature_dropout_converter(scope: Scope, operator: Operator, container: Container) -> None:
     est, dtype = operator.raw_operator, _float_dtype(operator)
     x, out = operator.inputs[0].full_name, operator.outputs[0].full_name
     if est.p == 0:
@@ -165,12 +183,12 @@ def _feature_dropout_converter(scope, operator, container):
         _node(scope, container, "Mul", [x, _const(scope, container, 1.0 - est.p, dtype, "keep")], output=out)
 
 
-def _domain_augment_shape(operator):
+def _domain_augment_shape(operator: Operator) -> None:
     est = operator.raw_operator
     _output_type(operator, est.n_features_in_ * (1 + len(est.domains_)))
 
 
-def _domain_augment_converter(scope, operator, container):
+def _domain_augment_converter(scope: Scope, operator: Operator, container: Container) -> None:
     est, dtype = operator.raw_operator, _float_dtype(operator)
     x = operator.inputs[0].full_name
     shape = _node(scope, container, "Shape", [x])
@@ -181,12 +199,14 @@ def _domain_augment_converter(scope, operator, container):
     _node(scope, container, "Concat", blocks, output=operator.outputs[0].full_name, axis=1)
 
 
-def _coral_converter(scope, operator, container):
+def _coral_converter(scope: Scope, operator: Operator, container: Container) -> None:
     # CORAL re-colours source rows only; target rows, which unlabelled rows are, pass unchanged.
     _node(scope, container, "Identity", [operator.inputs[0].full_name], output=operator.outputs[0].full_name)
 
 
-def _affine(scope, container, operator, mean, matrix):
+def _affine(
+    scope: Scope, container: Container, operator: Operator, mean: np.ndarray | None, matrix: np.ndarray
+) -> None:
     """``(x - mean) @ matrix`` (no subtraction when ``mean`` is None), into the operator's output."""
     dtype = _float_dtype(operator)
     x = operator.inputs[0].full_name
@@ -201,26 +221,26 @@ def _affine(scope, container, operator, mean, matrix):
     )
 
 
-def _subspace_alignment_shape(operator):
+def _subspace_alignment_shape(operator: Operator) -> None:
     _output_type(operator, operator.raw_operator.n_components_)
 
 
-def _subspace_alignment_converter(scope, operator, container):
+def _subspace_alignment_converter(scope: Scope, operator: Operator, container: Container) -> None:
     est = operator.raw_operator
     _affine(scope, container, operator, est.mean_target_, est.components_target_.T)
 
 
-def _gfk_shape(operator):
+def _gfk_shape(operator: Operator) -> None:
     _output_type(operator, 2 * operator.raw_operator.n_components_)
 
 
-def _gfk_converter(scope, operator, container):
+def _gfk_converter(scope: Scope, operator: Operator, container: Container) -> None:
     est = operator.raw_operator
     _affine(scope, container, operator, est.mean_target_ if est.center else None, est.projection_)
 
 
 #: estimator class -> (skl2onnx alias, shape calculator, converter)
-CONVERTERS = {
+CONVERTERS: dict[type, tuple[str, Any, Any]] = {
     DeCAFTransformer: ("SkDecafDeCAFTransformer", _decaf_shape, _decaf_converter),
     SignedSqrt: ("SkDecafSignedSqrt", _same_shape, _signed_sqrt_converter),
     FeatureDropout: ("SkDecafFeatureDropout", _same_shape, _feature_dropout_converter),
@@ -231,7 +251,7 @@ CONVERTERS = {
 }
 
 
-def register_converters():
+def register_converters() -> None:
     """Register sk_decaf's estimators with skl2onnx, so that ``skl2onnx.to_onnx`` converts them.
 
     :func:`sk_decaf.to_onnx` calls it; call it yourself before using skl2onnx directly. Registering twice is

@@ -6,14 +6,27 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sklearn.base import is_classifier
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
 from ..transformers import DeCAFTransformer
+from .runtime import ImageInputs
+
+if TYPE_CHECKING:
+    import onnx
+
+#: ``[(name, estimator)]``: the steps of a pipeline.
+Steps = list[tuple[str, Any]]
+#: ``(method, model, binary)``: the final classifier converted for one of its scores (see ``_heads``).
+Head = tuple[str, "onnx.ModelProto", bool]
+#: ``(input name, preprocess config, shape)`` of each graph input.
+GraphInput = tuple[str, dict[str, Any], list[int | None]]
 
 __all__ = ["to_onnx", "unsupported_steps"]
 
@@ -28,7 +41,7 @@ _NEVER = {
 }
 
 
-def _steps(pipeline):
+def _steps(pipeline: BaseEstimator) -> Steps:
     if isinstance(pipeline, DeCAFTransformer):
         return [("decaf", pipeline)]
     if isinstance(pipeline, FeatureUnion):
@@ -41,7 +54,7 @@ def _steps(pipeline):
     return [(name, est) for name, est in pipeline.steps if est is not None and not isinstance(est, str)]
 
 
-def _branches(union):
+def _branches(union: FeatureUnion) -> list[tuple[str, Any, float | None]]:
     """``[(name, estimator or "passthrough", weight)]`` of a FeatureUnion, its dropped branches left out."""
     weights = union.transformer_weights or {}
     return [
@@ -51,7 +64,7 @@ def _branches(union):
     ]
 
 
-def _branch_steps(est):
+def _branch_steps(est: object) -> Steps | None:
     """The steps of one branch of a union, or None when it is neither a DeCAFTransformer nor a Pipeline."""
     if isinstance(est, DeCAFTransformer):
         return [("decaf", est)]
@@ -60,7 +73,7 @@ def _branch_steps(est):
     return None
 
 
-def _takes_images(est):
+def _takes_images(est: object) -> bool:
     """Whether ``est`` starts from images: a DeCAFTransformer, or a union or pipeline that holds one first."""
     if isinstance(est, DeCAFTransformer):
         return True
@@ -72,14 +85,14 @@ def _takes_images(est):
     return False
 
 
-def _require_skl2onnx():
+def _require_skl2onnx() -> None:
     try:
         import skl2onnx  # noqa: F401
     except ImportError:
         raise ImportError("sk_decaf.to_onnx needs skl2onnx: pip install 'sk-decaf[export]'.") from None
 
 
-def _reason(est, first, last):
+def _reason(est: BaseEstimator, first: bool, last: bool) -> str | None:
     """Why ``est`` cannot be exported at its place in a pipeline (or a union's branch), or None when it can."""
     from skl2onnx import get_model_alias
 
@@ -122,7 +135,7 @@ def _reason(est, first, last):
     return None
 
 
-def _union_problems(union, name):
+def _union_problems(union: FeatureUnion, name: str) -> list[tuple[str, str]]:
     """``(name, reason)`` for each branch step of a union of DeCAF branches that cannot be exported."""
     branches = _branches(union)
     if not branches:
@@ -139,6 +152,7 @@ def _union_problems(union, name):
             continue
         for i, (step, step_est) in enumerate(steps):
             step_where = where if isinstance(est, DeCAFTransformer) else f"{where}__{step}"
+            why: str | None
             if i > 0 and not hasattr(step_est, "transform"):
                 why = "a branch of a FeatureUnion gives features, so its steps must be transformers"
             else:
@@ -148,7 +162,7 @@ def _union_problems(union, name):
     return problems
 
 
-def unsupported_steps(pipeline):
+def unsupported_steps(pipeline: BaseEstimator) -> list[tuple[str, str]]:
     """The steps of ``pipeline`` that :func:`to_onnx` cannot export, each with the reason.
 
     Parameters
@@ -174,7 +188,7 @@ def unsupported_steps(pipeline):
     """
     _require_skl2onnx()
     steps = _steps(pipeline)
-    problems = []
+    problems: list[tuple[str, str]] = []
     for i, (name, est) in enumerate(steps):
         if i == 0 and isinstance(est, FeatureUnion):
             problems += _union_problems(est, name)
@@ -186,7 +200,9 @@ def unsupported_steps(pipeline):
 
 
 # -- the final step's outputs ---------------------------------------------------------------------------------
-def _convert_alone(est, n_features, candidates, target_opset):
+def _convert_alone(
+    est: BaseEstimator, n_features: int, candidates: Sequence[dict[str, Any]], target_opset: int
+) -> onnx.ModelProto:
     """``est`` alone (float32 ``X`` in) with the first option set its skl2onnx converter accepts."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -208,12 +224,12 @@ def _convert_alone(est, n_features, candidates, target_opset):
     raise ValueError(f"skl2onnx cannot convert {type(est).__name__}: {error}") from error
 
 
-def _relative_error(a, b):
+def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
     scale = float(np.abs(b).max(initial=0.0))
     return float(np.abs(a - b).max(initial=0.0)) / max(scale, 1e-12)
 
 
-def _heads(est, n_features, target_opset):
+def _heads(est: BaseEstimator, n_features: int, target_opset: int) -> list[Head]:
     """``[(method, model, binary)]``: the final classifier converted once per score it has.
 
     Each score is checked against scikit-learn on random probe features, and so are the labels of the first
@@ -230,7 +246,7 @@ def _heads(est, n_features, target_opset):
         ("decision_function", [{"zipmap": False, "raw_scores": True}, {"raw_scores": True}]),
         ("predict_proba", [{"zipmap": False, "raw_scores": False}, {"zipmap": False}, {}]),
     ]
-    heads = []
+    heads: list[Head] = []
     for method, candidates in wanted:
         if not hasattr(est, method):
             continue
@@ -267,12 +283,15 @@ def _heads(est, n_features, target_opset):
 class _Graph:
     """Sub-models joined into one ONNX graph, each under its own name prefix, fed by tensors already there."""
 
-    def __init__(self, inputs):
+    def __init__(self, inputs: Iterable[onnx.ValueInfoProto]) -> None:
         self.inputs = list(inputs)
-        self.nodes, self.initializers, self.functions = [], [], []
-        self.opsets, self.ir_version = {}, 0
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.functions: list[onnx.FunctionProto] = []
+        self.opsets: dict[str, int] = {}
+        self.ir_version = 0
 
-    def add(self, model, prefix, feeds):
+    def add(self, model: onnx.ModelProto, prefix: str, feeds: dict[str, str]) -> list[str]:
         """Add ``model``, its names prefixed; ``feeds`` maps each of its inputs to a tensor of this graph.
 
         Returns the names of the model's outputs in this graph.
@@ -296,19 +315,19 @@ class _Graph:
         self.ir_version = max(self.ir_version, model.ir_version)
         return [o.name for o in model.graph.output]
 
-    def node(self, op, inputs, output, **attrs):
+    def node(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         from onnx import helper
 
         self.nodes.append(helper.make_node(op, inputs, [output], name=f"{output}_{op.lower()}", **attrs))
         return output
 
-    def constant(self, name, array):
+    def constant(self, name: str, array: Any) -> str:
         from onnx import numpy_helper
 
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def model(self, outputs):
+    def model(self, outputs: list[onnx.ValueInfoProto]) -> onnx.ModelProto:
         from onnx import helper
 
         graph = helper.make_graph(self.nodes, "sk_decaf_pipeline", self.inputs, outputs, self.initializers)
@@ -320,7 +339,7 @@ class _Graph:
         )
 
 
-def _rename_output(model, new):
+def _rename_output(model: onnx.ModelProto, new: str) -> onnx.ModelProto:
     """Rename the single output of ``model`` to ``new``."""
     old = model.graph.output[0].name
     for node in model.graph.node:
@@ -329,7 +348,7 @@ def _rename_output(model, new):
     return model
 
 
-def _convert(est, initial_types, opset, what):
+def _convert(est: BaseEstimator, initial_types: list[tuple[str, Any]], opset: int, what: str) -> onnx.ModelProto:
     """skl2onnx's conversion of ``est`` alone, its single output renamed ``features``."""
     from skl2onnx import convert_sklearn
 
@@ -346,7 +365,7 @@ def _convert(est, initial_types, opset, what):
 _GRAPH_SIDE = ("mean", "std")
 
 
-def _inputs_of(decafs):
+def _inputs_of(decafs: Sequence[DeCAFTransformer]) -> tuple[list[GraphInput], list[str]]:
     """The graph's inputs, one per distinct preprocessing of ``decafs``, and the input of each transformer.
 
     Returns ``[(input name, preprocess config, shape)]`` and the list of input names, one per transformer:
@@ -356,7 +375,8 @@ def _inputs_of(decafs):
     """
     from ._network import input_shape, preprocess_config
 
-    inputs, names = [], []
+    inputs: list[GraphInput] = []
+    names: list[str] = []
     for decaf in decafs:
         config = preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode, decaf.tta)
         key = {k: v for k, v in config.items() if k not in _GRAPH_SIDE}
@@ -373,7 +393,9 @@ def _inputs_of(decafs):
     return inputs, names
 
 
-def _body(front, middle, opset):
+def _body(
+    front: DeCAFTransformer | FeatureUnion, middle: Steps, opset: int
+) -> tuple[_Graph, str, list[GraphInput], list[tuple[str, DeCAFTransformer, str]]]:
     """The graph from images to the features the final step reads.
 
     Returns ``(graph, features, inputs, branches)``: the :class:`_Graph`, the name of its features tensor,
@@ -387,17 +409,19 @@ def _body(front, middle, opset):
     from onnx import helper
     from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType
 
+    branches: list[tuple[str, Any, float | None]]
     if isinstance(front, DeCAFTransformer):
         decafs, branches = [front], [("", Pipeline([("decaf", front), *middle]) if middle else front, None)]
         middle = []
     else:
         branches = _branches(front)
-        decafs = [_branch_steps(est)[0][1] for _, est, _ in branches]
+        # Every branch is a DeCAFTransformer or a Pipeline that starts with one (unsupported_steps checked it).
+        decafs = [cast(Steps, _branch_steps(est))[0][1] for _, est, _ in branches]
     inputs, input_names = _inputs_of(decafs)
     graph = _Graph(
         helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, ["N", *shape[1:]]) for name, _, shape in inputs
     )
-    parts = []
+    parts: list[str] = []
     for (name, est, weight), input_name in zip(branches, input_names):
         what = "the pipeline" if not name else f"the branch {name!r}"
         shape = next(s for n, _, s in inputs if n == input_name)
@@ -423,12 +447,14 @@ def _body(front, middle, opset):
     return graph, features, inputs, list(zip([name for name, _, _ in branches], decafs, input_names))
 
 
-def _assemble(graph, features, n_features, heads, classifier):
+def _assemble(
+    graph: _Graph, features: str, n_features: int | None, heads: list[Head], classifier: bool
+) -> onnx.ModelProto:
     """Each head on ``features``; the graph's outputs named as scikit-learn's methods."""
     import onnx
     from onnx import helper
 
-    outputs = []
+    outputs: list[onnx.ValueInfoProto] = []
     if not classifier:
         if features != "features":
             graph.node("Identity", [features], "features")
@@ -448,7 +474,7 @@ def _assemble(graph, features, n_features, heads, classifier):
     return graph.model(outputs)
 
 
-def _network_description(decaf):
+def _network_description(decaf: DeCAFTransformer) -> dict[str, Any]:
     return {
         "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
         "layers": list(decaf.layers_),
@@ -458,7 +484,13 @@ def _network_description(decaf):
     }
 
 
-def to_onnx(pipeline, path, *, X=None, target_opset=None):
+def to_onnx(
+    pipeline: BaseEstimator,
+    path: str | os.PathLike[str],
+    *,
+    X: ImageInputs | None = None,
+    target_opset: int | None = None,
+) -> onnx.ModelProto:
     """Write a fitted pipeline as one ONNX graph, from uint8 images to its final step's outputs.
 
     The graph's input ``images`` is a uint8 ``(N, 3, H, W)`` RGB batch prepared as the transformer prepares
@@ -553,10 +585,10 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     middle = steps[1:-1] if classifier else steps[1:]
     graph, features, inputs, networks = _body(front, middle, opset)
     n_features = _n_features(steps, classifier)
-    heads = _heads(final, n_features, opset) if classifier else []
+    heads = _heads(final, cast(int, n_features), opset) if classifier else []  # a classifier's n_features_in_
     model = _assemble(graph, features, n_features, heads, classifier)
 
-    outputs = {
+    outputs: dict[str, Any] = {
         "outputs": [o.name for o in model.graph.output],
         "final_step": type(final).__name__,
         "classes": final.classes_.tolist() if classifier else None,
@@ -575,7 +607,7 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
             {
                 "name": name,
                 "input": input_name,
-                "steps": [[step, type(e).__name__] for step, e in _branch_steps(described[name][0])],
+                "steps": [[step, type(e).__name__] for step, e in cast(Steps, _branch_steps(described[name][0]))],
                 "weight": described[name][1],
                 **_network_description(decaf),
             }
@@ -593,7 +625,7 @@ def to_onnx(pipeline, path, *, X=None, target_opset=None):
     return model
 
 
-def _n_features(steps, classifier):
+def _n_features(steps: Steps, classifier: bool) -> int | None:
     """The number of features the final step reads (classifier) or outputs (transformer); None if unknown."""
     last = steps[-1][1]
     if classifier:
@@ -604,7 +636,9 @@ def _n_features(steps, classifier):
         return None
 
 
-def _write_checked(model, path, pipeline, X):
+def _write_checked(
+    model: onnx.ModelProto, path: str | os.PathLike[str], pipeline: BaseEstimator, X: ImageInputs | None
+) -> None:
     """Write ``model`` to ``path`` atomically, after checking it on ``X`` when given."""
     import onnx
 
@@ -623,7 +657,7 @@ def _write_checked(model, path, pipeline, X):
             os.remove(tmp)
 
 
-def _check(path, pipeline, X):
+def _check(path: str, pipeline: BaseEstimator, X: ImageInputs) -> None:
     from .runtime import OnnxPipeline
 
     got = OnnxPipeline(path).run(list(X))

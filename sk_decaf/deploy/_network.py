@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import onnx
 import torch
@@ -14,6 +16,9 @@ from torch import nn
 
 from .._torch.engines import export_onnx
 from .._torch.featurizer import one_line
+
+if TYPE_CHECKING:
+    from ..transformers import DeCAFTransformer
 
 __all__ = ["network_to_onnx", "preprocess_config", "input_shape", "NETWORK_OPSET", "CROPS", "N_CROPS"]
 
@@ -27,7 +32,9 @@ CROPS = {None: "center", "flip": "center", "10crop": "center+corners", "12jitter
 N_CROPS = {"center": 1, "center+corners": 5, "center+corners+whole": 6}
 
 
-def preprocess_config(data_config, preprocess="model", decode="exact", tta=None):
+def preprocess_config(
+    data_config: Mapping[str, Any], preprocess: str = "model", decode: str = "exact", tta: str | None = None
+) -> dict[str, Any]:
     """The settings the runtime needs to turn an image into the network's uint8 input (JSON-able).
 
     They are those of a transformer's preprocessing (``sk_decaf._torch.preprocess.ResizeCrop``): the resolved
@@ -58,7 +65,7 @@ def preprocess_config(data_config, preprocess="model", decode="exact", tta=None)
     }
 
 
-def input_shape(decaf):
+def input_shape(decaf: DeCAFTransformer) -> list[int | None]:
     """The shape of the network's ONNX input for a fitted transformer.
 
     ``[None, 3, H, W]``, or ``[None, n_crops, 3, H, W]`` when its test-time augmentation needs several crops.
@@ -76,14 +83,14 @@ class _Views(nn.Module):
     output is reduced over the views by ``reduce`` ("mean" or "max"), as ``Featurizer`` does.
     """
 
-    def __init__(self, extractor, wanted, mirror, reduce):
+    def __init__(self, extractor: nn.Module, wanted: list[int], mirror: bool, reduce: str) -> None:
         super().__init__()
         self.extractor = extractor
         self.wanted = list(wanted)
         self.mirror = mirror
         self.reduce = reduce
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim == 4 and not self.mirror:
             x, views = images, 1
         else:
@@ -103,7 +110,7 @@ class _Views(nn.Module):
         return torch.cat(features, dim=1) if len(features) > 1 else features[0]
 
 
-def network_to_onnx(decaf):
+def network_to_onnx(decaf: DeCAFTransformer) -> onnx.ModelProto:
     """The network of a fitted :class:`~sk_decaf.DeCAFTransformer` as one ONNX model.
 
     The graph takes ``images``, uint8 RGB as the transformer's preprocessing makes them (shaped as
@@ -137,7 +144,7 @@ def network_to_onnx(decaf):
     # eval(): the exporter restores the wrapper's mode recursively afterwards, and the extractor is shared with
     # the transformer's torch engine.
     module = _Views(extractor, wanted, mirror=decaf.tta is not None, reduce=decaf.tta_reduce).eval()
-    example = torch.zeros([2, *input_shape(decaf)[1:]], dtype=torch.uint8)
+    example = torch.zeros([2, *cast(list[int], input_shape(decaf)[1:])], dtype=torch.uint8)  # None: batch only
     channels_last, extractor.channels_last = extractor.channels_last, False  # a layout hint, not a graph op
     with tempfile.TemporaryDirectory(prefix="sk_decaf_export_") as tmp:
         try:
@@ -159,5 +166,5 @@ def network_to_onnx(decaf):
     return model
 
 
-def _name(backbone):
+def _name(backbone: str | nn.Module) -> str:
     return repr(backbone) if isinstance(backbone, str) else type(backbone).__name__

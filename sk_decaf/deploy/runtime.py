@@ -26,6 +26,8 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -48,7 +50,14 @@ PREPROCESS_KEY = "sk_decaf.preprocess"
 INPUTS_KEY = "sk_decaf.inputs"
 OUTPUTS_KEY = "sk_decaf.outputs"
 
-_RESAMPLE = {
+#: One image: a file path, a PIL image or a uint8 ``(H, W, 3)`` array.
+ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
+#: Several images: a sequence of :data:`ImageInput`, or one uint8 ``(N, H, W, 3)`` array.
+ImageInputs: TypeAlias = Sequence[ImageInput] | np.ndarray
+#: The preprocessing settings of one graph input (``sk_decaf.preprocess``, JSON-decoded).
+Config: TypeAlias = dict[str, Any]
+
+_RESAMPLE: dict[str | None, Image.Resampling] = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -59,7 +68,7 @@ _RESAMPLE = {
 
 
 # -- images --------------------------------------------------------------------------------------------------
-def _to_rgb(img):
+def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode to RGB as sk_decaf's loader does: 16/32-bit grey scaled by range, alpha on white."""
     if img.mode == "RGB":
         return img
@@ -76,7 +85,7 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def load_rgb(item, config=None):
+def load_rgb(item: ImageInput, config: Config | None = None) -> Image.Image:
     """Open a path (or take a PIL image / uint8 array) as an RGB PIL image, EXIF orientation applied.
 
     With ``config["decode"] == "reduced"``, a JPEG file is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
@@ -85,7 +94,7 @@ def load_rgb(item, config=None):
     return _load_for(item, [config])[0]
 
 
-def _load_for(item, configs):
+def _load_for(item: ImageInput, configs: Sequence[Config | None]) -> list[Image.Image]:
     """``item`` as an RGB PIL image for each of ``configs``, decoded once per distinct decoded size.
 
     Only ``decode="reduced"`` JPEG drafts can differ between configs; without them the file is decoded once.
@@ -95,7 +104,8 @@ def _load_for(item, configs):
     if isinstance(item, Image.Image):
         item.load()
         return [_to_rgb(ImageOps.exif_transpose(item))] * len(configs)
-    decoded, out = {}, []
+    decoded: dict[tuple[str, tuple[int, int]], Image.Image] = {}
+    out: list[Image.Image] = []
     for config in configs:
         with Image.open(os.fspath(item)) as img:  # reads the header; pixels are decoded by load()
             need = jpeg_draft_size(img, config) if config is not None else None
@@ -109,7 +119,7 @@ def _load_for(item, configs):
     return out
 
 
-def jpeg_draft_size(img, config):
+def jpeg_draft_size(img: Image.Image, config: Config) -> tuple[int, int] | None:
     """The size to ask ``img.draft`` for (in the file's orientation), or None to decode at full size."""
     if config.get("decode") != "reduced" or img.format != "JPEG" or not _fused(config):
         return None
@@ -129,24 +139,24 @@ MAX_RESIZED_PIXELS = 16 * 224 * 224
 REDUCING_GAP = 2.0
 
 
-def _crop_size(config):
+def _crop_size(config: Config) -> tuple[int, int]:
     height, width = config["input_size"][-2:]
     return int(height), int(width)
 
 
-def _scale_size(config):
+def _scale_size(config: Config) -> tuple[int, int]:
     crop_h, crop_w = _crop_size(config)
     pct = config.get("crop_pct") or 0.875
     return math.floor(crop_h / pct), math.floor(crop_w / pct)
 
 
-def _fused(config):
+def _fused(config: Config) -> bool:
     """Whether the box path applies: square centre or squash crops that never upsample past the crop."""
     crop_h, crop_w = _crop_size(config)
     return config.get("crop_mode") in ("center", "squash") and crop_h == crop_w and _scale_size(config)[1] >= crop_w
 
 
-def _resized_size(width, height, config):
+def _resized_size(width: int, height: int, config: Config) -> tuple[int, int]:
     """``(w, h)`` of the whole resized image for a square crop (torchvision's integer arithmetic)."""
     scale = _scale_size(config)[1]
     if config.get("crop_mode") == "squash":
@@ -156,14 +166,14 @@ def _resized_size(width, height, config):
     return int(scale * width / height), scale
 
 
-def _keep_ratio(h, w, target, longest):
+def _keep_ratio(h: int, w: int, target: tuple[int, int], longest: float) -> tuple[int, int]:
     """timm's ``ResizeKeepRatio``: scale by a ratio between the shortest (0) and longest (1) side's."""
     ratio_h, ratio_w = h / target[0], w / target[1]
     ratio = max(ratio_h, ratio_w) * longest + min(ratio_h, ratio_w) * (1.0 - longest)
     return round(h / ratio), round(w / ratio)
 
 
-def _timm_resize_size(h, w, config):
+def _timm_resize_size(h: int, w: int, config: Config) -> tuple[int, int]:
     """``(new_h, new_w)`` of timm's resize step for every crop mode."""
     scale = _scale_size(config)
     mode = config.get("crop_mode") or "center"
@@ -179,7 +189,7 @@ def _timm_resize_size(h, w, config):
     return (new_long, new_short) if w <= h else (new_short, new_long)
 
 
-def _center_crop(img, crop_h, crop_w, fill):
+def _center_crop(img: Image.Image, crop_h: int, crop_w: int, fill: int | tuple[int, ...]) -> Image.Image:
     """torchvision's ``center_crop``: pad symmetrically when too small, then crop at rounded offsets."""
     w, h = img.size
     if crop_w > w or crop_h > h:
@@ -193,7 +203,7 @@ def _center_crop(img, crop_h, crop_w, fill):
     return img.crop((left, top, left + crop_w, top + crop_h))
 
 
-def _timm_transform(img, config, resample):
+def _timm_transform(img: Image.Image, config: Config, resample: Image.Resampling) -> Image.Image:
     w, h = img.size
     new_h, new_w = _timm_resize_size(h, w, config)
     if (new_h, new_w) != (h, w):
@@ -202,7 +212,7 @@ def _timm_transform(img, config, resample):
     return _center_crop(img, *_crop_size(config), fill)
 
 
-def preprocess_image(img, config):
+def preprocess_image(img: Image.Image, config: Config) -> np.ndarray:
     """One RGB PIL image to the model's ``uint8 (3, H, W)`` input."""
     resample = _RESAMPLE.get(config.get("interpolation"), Image.Resampling.BILINEAR)
     reduced = config.get("decode") == "reduced"
@@ -220,7 +230,7 @@ def preprocess_image(img, config):
     return np.asarray(_timm_transform(img, config, resample), dtype=np.uint8).transpose(2, 0, 1)
 
 
-def preprocess_crops(img, config):
+def preprocess_crops(img: Image.Image, config: Config) -> np.ndarray:
     """One RGB PIL image to the ``uint8 (K, 3, H, W)`` crops of test-time augmentation.
 
     ``config["crops"]`` is ``"center+corners"`` (``tta="10crop"``: the centre crop, then the top-left,
@@ -265,14 +275,14 @@ def preprocess_crops(img, config):
     return np.stack(crops).transpose(0, 3, 1, 2)
 
 
-def _prepare(img, config):
+def _prepare(img: Image.Image, config: Config) -> np.ndarray:
     """The network input of one image: ``(3, H, W)``, or ``(K, 3, H, W)`` crops."""
     if config.get("crops", "center") == "center":
         return preprocess_image(img, config)
     return preprocess_crops(img, config)
 
 
-def preprocess_inputs(items, configs):
+def preprocess_inputs(items: ImageInputs, configs: Sequence[Config]) -> list[np.ndarray]:
     """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one uint8 batch per config.
 
     Each image is decoded once (once per JPEG draft scale where configs decode at different reduced sizes)
@@ -283,7 +293,7 @@ def preprocess_inputs(items, configs):
     ValueError
         Naming the item that cannot be read or decoded.
     """
-    batches = [[] for _ in configs]
+    batches: list[list[np.ndarray]] = [[] for _ in configs]
     for i, item in enumerate(items):
         try:
             for batch, img, config in zip(batches, _load_for(item, configs), configs):
@@ -294,7 +304,7 @@ def preprocess_inputs(items, configs):
     return [np.stack(batch) for batch in batches]
 
 
-def preprocess(items, config):
+def preprocess(items: ImageInputs, config: Config) -> np.ndarray:
     """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch.
 
     ``(N, K, 3, H, W)`` when ``config["crops"]`` asks for ``K`` crops (see :func:`preprocess_crops`).
@@ -308,7 +318,7 @@ def preprocess(items, config):
 
 
 # -- the model -----------------------------------------------------------------------------------------------
-def read_metadata(model):
+def read_metadata(model: str | os.PathLike[str] | Any) -> dict[str, Any]:
     """The ``sk_decaf.*`` metadata of an exported model (path, or onnxruntime session), JSON-decoded."""
     import onnxruntime as ort
 
@@ -347,7 +357,7 @@ class OnnxPipeline:
         Class labels, in the column order of the scores.
     """
 
-    def __init__(self, path, *, threads=None, batch_size=32):
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, batch_size: int = 32) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -372,18 +382,18 @@ class OnnxPipeline:
                 f"{[name for name, _ in self.inputs]}."
             )
         self.config = self.inputs[0][1]
-        self.outputs = meta.get(OUTPUTS_KEY, {})
+        self.outputs: dict[str, Any] = meta.get(OUTPUTS_KEY, {})
         classes = self.outputs.get("classes")
         self.classes_ = None if classes is None else np.asarray(classes)
         self.batch_size = batch_size
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def prepare(self, images):
+    def prepare(self, images: ImageInputs) -> dict[str, np.ndarray]:
         """The graph's input batches for ``images``, as a dict ``{input name: uint8 array}``."""
         batches = preprocess_inputs(images, [config for _, config in self.inputs])
         return {name: batch for (name, _), batch in zip(self.inputs, batches)}
 
-    def run(self, images):
+    def run(self, images: ImageInputs) -> dict[str, np.ndarray]:
         """Every output of the graph for ``images`` (paths, PIL images or uint8 arrays), as a dict."""
         parts = []
         for start in range(0, len(images), self.batch_size):
@@ -392,29 +402,29 @@ class OnnxPipeline:
             raise ValueError("OnnxPipeline got no images.")
         return {name: np.concatenate(cols) for name, cols in zip(self.output_names, zip(*parts))}
 
-    def _output(self, images, name):
+    def _output(self, images: ImageInputs, name: str) -> np.ndarray:
         if name not in self.output_names:
             raise AttributeError(f"This model has no {name!r} output; it has {self.output_names}.")
         return self.run(images)[name]
 
-    def predict(self, images):
+    def predict(self, images: ImageInputs) -> np.ndarray:
         """The label of each image."""
         return self._output(images, "label")
 
-    def decision_function(self, images):
+    def decision_function(self, images: ImageInputs) -> np.ndarray:
         """The final step's ``decision_function``, shaped as scikit-learn's."""
         return self._output(images, "decision_function")
 
-    def predict_proba(self, images):
+    def predict_proba(self, images: ImageInputs) -> np.ndarray:
         """The final step's ``predict_proba``."""
         return self._output(images, "predict_proba")
 
-    def transform(self, images):
+    def transform(self, images: ImageInputs) -> np.ndarray:
         """The features, for a pipeline that ends with a transformer."""
         return self._output(images, "features")
 
 
-def label_scores(outputs, classes=None):
+def label_scores(outputs: dict[str, np.ndarray], classes: np.ndarray | None = None) -> np.ndarray | None:
     """The score of each image's predicted label.
 
     Its probability when the model has ``predict_proba``, else its decision value (for two classes, the
@@ -434,7 +444,7 @@ def label_scores(outputs, classes=None):
 
 
 # -- command line --------------------------------------------------------------------------------------------
-def add_predict_arguments(parser):
+def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help="a model written by sk_decaf.to_onnx or 'sk-decaf train'")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -447,12 +457,12 @@ def add_predict_arguments(parser):
     return parser
 
 
-def _plain(value):
+def _plain(value: object) -> Any:
     """A numpy value (string labels come back as Python ``str``) as plain Python, for printing and JSON."""
     return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
 
 
-def run_predict(args, stream=None):
+def run_predict(args: argparse.Namespace, stream: IO[str] | None = None) -> int:
     """Print one line per image: ``image<TAB>label<TAB>score``, or JSON with ``--json``."""
     stream = stream or sys.stdout
     model = OnnxPipeline(args.model, threads=args.threads, batch_size=args.batch_size)
@@ -473,7 +483,7 @@ def run_predict(args, stream=None):
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """``python runtime.py model.onnx IMAGE...``: the label and score of each image."""
     parser = add_predict_arguments(
         argparse.ArgumentParser(

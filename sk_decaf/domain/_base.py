@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Iterable
 from numbers import Integral
-from typing import TypeAlias, TypeVar, Union
+from typing import Any, TypeAlias, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -87,7 +88,7 @@ DOMAIN_DOCS = {
 fill_domain_doc = fill_doc({**DOMAIN_DOCS, **FEATURE_ATTRIBUTES})
 
 
-def _python_scalar(label):
+def _python_scalar(label: Any) -> Any:
     """Python scalar of a label; None for None and NaN; integral floats (-2.0) as ints."""
     if isinstance(label, np.generic):
         label = label.item()
@@ -97,7 +98,7 @@ def _python_scalar(label):
         if label != label:  # NaN
             return None
         if float(label).is_integer():
-            return int(label)
+            return int(float(label))
     return label
 
 
@@ -143,7 +144,7 @@ def is_target_label(label: object, target_domain: str | int | None) -> bool:
     return bool(label < 0)
 
 
-def _sorted_labels(labels):
+def _sorted_labels(labels: Iterable[Any]) -> list[Any]:
     try:
         return sorted(labels)
     except TypeError as exc:
@@ -152,7 +153,7 @@ def _sorted_labels(labels):
         ) from exc
 
 
-def _renamed(sample_domain, domain):
+def _renamed(sample_domain: ArrayLike | None, domain: ArrayLike | None) -> ArrayLike | None:
     """``sample_domain``, or the deprecated ``domain`` with a FutureWarning.
 
     Called by the template methods only: the warning points past them and the scikit-learn wrapper
@@ -199,6 +200,7 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
     _accept_sparse: bool | str = False
 
     target_domain: str | int | None
+    target_domain_: str | int | None
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(
@@ -302,27 +304,27 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
 
     # -- hooks of the members --------------------------------------------------------------------
 
-    def _fit_rows(self, X, labels, is_target):
+    def _fit_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> None:
         """Learn what the member computes from the validated rows, their labels and target mask.
 
         Members that learn nothing but the domains (``NoAdaptation``, ``DomainAugment``) keep this
         no-op.
         """
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         """Output for the validated rows, their labels (missing ones filled in) and target mask."""
         raise NotImplementedError(f"{type(self).__name__} must implement _transform_rows")
 
-    def _domain_order(self):
+    def _domain_order(self) -> ArrayLike | None:
         """The set and order of the domains when a parameter fixes them; None: those seen in fit."""
         return None
 
     # -- what the template and the members share -------------------------------------------------
 
-    def _validate(self, X, *, reset):
+    def _validate(self, X: Any, *, reset: bool) -> Any:
         return validate_data(self, X, reset=reset, accept_sparse=self._accept_sparse, dtype=[np.float64, np.float32])
 
-    def _fit_domains(self, sample_domain, n_samples):
+    def _fit_domains(self, sample_domain: ArrayLike | None, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Labels of the training rows (missing filled in) and their target mask; sets ``domains_``."""
         labels = check_sample_domain(sample_domain, n_samples)
         present = {label for label in labels if label is not None}
@@ -344,7 +346,7 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
         self.domains_[:] = ordered
         return self._transform_domains(labels)
 
-    def _check_fixed_domains(self, domains):
+    def _check_fixed_domains(self, domains: ArrayLike) -> list[Any]:
         fixed = [_python_scalar(d) for d in np.asarray(domains, dtype=object).ravel()]
         if any(d is None for d in fixed):
             raise ValueError(f"domains must not contain None or NaN: {fixed!r}.")
@@ -354,13 +356,17 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"target_domain={self.target_domain_!r} is not in domains={fixed!r}.")
         return fixed
 
-    def _transform_domains(self, sample_domain, n_samples=None):
+    def _transform_domains(
+        self, sample_domain: ArrayLike | None, n_samples: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Labels (missing ones filled with ``target_domain_``) and the boolean target mask.
 
         Labels not in ``domains_`` are a ``ValueError``. ``sample_domain`` may be labels returned
         by :func:`check_sample_domain` (then ``n_samples`` is None).
         """
-        labels = sample_domain if n_samples is None else check_sample_domain(sample_domain, n_samples)
+        labels: np.ndarray = (
+            np.asarray(sample_domain) if n_samples is None else check_sample_domain(sample_domain, n_samples)
+        )
         missing = np.fromiter((label is None for label in labels), dtype=bool, count=len(labels))
         known = set(self.domains_.tolist())
         unknown = sorted({repr(label) for label in labels[~missing] if label not in known})
@@ -382,7 +388,7 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
             labels[missing] = self.target_domain_
         return labels, is_target
 
-    def _split_source_target(self, X, is_target):
+    def _split_source_target(self, X: Any, is_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source and target rows in float64, for the unsupervised members; sets the domain means.
 
         Several source labels are pooled into one source domain. ``fit`` needs a target row; without
@@ -401,7 +407,7 @@ class BaseDomainTransformer(TransformerMixin, BaseEstimator):
         self.mean_source_ = X_source.mean(axis=0) if X_source.shape[0] else self.mean_target_.copy()
         return X_source, X_target
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = bool(self._accept_sparse)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]

@@ -10,6 +10,7 @@ since it never passes ``sample_domain``.
 
 import pickle
 import warnings
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.testing import assert_allclose
@@ -20,6 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.metadata_routing import get_routing_for_object
 
+from ._base import BaseDomainTransformer
+
 __all__ = ["check_domain_transformer", "yield_domain_transformer_checks"]
 
 #: Readable names of the two domains of the check data, and their skada integers.
@@ -27,7 +30,9 @@ SOURCE, TARGET = "amazon", "webcam"
 SKADA = {SOURCE: 1, TARGET: -2}
 
 
-def _data(seed=0, n_source=40, n_target=30, n_features=6):
+def _data(
+    seed: int = 0, n_source: int = 40, n_target: int = 30, n_features: int = 6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two domains with different means and covariances, two classes in each."""
     rng = np.random.RandomState(seed)
     X_source = rng.normal(size=(n_source, n_features)) @ rng.normal(size=(n_features, n_features)) + 1.0
@@ -39,18 +44,18 @@ def _data(seed=0, n_source=40, n_target=30, n_features=6):
     return X, y, names
 
 
-def _readable(estimator):
+def _readable(estimator: BaseDomainTransformer) -> BaseDomainTransformer:
     return clone(estimator).set_params(target_domain=TARGET)
 
 
-def _close(actual, desired, dtype=np.float64):
+def _close(actual: np.ndarray, desired: np.ndarray, dtype: type = np.float64) -> None:
     """Equal up to rounding: float32 results compare with float32-sized tolerances."""
     tol = 1e-4 if dtype == np.float32 else 1e-8
     actual, desired = (a.toarray() if hasattr(a, "toarray") else np.asarray(a) for a in (actual, desired))
     assert_allclose(actual, desired, rtol=tol, atol=tol * max(1.0, np.abs(desired).max()))
 
 
-def check_requests_sample_domain_by_default(name, estimator):
+def check_requests_sample_domain_by_default(name: str, estimator: BaseDomainTransformer) -> None:
     """fit and transform request ``sample_domain`` with no ``set_*_request`` call."""
     with config_context(enable_metadata_routing=True):
         routing = get_routing_for_object(clone(estimator))
@@ -60,14 +65,14 @@ def check_requests_sample_domain_by_default(name, estimator):
             )
 
 
-def check_fit_transform_passes_sample_domain(name, estimator):
+def check_fit_transform_passes_sample_domain(name: str, estimator: BaseDomainTransformer) -> None:
     """``fit_transform`` gives ``fit(...).transform(...)`` with the same labels."""
     X, _, d = _data()
     est = _readable(estimator)
     _close(est.fit_transform(X, sample_domain=d), clone(est).fit(X, sample_domain=d).transform(X, sample_domain=d))
 
 
-def check_skada_integer_labels(name, estimator):
+def check_skada_integer_labels(name: str, estimator: BaseDomainTransformer) -> None:
     """skada's integers (>= 0 source, < 0 target; target_domain=None) give the readable result."""
     X, _, d = _data()
     readable = _readable(estimator).fit(X, sample_domain=d)
@@ -78,7 +83,7 @@ def check_skada_integer_labels(name, estimator):
     _close(skada.transform(X[d == TARGET]), readable.transform(X[d == TARGET]))
 
 
-def check_masked_target_labels_are_ignored(name, estimator):
+def check_masked_target_labels_are_ignored(name: str, estimator: BaseDomainTransformer) -> None:
     """skada masks target labels with -1 before fitting; the transformer does not use them."""
     X, y, d = _data()
     masked = np.where(d == TARGET, -1, y)
@@ -86,7 +91,7 @@ def check_masked_target_labels_are_ignored(name, estimator):
     _close(clone(est).fit_transform(X, masked, sample_domain=d), est.fit_transform(X, sample_domain=d))
 
 
-def check_unlabelled_samples_are_target(name, estimator):
+def check_unlabelled_samples_are_target(name: str, estimator: BaseDomainTransformer) -> None:
     """No label, a None or a NaN entry means target, at fit and at transform time."""
     X, _, d = _data()
     est = _readable(estimator).fit(X, sample_domain=d)
@@ -95,11 +100,11 @@ def check_unlabelled_samples_are_target(name, estimator):
     _close(est.transform(target), labelled)
     holes = np.array([None, np.nan] * (len(target) // 2) + [None] * (len(target) % 2), dtype=object)
     _close(est.transform(target, sample_domain=holes), labelled)
-    partly = np.where(d == TARGET, None, d)
+    partly = np.where(d == TARGET, np.asarray(None, dtype=object), d)
     _close(clone(est).fit_transform(X, sample_domain=partly), est.transform(X, sample_domain=d))
 
 
-def check_unknown_and_unnamed_labels_are_errors(name, estimator):
+def check_unknown_and_unnamed_labels_are_errors(name: str, estimator: BaseDomainTransformer) -> None:
     """A label unseen in fit, and readable labels without target_domain, are clear ValueErrors."""
     X, _, d = _data()
     est = _readable(estimator).fit(X, sample_domain=d)
@@ -117,7 +122,7 @@ def check_unknown_and_unnamed_labels_are_errors(name, estimator):
         raise AssertionError(f"{name}.fit accepted readable labels without target_domain")
 
 
-def check_deprecated_domain_keyword(name, estimator):
+def check_deprecated_domain_keyword(name: str, estimator: BaseDomainTransformer) -> None:
     """The old ``domain=`` keyword still works, with a FutureWarning naming ``sample_domain``."""
     X, _, d = _data()
     expected = _readable(estimator).fit_transform(X, sample_domain=d)
@@ -129,7 +134,7 @@ def check_deprecated_domain_keyword(name, estimator):
     _close(old, expected)
 
 
-def check_pipeline_routing(name, estimator):
+def check_pipeline_routing(name: str, estimator: BaseDomainTransformer) -> None:
     """With routing on, a Pipeline passes ``sample_domain`` to fit and predict; none needed at predict."""
     X, y, d = _data()
     test = d == TARGET
@@ -142,7 +147,7 @@ def check_pipeline_routing(name, estimator):
         _close(pipe.decision_function(X[test]), clf.decision_function(by_hand.transform(X[test])))
 
 
-def check_float32_is_preserved(name, estimator):
+def check_float32_is_preserved(name: str, estimator: BaseDomainTransformer) -> None:
     """float32 in, float32 out, equal to the float64 result up to float32 rounding."""
     X, _, d = _data()
     out32 = _readable(estimator).fit_transform(X.astype(np.float32), sample_domain=d)
@@ -150,7 +155,7 @@ def check_float32_is_preserved(name, estimator):
     _close(out32, _readable(estimator).fit_transform(X, sample_domain=d), np.float32)
 
 
-def check_pickle_and_clone(name, estimator):
+def check_pickle_and_clone(name: str, estimator: BaseDomainTransformer) -> None:
     """A pickled transformer gives the same output; a clone has no fitted state."""
     X, _, d = _data()
     est = _readable(estimator).fit(X, sample_domain=d)
@@ -166,7 +171,7 @@ def check_pickle_and_clone(name, estimator):
         raise AssertionError(f"{name}.transform before fit did not raise NotFittedError")
 
 
-def check_pandas_output(name, estimator):
+def check_pandas_output(name: str, estimator: BaseDomainTransformer) -> None:
     """``set_output(transform="pandas")`` names the columns with ``get_feature_names_out``."""
     try:
         import pandas as pd
@@ -179,7 +184,9 @@ def check_pandas_output(name, estimator):
     assert list(out.columns) == list(est.get_feature_names_out())
 
 
-def yield_domain_transformer_checks(estimator):
+def yield_domain_transformer_checks(
+    estimator: BaseDomainTransformer,
+) -> Iterator[Callable[[str, BaseDomainTransformer], None]]:
     """Yield the checks of the domain-transformer contract, each ``check(name, estimator)``.
 
     Parameters
@@ -206,7 +213,7 @@ def yield_domain_transformer_checks(estimator):
     yield check_pandas_output
 
 
-def check_domain_transformer(estimator):
+def check_domain_transformer(estimator: BaseDomainTransformer) -> None:
     """Run every check of :func:`yield_domain_transformer_checks` on ``estimator``.
 
     Parameters

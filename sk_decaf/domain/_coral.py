@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Real
+from typing import Any
 
 import numpy as np
 from scipy import linalg
@@ -114,7 +115,7 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
         self.reg = reg
         self.center = center
 
-    def _fit_rows(self, X, labels, is_target):
+    def _fit_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> None:
         X_source, X_target = self._split_source_target(X, is_target)
         if X_source.shape[0] == 0:  # nothing to align
             self.alignment_ = np.eye(X.shape[1])
@@ -123,7 +124,7 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
         recolour = _regularised_covariance_power(X_target, self.reg, 0.5)
         self.alignment_ = whiten @ recolour
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         # Source rows through alignment_ (and the means if center), target rows copied unchanged.
         is_source = ~is_target
         X_new = np.array(X, copy=True)
@@ -136,7 +137,7 @@ class CORAL(OneToOneFeatureMixin, BaseDomainTransformer):
         return X_new
 
 
-def _regularised_covariance_power(X, reg, power):
+def _regularised_covariance_power(X: np.ndarray, reg: float, power: float) -> np.ndarray:
     """``(cov(X) + reg * I) ** power`` with the unbiased covariance (Matlab's ``cov``).
 
     With fewer samples than features and ``reg > 0`` the covariance has low
@@ -156,7 +157,7 @@ def _regularised_covariance_power(X, reg, power):
     return _symmetric_power(cov + reg * np.eye(n_features), power)
 
 
-def _symmetric_power(C, power):
+def _symmetric_power(C: np.ndarray, power: float) -> np.ndarray:
     """``C ** power`` of a symmetric PSD matrix through its eigendecomposition.
 
     Eigenvalues below a relative tolerance count as zero, so a negative power

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
@@ -99,10 +101,10 @@ class DomainAugment(BaseDomainTransformer):
         self.target_domain = target_domain
         self.domains = domains
 
-    def _domain_order(self):
+    def _domain_order(self) -> ArrayLike | None:
         return self.domains
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         # [x, x * [d == domains_[0]], x * [d == domains_[1]], ...]; sparse CSR stays sparse CSR.
         blocks = [X] + [_keep_rows(X, labels == d) for d in self.domains_]
         if sp.issparse(X):
@@ -133,7 +135,7 @@ class DomainAugment(BaseDomainTransformer):
         )
 
 
-def _keep_rows(X, mask):
+def _keep_rows(X: Any, mask: np.ndarray) -> Any:
     """Copy of ``X`` with the rows outside ``mask`` set to zero."""
     if sp.issparse(X):
         kept = X.copy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import linalg
 
@@ -121,10 +123,10 @@ class GeodesicFlowKernel(_BaseSubspace):
         self.target_domain = target_domain
         self.center = center
 
-    def _fit_alignment(self, basis_source, basis_target):
+    def _fit_alignment(self, basis_source: np.ndarray, basis_target: np.ndarray) -> None:
         self.projection_, self.principal_angles_ = _gfk_factor(basis_source, basis_target)
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         # Z = X @ L; with center=True each row first loses the mean of its own domain.
         X_centred = X
         if self.center:
@@ -132,11 +134,11 @@ class GeodesicFlowKernel(_BaseSubspace):
         return (X_centred @ self.projection_).astype(X.dtype, copy=False)
 
     @property
-    def _n_features_out(self):
+    def _n_features_out(self) -> int:
         return 2 * self.n_components_
 
 
-def _gfk_factor(basis_source, basis_target):
+def _gfk_factor(basis_source: np.ndarray, basis_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Factor ``L`` with ``L @ L.T = G`` and the principal angles.
 
     Each principal angle ``theta`` contributes a 2x2 block
@@ -149,7 +151,9 @@ def _gfk_factor(basis_source, basis_target):
     return _gfk_factor_from_svd(basis_source, basis_target, U, cos_theta, Vt)
 
 
-def _gfk_factor_from_svd(basis_source, basis_target, U, cos_theta, Vt):
+def _gfk_factor_from_svd(
+    basis_source: np.ndarray, basis_target: np.ndarray, U: np.ndarray, cos_theta: np.ndarray, Vt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_gfk_factor` given the SVD ``U @ diag(cos_theta) @ Vt`` of ``basis_source.T @ basis_target``.
 
     Separate so that the cosines can be given as a LAPACK may return them (e.g. ``1 + eps`` for shared
@@ -183,7 +187,7 @@ def _gfk_factor_from_svd(basis_source, basis_target, U, cos_theta, Vt):
     return np.hstack([first, second]), theta
 
 
-def _one_minus_sinc(x):
+def _one_minus_sinc(x: np.ndarray) -> np.ndarray:
     """``1 - sin(x) / x``, with its Taylor series near 0 to avoid cancellation."""
     x = np.asarray(x, dtype=np.float64)
     small = np.abs(x) < 1e-2

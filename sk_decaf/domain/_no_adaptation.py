@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from sklearn.base import OneToOneFeatureMixin
 
 from ._base import BaseDomainTransformer, fill_domain_doc
@@ -66,5 +69,5 @@ class NoAdaptation(OneToOneFeatureMixin, BaseDomainTransformer):
     def __init__(self, target_domain: str | int | None = None) -> None:
         self.target_domain = target_domain
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         return X  # the validated input: the labels are checked, the rows are not changed

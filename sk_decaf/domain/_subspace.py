@@ -8,6 +8,7 @@ learns from them and ``_transform_rows`` with how it maps rows.
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
@@ -45,7 +46,7 @@ class _BaseSubspace(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
 
     n_components: int | None
 
-    def _fit_rows(self, X, labels, is_target):
+    def _fit_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> None:
         X_source, X_target = self._split_source_target(X, is_target)
         limit = min(X_target.shape[0], X.shape[1])
         if X_source.shape[0]:
@@ -63,12 +64,12 @@ class _BaseSubspace(ClassNamePrefixFeaturesOutMixin, BaseDomainTransformer):
         self.n_components_ = d
         self._fit_alignment(basis_source, basis_target)
 
-    def _fit_alignment(self, basis_source, basis_target):
+    def _fit_alignment(self, basis_source: np.ndarray, basis_target: np.ndarray) -> None:
         """Learn the member's map from the ``(n_features, d)`` orthonormal bases ``Ps`` and ``Pt``."""
         raise NotImplementedError(f"{type(self).__name__} must implement _fit_alignment")
 
 
-def _pca_basis(X, n_components):
+def _pca_basis(X: np.ndarray, n_components: int) -> np.ndarray:
     """``(n_features, n_components)`` orthonormal principal axes of the float64 rows ``X``."""
     if X.shape[0] == 1:
         # PCA divides by n_samples - 1; one sample has no principal axes, so

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .._docstrings import fill_doc
@@ -98,10 +100,10 @@ class SubspaceAlignment(_BaseSubspace):
         self.n_components = n_components
         self.target_domain = target_domain
 
-    def _fit_alignment(self, basis_source, basis_target):
+    def _fit_alignment(self, basis_source: np.ndarray, basis_target: np.ndarray) -> None:
         self.alignment_ = basis_source.T @ basis_target
 
-    def _transform_rows(self, X, labels, is_target):
+    def _transform_rows(self, X: Any, labels: np.ndarray, is_target: np.ndarray) -> Any:
         # Source rows on the aligned source basis Ps M, target rows on Pt, both centred by their domain's mean.
         X_new = np.empty((X.shape[0], self.n_components_), dtype=X.dtype)
         X_new[is_target] = (X[is_target] - self.mean_target_) @ self.components_target_.T
@@ -110,5 +112,5 @@ class SubspaceAlignment(_BaseSubspace):
         return X_new
 
     @property
-    def _n_features_out(self):
+    def _n_features_out(self) -> int:
         return self.n_components_

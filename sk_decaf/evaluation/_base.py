@@ -6,15 +6,23 @@
 that callers (the CLI, benchmarks) read fields instead of parsing text.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
+from typing import Any, TypeAlias
 
 import numpy as np
 
 from .._sklearn_compat import HasMethods, Interval, StrOptions
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
 
-__all__ = ["EvaluationResult", "FewShotCurve", "OfficeResults", "PROTOCOL_DOCS"]
+__all__ = ["Dataset", "EvaluationResult", "FewShotCurve", "OfficeResults", "PROTOCOL_DOCS"]
+
+#: What the protocols take as ``dataset``: a loader's ``Bunch`` (a mapping with ``target`` and ``images``,
+#: ``data`` or ``paths``, and optionally ``domain``), or a tuple ``(X, y)`` or ``(X, y, domain)``.
+Dataset: TypeAlias = Mapping[str, Any] | Sequence[Any]
 
 #: Parameter descriptions shared by evaluate, few_shot_curve and evaluate_office (see sk_decaf._docstrings).
 PROTOCOL_DOCS = {
@@ -75,19 +83,21 @@ class EvaluationResult:
     protocol: str
     n_train: np.ndarray
     n_test: np.ndarray
-    best_params: list = None
-    estimators: list = None
+    best_params: list[dict[str, Any] | None] | None = None
+    estimators: list[Any] | None = None
     splitter: object = None
 
     @property
-    def mean(self):
+    def mean(self) -> float:
+        """Mean of ``scores``."""
         return float(np.mean(self.scores))
 
     @property
-    def std(self):
+    def std(self) -> float:
+        """Standard deviation (``ddof=0``) of ``scores``."""
         return float(np.std(self.scores))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"{100 * self.mean:.2f} ± {100 * self.std:.2f} % mean per-class accuracy "
             f"over {len(self.scores)} splits ({self.protocol})"
@@ -115,19 +125,21 @@ class FewShotCurve:
     protocol: str
 
     @property
-    def mean(self):
+    def mean(self) -> np.ndarray:
+        """Mean over the splits of each point."""
         return self.scores.mean(axis=1)
 
     @property
-    def std(self):
+    def std(self) -> np.ndarray:
+        """Standard deviation (``ddof=0``) over the splits of each point."""
         return self.scores.std(axis=1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         points = ", ".join(f"{n}: {100 * m:.1f}" for n, m in zip(self.n_train, self.mean))
         return f"FewShotCurve({points}; {self.protocol})"
 
 
-class OfficeResults(dict):
+class OfficeResults(dict[str, EvaluationResult]):
     """The results of :func:`~sk_decaf.evaluation.evaluate_office`: ``{setting: EvaluationResult}``.
 
     A dict in the order of the settings, plus the protocol that the settings share.
@@ -141,25 +153,27 @@ class OfficeResults(dict):
         The domains of the shift.
     """
 
-    def __init__(self, results, *, protocol, source, target):
+    def __init__(
+        self, results: Mapping[str, EvaluationResult], *, protocol: str, source: str | int, target: str | int
+    ) -> None:
         super().__init__(results)
         self.protocol = protocol
         self.source = source
         self.target = target
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         rows = "; ".join(f"{s}: {100 * r.mean:.2f} ± {100 * r.std:.2f}" for s, r in self.items())
         return f"OfficeResults({rows} % mean per-class accuracy; {self.protocol})"
 
 
-def result_from_run(out, description, splitter, keep):
+def result_from_run(out: tuple[Any, ...], description: str, splitter: object, keep: bool) -> EvaluationResult:
     """An :class:`EvaluationResult` from one entry of the runner's output."""
     scores, n_train, n_test, params, estimators = out
     params = params if any(p is not None for p in params) else None
     return EvaluationResult(scores, description, n_train, n_test, params, estimators if keep else None, splitter)
 
 
-def describe(cv, *, setting=True):
+def describe(cv: object, *, setting: bool = True) -> str:
     """Human-readable description of a splitter; ``setting=False`` leaves out the office setting."""
     if isinstance(cv, PerClassSplit):
         test = "the rest" if cv.n_test is None else cv.n_test

@@ -1,14 +1,18 @@
 """The Office domain-adaptation protocol (Saenko et al. 2010; DeCAF Table 1)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from .._docstrings import fill_doc
 from .._sklearn_compat import Interval, validate_params
 from ..model_selection import DomainAdaptationSplit
-from ._base import COMMON_CONSTRAINTS, PROTOCOL_DOCS, OfficeResults, describe, result_from_run
+from ._base import COMMON_CONSTRAINTS, PROTOCOL_DOCS, Dataset, OfficeResults, describe, result_from_run
 from ._runner import _run, _unpack
 
 
@@ -25,20 +29,20 @@ from ._runner import _run, _unpack
 )
 @fill_doc(PROTOCOL_DOCS)
 def evaluate_office(
-    estimator,
-    dataset,
+    estimator: BaseEstimator,
+    dataset: Dataset,
     *,
-    source,
-    target,
-    settings=("S", "T", "ST"),
-    n_source_per_class=None,
-    n_target_per_class=3,
-    n_splits=5,
-    too_few="raise",
-    precompute="auto",
-    random_state=0,
-    n_jobs=None,
-):
+    source: str | int,
+    target: str | int,
+    settings: Sequence[str] = ("S", "T", "ST"),
+    n_source_per_class: int | None = None,
+    n_target_per_class: int = 3,
+    n_splits: int = 5,
+    too_few: str = "raise",
+    precompute: str | bool = "auto",
+    random_state: int | np.random.RandomState | None = 0,
+    n_jobs: int | None = None,
+) -> OfficeResults:
     """Accuracy on a domain shift, training on source, target or both (DeCAF Table 1).
 
     Every setting uses the same random draws, hence the same test sets: the

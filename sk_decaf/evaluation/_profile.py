@@ -1,6 +1,9 @@
 """Time per layer of a DeCAF backbone on real images (DeCAF Sec. 3.3 and Fig. 3)."""
 
+from __future__ import annotations
+
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import clone
@@ -8,12 +11,19 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
+from .._images import Images
 from .._sklearn_compat import HasMethods, Interval, validate_params
+
+if TYPE_CHECKING:
+    import torch
+
+    from .._torch.backbones import Backbone
+    from ..transformers import DeCAFTransformer
 
 __all__ = ["profile_layers"]
 
 
-def _fitted(transformer, images):
+def _fitted(transformer: DeCAFTransformer, images: Images) -> DeCAFTransformer:
     """The transformer if fitted, else a fitted clone (the caller's object is left as it is)."""
     try:
         check_is_fitted(transformer, "layers_")
@@ -22,7 +32,7 @@ def _fitted(transformer, images):
     return transformer
 
 
-def _input_batch(images, backbone, preprocess, batch_size):
+def _input_batch(images: Images, backbone: Backbone, preprocess: str, batch_size: int) -> torch.Tensor:
     """The first `batch_size` images (cycled when fewer), preprocessed and normalised as in transform."""
     import torch
 
@@ -51,7 +61,7 @@ def _input_batch(images, backbone, preprocess, batch_size):
     },
     prefer_skip_nested_validation=True,
 )
-def profile_layers(transformer, images, *, n_repeats=3, batch_size=1):
+def profile_layers(transformer: DeCAFTransformer, images: Images, *, n_repeats: int = 3, batch_size: int = 1) -> Bunch:
     """Time spent in each layer of the transformer's network for one forward pass.
 
     The whole network of ``transformer`` (its backbone, weights and

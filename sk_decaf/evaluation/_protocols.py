@@ -1,28 +1,49 @@
 """DeCAF's evaluation protocols: repeated splits scored by mean per-class accuracy."""
 
+from __future__ import annotations
+
 from numbers import Integral
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from sklearn.utils.metadata_routing import get_routing_for_object
 
 from .._docstrings import fill_doc
 from .._sklearn_compat import HasMethods, Interval, StrOptions, validate_params
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
-from ._base import COMMON_CONSTRAINTS, PROTOCOL_DOCS, FewShotCurve, describe, result_from_run
+from ._base import (
+    COMMON_CONSTRAINTS,
+    PROTOCOL_DOCS,
+    Dataset,
+    EvaluationResult,
+    FewShotCurve,
+    describe,
+    result_from_run,
+)
 from ._runner import _run, _unpack
 
 #: Built-in protocols: (n_train, n_test) per class, as in DeCAF Sec. 4.1 and 4.4.
-PROTOCOLS = {"caltech101": (30, None), "sun397": (50, 50)}
+PROTOCOLS: dict[str, tuple[int, int | None]] = {"caltech101": (30, None), "sun397": (50, 50)}
 
 
-def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **office):
+def _resolve_protocol(
+    protocol: Any,
+    *,
+    n_train: int | None,
+    n_splits: int,
+    too_few: str,
+    random_state: int | np.random.RandomState | None,
+    **office: Any,
+) -> tuple[Any, str]:
     if hasattr(protocol, "split") and hasattr(protocol, "get_n_splits"):
         return protocol, describe(protocol)
     if protocol in PROTOCOLS or protocol == "per-class":
         if (protocol == "per-class") != (n_train is not None):
             raise ValueError("n_train is required by, and only by, protocol='per-class'.")
-        n_tr, n_te = PROTOCOLS.get(protocol, (n_train, None))
-        cv = PerClassSplit(n_tr, n_te, n_splits=n_splits, too_few=too_few, random_state=random_state)
+        n_tr, n_te = PROTOCOLS.get(protocol, (cast(int, n_train), None))  # n_train is set for per-class
+        cv: Any = PerClassSplit(n_tr, n_te, n_splits=n_splits, too_few=too_few, random_state=random_state)
     elif protocol == "office":
         if office.get("source") is None or office.get("target") is None:
             raise ValueError("protocol='office' needs source= and target= domains.")
@@ -32,7 +53,7 @@ def _resolve_protocol(protocol, *, n_train, n_splits, too_few, random_state, **o
     return cv, f"{protocol}: {describe(cv)}"
 
 
-def _split_params(cv, domain):
+def _split_params(cv: object, domain: np.ndarray | None) -> dict[str, np.ndarray]:
     """The domains, under the name the splitter requests: sample_domain (ours, skada's) or groups."""
     if domain is None:
         return {}
@@ -60,21 +81,21 @@ def _split_params(cv, domain):
 )
 @fill_doc(PROTOCOL_DOCS)
 def evaluate(
-    estimator,
-    dataset,
+    estimator: BaseEstimator,
+    dataset: Dataset,
     *,
-    protocol="caltech101",
-    n_train=None,
-    n_splits=5,
-    source=None,
-    target=None,
-    setting="ST",
-    too_few="raise",
-    precompute="auto",
-    random_state=0,
-    n_jobs=None,
-    return_estimators=False,
-):
+    protocol: str | Any = "caltech101",
+    n_train: int | None = None,
+    n_splits: int = 5,
+    source: str | int | None = None,
+    target: str | int | None = None,
+    setting: str = "ST",
+    too_few: str = "raise",
+    precompute: str | bool = "auto",
+    random_state: int | np.random.RandomState | None = 0,
+    n_jobs: int | None = None,
+    return_estimators: bool = False,
+) -> EvaluationResult:
     """Mean per-class accuracy of an estimator under a DeCAF protocol.
 
     For each split the estimator is cloned, fitted on the training images and
@@ -185,17 +206,17 @@ def evaluate(
 )
 @fill_doc(PROTOCOL_DOCS)
 def few_shot_curve(
-    estimator,
-    dataset,
+    estimator: BaseEstimator,
+    dataset: Dataset,
     *,
-    n_train=(1, 2, 3, 5, 10, 20, 30),
-    n_test=None,
-    n_splits=5,
-    too_few="raise",
-    precompute="auto",
-    random_state=0,
-    n_jobs=None,
-):
+    n_train: ArrayLike = (1, 2, 3, 5, 10, 20, 30),
+    n_test: int | None = None,
+    n_splits: int = 5,
+    too_few: str = "raise",
+    precompute: str | bool = "auto",
+    random_state: int | np.random.RandomState | None = 0,
+    n_jobs: int | None = None,
+) -> FewShotCurve:
     """Mean per-class accuracy against training images per class (DeCAF Fig. 4 right).
 
     Each point is :func:`evaluate` with ``protocol="per-class"``; the features of

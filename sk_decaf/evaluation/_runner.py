@@ -5,12 +5,15 @@ all the splits, gives searches the protocol's validation splits, and fits and
 scores each split with the domains routed to the steps that request them.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 from sklearn import config_context
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -20,9 +23,13 @@ from sklearn.utils.parallel import Parallel, delayed
 from .._sklearn_compat import BaseSearchCV, safe_indexing
 from ..datasets import CroppedImages
 from ..model_selection import DomainAdaptationSplit, PerClassSplit
+from ._base import Dataset
+
+#: ``{key: (outer splitter, [(train indices, test indices), ...])}``: the splits a protocol scores.
+Jobs = dict[Any, tuple[Any, list[tuple[np.ndarray, np.ndarray]]]]
 
 
-def _unpack(dataset):
+def _unpack(dataset: Dataset) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """(X, y, domain) from a Bunch or an (X, y[, domain]) tuple.
 
     X is the Bunch's ``images`` (lazy crops), else ``data``, else ``paths``.
@@ -36,21 +43,21 @@ def _unpack(dataset):
         X, y, domain = (*dataset, None)[:3]
     else:
         raise TypeError("dataset must be a Bunch or a tuple (X, y) or (X, y, domain).")
-    y = np.asarray(y)
-    domain = None if domain is None else np.asarray(domain)
-    if len(X) != len(y) or (domain is not None and len(domain) != len(y)):
+    labels = np.asarray(y)
+    domains = None if domain is None else np.asarray(domain)
+    if len(X) != len(labels) or (domains is not None and len(domains) != len(labels)):
         raise ValueError("X, target and domain must have the same length.")
-    return X, y, domain
+    return X, labels, domains
 
 
-def _take(X, indices):
+def _take(X: Any, indices: np.ndarray) -> Any:
     """Rows of X; lazy sequences of crops stay lazy."""
     if isinstance(X, CroppedImages):
         return X[indices]
     return safe_indexing(X, indices)
 
 
-def _is_frozen_featurizer(step):
+def _is_frozen_featurizer(step: object) -> bool:
     try:
         from ..transformers import DeCAFTransformer
     except ImportError:  # the torch side is optional for evaluation
@@ -58,7 +65,7 @@ def _is_frozen_featurizer(step):
     return isinstance(step, DeCAFTransformer)
 
 
-def _split_featurizer(estimator, precompute):
+def _split_featurizer(estimator: BaseEstimator, precompute: str | bool) -> tuple[BaseEstimator | None, BaseEstimator]:
     """Split off the first pipeline step when its features can be computed once.
 
     Returns (featurizer, head) where head is the estimator without that step
@@ -91,7 +98,9 @@ def _split_featurizer(estimator, precompute):
     return first, clone(estimator).set_params(estimator=head) if search else head
 
 
-def _with_inner_cv(estimator, cv, random_state):
+def _with_inner_cv(
+    estimator: BaseEstimator, cv: object, random_state: int | np.random.RandomState | None
+) -> BaseEstimator:
     """Give a search without an explicit `cv` the protocol's validation splits.
 
     PerClassSplit(n_train=n) → PerClassSplit(n - v, v, n_splits=1) with
@@ -108,7 +117,7 @@ def _with_inner_cv(estimator, cv, random_state):
             )
         v = max(1, round(cv.n_train / 6))
         too_few = "shrink" if cv.too_few == "shrink" else "raise"
-        inner = PerClassSplit(cv.n_train - v, v, n_splits=1, too_few=too_few, random_state=random_state)
+        inner: Any = PerClassSplit(cv.n_train - v, v, n_splits=1, too_few=too_few, random_state=random_state)
     elif isinstance(cv, DomainAdaptationSplit):
         inner = StratifiedKFold(3, shuffle=True, random_state=random_state)
     else:
@@ -116,7 +125,7 @@ def _with_inner_cv(estimator, cv, random_state):
     return clone(estimator).set_params(cv=inner)
 
 
-def _domain_routing(estimator, domain):
+def _domain_routing(estimator: BaseEstimator, domain: np.ndarray | None) -> dict[str, str]:
     """{method: metadata name} for fit/predict when the estimator requests the domains.
 
     The name is ``sample_domain`` (sk_decaf.domain, skada), or ``domain``, its deprecated name.
@@ -133,17 +142,30 @@ def _domain_routing(estimator, domain):
         }
 
 
-def _fit_and_score(estimator, X, y, domain, train, test, routed, keep):
+def _fit_and_score(
+    estimator: BaseEstimator,
+    X: Any,
+    y: np.ndarray,
+    domain: np.ndarray | None,
+    train: np.ndarray,
+    test: np.ndarray,
+    routed: dict[str, str],
+    keep: bool,
+) -> tuple[float, dict[str, Any] | None, BaseEstimator | None]:
     est = clone(estimator)
-    fit_params = {routed["fit"]: domain[train]} if "fit" in routed else {}
+    fit_params, predict_params = {}, {}
+    if domain is not None:  # routed is empty without domains
+        fit_params = {routed["fit"]: domain[train]} if "fit" in routed else {}
+        predict_params = {routed["predict"]: domain[test]} if "predict" in routed else {}
     est.fit(_take(X, train), y[train], **fit_params)
-    predict_params = {routed["predict"]: domain[test]} if "predict" in routed else {}
     y_pred = est.predict(_take(X, test), **predict_params)
     score = balanced_accuracy_score(y[test], y_pred)
     return score, getattr(est, "best_params_", None), est if keep else None
 
 
-def _featurize_once(featurizer, X, y, domain, jobs):
+def _featurize_once(
+    featurizer: BaseEstimator, X: Any, y: np.ndarray, domain: np.ndarray | None, jobs: Jobs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Jobs]:
     """Featurize the images used by some split; re-index the splits to match."""
     used = np.unique(np.concatenate([np.r_[tr, te] for _, splits in jobs.values() for tr, te in splits]))
     features = clone(featurizer).fit_transform(_take(X, used), y[used])
@@ -153,7 +175,18 @@ def _featurize_once(featurizer, X, y, domain, jobs):
     return features, y[used], None if domain is None else domain[used], jobs
 
 
-def _run(estimator, X, y, domain, jobs, *, precompute, random_state, n_jobs, keep=False):
+def _run(
+    estimator: BaseEstimator,
+    X: Any,
+    y: np.ndarray,
+    domain: np.ndarray | None,
+    jobs: Jobs,
+    *,
+    precompute: str | bool,
+    random_state: int | np.random.RandomState | None,
+    n_jobs: int | None,
+    keep: bool = False,
+) -> dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray, list[Any], list[Any]]]:
     """Score `estimator` on several sets of splits, featurizing images once.
 
     `jobs` maps a key to (outer splitter, list of (train, test)). Returns a dict

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit
@@ -18,9 +21,9 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
-from .._images import as_image_sequence, check_items, image_size
+from .._images import Images, as_image_sequence, check_items, image_size
 from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._torch.backbones import load_backbone
 from .._torch.data import resolve_workers
@@ -35,7 +38,7 @@ __all__ = ["FineTunedClassifier"]
 class _FineTuneNet(NeuralNetClassifier):
     """skorch's classifier, handing the optimizer only the parameters that are not frozen."""
 
-    def get_all_learnable_params(self):
+    def get_all_learnable_params(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         for name, param in super().get_all_learnable_params():
             if param.requires_grad:
                 yield name, param
@@ -48,19 +51,19 @@ class _EvalValidSplit:
     be augmented; here the validation subset reads the same items through ``eval_transform``.
     """
 
-    def __init__(self, n_valid, seed, eval_transform):
+    def __init__(self, n_valid: int, seed: int, eval_transform: Any) -> None:
         self.n_valid = n_valid
         self.seed = seed
         self.eval_transform = eval_transform
 
-    def _cv(self):
+    def _cv(self) -> StratifiedShuffleSplit:
         return StratifiedShuffleSplit(n_splits=1, test_size=self.n_valid, random_state=self.seed)
 
-    def indices(self, y):
+    def indices(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(train, valid)`` indices: the split that :meth:`__call__` makes."""
         return next(self._cv().split(np.zeros(len(y)), y))
 
-    def __call__(self, dataset, y=None, **fit_params):
+    def __call__(self, dataset: ImageItems, y: np.ndarray | None = None, **fit_params: Any) -> tuple[Any, Subset]:
         train, valid = ValidSplit(self._cv(), stratified=True)(dataset, y)
         return train, Subset(dataset.with_transform(self.eval_transform), valid.indices)
 
@@ -227,31 +230,31 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone="efficientnet_lite0",
+        backbone: str | torch.nn.Module = "efficientnet_lite0",
         *,
-        layer=None,
-        weights=None,
-        pooling="avg",
-        max_epochs=10,
-        lr=1e-3,
-        backbone_lr_scale=0.1,
-        freeze_until=None,
-        batchnorm="frozen",
-        head_init="linear_probe",
-        optimizer="adamw",
-        weight_decay=1e-2,
-        lr_schedule="cosine",
-        batch_size=32,
-        augment=True,
-        early_stopping=True,
-        validation_fraction=0.1,
-        patience=3,
-        n_jobs=None,
-        device="auto",
-        model_kwargs=None,
-        random_state=None,
-        verbose=0,
-    ):
+        layer: str | int | None = None,
+        weights: str | os.PathLike[str] | None = None,
+        pooling: str | int = "avg",
+        max_epochs: int = 10,
+        lr: float = 1e-3,
+        backbone_lr_scale: float = 0.1,
+        freeze_until: str | int | None = None,
+        batchnorm: str = "frozen",
+        head_init: str = "linear_probe",
+        optimizer: str | type[torch.optim.Optimizer] = "adamw",
+        weight_decay: float = 1e-2,
+        lr_schedule: str = "cosine",
+        batch_size: int = 32,
+        augment: bool | dict[str, Any] = True,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int = 3,
+        n_jobs: int | None = None,
+        device: str | torch.device = "auto",
+        model_kwargs: dict[str, Any] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool | int = 0,
+    ) -> None:
         self.backbone = backbone
         self.layer = layer
         self.weights = weights
@@ -278,7 +281,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------------
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: Images, y: ArrayLike) -> FineTunedClassifier:
         """Fine-tune the network on images ``X`` with labels ``y``.
 
         Parameters
@@ -335,7 +338,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             if self.head_init == "linear_probe":
                 fit_rows = split.indices(y_encoded)[0] if split else np.arange(len(items))
                 self._linear_probe(
-                    module, Subset(ImageItems(items, y_encoded, eval_transform), fit_rows), y_encoded[fit_rows]
+                    module, Subset(ImageItems(items, y_encoded, eval_transform), fit_rows.tolist()), y_encoded[fit_rows]
                 )
             train = ImageItems(items, y_encoded, build_train_transform(self.data_config_, self.augment))
             self.net_ = self._make_net(module, len(items) - n_valid, split, seed, eval_transform)
@@ -352,7 +355,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self.n_epochs_ = len(self.history_)
         return self
 
-    def _n_valid(self, y):
+    def _n_valid(self, y: np.ndarray) -> int:
         """Size of the stratified hold-out: the fraction, but at least one image per class."""
         counts = np.bincount(y)
         n_valid = max(len(counts), math.ceil(self.validation_fraction * len(y)))
@@ -364,7 +367,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             )
         return n_valid
 
-    def _linear_probe(self, module, dataset, y):
+    def _linear_probe(self, module: FineTuneModule, dataset: Dataset, y: np.ndarray) -> None:
         """Initialise the new layer with a logistic regression on the frozen features."""
         workers = resolve_workers(self.n_jobs, len(y), self.batch_size, self.device_.type)
         features = module.features(dataset, batch_size=self.batch_size, device=self.device_, num_workers=workers)
@@ -374,10 +377,12 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             weight, bias = np.vstack([-weight / 2, weight / 2]), np.r_[-bias / 2, bias / 2]
         module.set_head(weight, bias)
 
-    def _make_net(self, module, n_train, split, seed, eval_transform):
+    def _make_net(
+        self, module: FineTuneModule, n_train: int, split: _EvalValidSplit | None, seed: int, eval_transform: Any
+    ) -> _FineTuneNet:
         drop_last = n_train > self.batch_size  # no 1-image batch through BatchNorm in training mode
         steps = max(1, n_train // self.batch_size if drop_last else 1)
-        callbacks = []
+        callbacks: list[tuple[str, Any]] = []
         if self.lr_schedule == "cosine":
             callbacks.append(
                 (
@@ -393,7 +398,9 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(
                 ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True))
             )
-        optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}.get(self.optimizer, self.optimizer)
+        optimizer = self.optimizer
+        if isinstance(optimizer, str):
+            optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
         workers = resolve_workers(
             self.n_jobs, max(n_train, 2 * self.batch_size + 1), self.batch_size, self.device_.type
@@ -424,7 +431,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         )
 
     # -- predicting --------------------------------------------------------------------------------
-    def predict_proba(self, X):
+    def predict_proba(self, X: Images) -> np.ndarray:
         """Class probabilities (softmax of the network's outputs).
 
         Parameters
@@ -444,7 +451,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         dataset = ImageItems(items, None, build_transform(self.data_config_))
         return np.asarray(self.net_.predict_proba(dataset), dtype=np.float32)
 
-    def predict(self, X):
+    def predict(self, X: Images) -> np.ndarray:
         """Predicted class of each image.
 
         Parameters
@@ -458,14 +465,14 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False  # images (paths, PIL images, arrays), not a feature matrix
         tags.input_tags.string = True
         tags.non_deterministic = True  # GPU kernels and random_state=None are not reproducible
         return tags
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "net_" in state:  # skorch maps CUDA tensors to the CPU when CUDA is absent
             self.device_ = torch.device(self.net_.device)

@@ -1,8 +1,11 @@
 """Retrieval metrics: average precision per query and its mean over queries."""
 
+from __future__ import annotations
+
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils import column_or_1d
 
@@ -21,7 +24,14 @@ __all__ = ["mean_average_precision"]
     },
     prefer_skip_nested_validation=True,
 )
-def mean_average_precision(y_query, y_database, ranking_or_distances, *, exclude_self=False, interpolation="none"):
+def mean_average_precision(
+    y_query: ArrayLike,
+    y_database: ArrayLike,
+    ranking_or_distances: ArrayLike,
+    *,
+    exclude_self: bool = False,
+    interpolation: str = "none",
+) -> float:
     """Mean over queries of the average precision (AP) of each ranked list.
 
     A database item is relevant to a query when their labels are equal. For
@@ -95,17 +105,17 @@ def mean_average_precision(y_query, y_database, ranking_or_distances, *, exclude
     ...          - (ap0 + ap1) / 2) < 1e-12)
     True
     """
-    y_query = column_or_1d(y_query)
-    y_database = column_or_1d(y_database)
-    ranking = _as_ranking(ranking_or_distances, len(y_query), len(y_database))
-    if exclude_self and len(y_query) != len(y_database):
+    queries = column_or_1d(y_query)
+    database = column_or_1d(y_database)
+    ranking = _as_ranking(ranking_or_distances, len(queries), len(database))
+    if exclude_self and len(queries) != len(database):
         raise ValueError(
             "exclude_self=True needs the query set to be the database, got "
-            f"{len(y_query)} queries and {len(y_database)} database items."
+            f"{len(queries)} queries and {len(database)} database items."
         )
-    ap = np.full(len(y_query), np.nan)
+    ap = np.full(len(queries), np.nan)
     for i, ranked in enumerate(ranking):
-        relevant = y_database == y_query[i]
+        relevant = database == queries[i]
         if exclude_self:
             relevant[i] = False
             ranked = ranked[ranked != i]
@@ -125,7 +135,7 @@ def mean_average_precision(y_query, y_database, ranking_or_distances, *, exclude
     return float(np.mean(ap[~undefined]))
 
 
-def _as_ranking(ranking_or_distances, n_queries, n_database):
+def _as_ranking(ranking_or_distances: ArrayLike, n_queries: int, n_database: int) -> np.ndarray:
     """Integer ranking of shape (n_queries, n_ranked) from indices or distances."""
     values = np.asarray(ranking_or_distances)
     if values.ndim != 2 or values.shape[0] != n_queries:
@@ -143,7 +153,7 @@ def _as_ranking(ranking_or_distances, n_queries, n_database):
     return values
 
 
-def _average_precision(hits, n_relevant, interpolation):
+def _average_precision(hits: np.ndarray, n_relevant: int, interpolation: str) -> float:
     """AP of one ranked list; ``hits[r]`` tells if rank ``r`` (0-based) is relevant."""
     ranks = np.flatnonzero(hits)  # 0-based ranks of the retrieved relevant items
     n_before = np.arange(len(ranks))  # relevant items ranked above each one

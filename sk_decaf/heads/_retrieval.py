@@ -1,8 +1,13 @@
 """Instance retrieval: L2 -> PCA whitening -> L2, nearest neighbours, spatial search."""
 
+from __future__ import annotations
+
 from numbers import Integral
+from typing import Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
+from PIL import Image
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
@@ -12,7 +17,7 @@ from sklearn.preprocessing import Normalizer
 from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._images import load_rgb
+from .._images import ImageItem, load_rgb
 from .._sklearn_compat import Interval, RealNotInt, fit_context
 
 __all__ = ["RetrievalIndex", "spatial_windows"]
@@ -116,22 +121,24 @@ class RetrievalIndex(BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
     }
 
-    def __init__(self, n_components=None, *, whiten=True, n_neighbors=None):
+    def __init__(
+        self, n_components: int | float | None = None, *, whiten: bool = True, n_neighbors: int | None = None
+    ) -> None:
         self.n_components = n_components
         self.whiten = whiten
         self.n_neighbors = n_neighbors
 
-    def _windows(self, X, *, reset):
+    def _windows(self, X: ArrayLike, *, reset: bool) -> np.ndarray:
         """Validate 2-D or 3-D input; return it as (n_images, n_windows, n_features)."""
         n_windows = 1
         if np.ndim(X) == 3:
-            X = check_array(X, allow_nd=True, dtype=[np.float64, np.float32])
-            n_windows, X = X.shape[1], X.reshape(-1, X.shape[2])
+            arr = check_array(X, allow_nd=True, dtype=[np.float64, np.float32])
+            n_windows, X = arr.shape[1], arr.reshape(-1, arr.shape[2])
         flat = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1 + reset)
         return flat.reshape(-1, n_windows, flat.shape[1])
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> RetrievalIndex:
         """Learn the whitening on the database and store its embedding.
 
         Parameters
@@ -160,7 +167,25 @@ class RetrievalIndex(BaseEstimator):
         self.n_components_ = self.embedding_.shape[2]
         return self
 
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    @overload
+    def kneighbors(
+        self, X: ArrayLike | None = ..., n_neighbors: int | None = ..., return_distance: Literal[True] = ...
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def kneighbors(
+        self, X: ArrayLike | None = ..., n_neighbors: int | None = ..., *, return_distance: Literal[False]
+    ) -> np.ndarray: ...
+    @overload
+    def kneighbors(
+        self, X: ArrayLike | None, n_neighbors: int | None, return_distance: Literal[False]
+    ) -> np.ndarray: ...
+    @overload
+    def kneighbors(
+        self, X: ArrayLike | None = ..., n_neighbors: int | None = ..., return_distance: bool = ...
+    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray: ...
+    def kneighbors(
+        self, X: ArrayLike | None = None, n_neighbors: int | None = None, return_distance: bool = True
+    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
         """Find the nearest database images of each query.
 
         Parameters
@@ -187,7 +212,7 @@ class RetrievalIndex(BaseEstimator):
         """
         check_is_fitted(self)
         exclude_self = X is None
-        queries = self.embedding_ if exclude_self else self._embed(X)
+        queries = self.embedding_ if X is None else self._embed(X)
         n_available = self.n_samples_fit_ - exclude_self
         if n_neighbors is None:
             n_neighbors = n_available if self.n_neighbors is None else self.n_neighbors
@@ -210,7 +235,7 @@ class RetrievalIndex(BaseEstimator):
             distances[rows] = np.take_along_axis(image_dist, order, axis=1)
         return (distances, indices) if return_distance else indices
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Ranked database indices of each query, nearest first.
 
         Parameters
@@ -226,13 +251,13 @@ class RetrievalIndex(BaseEstimator):
         """
         return self.kneighbors(X, return_distance=False)
 
-    def _embed(self, X):
+    def _embed(self, X: ArrayLike) -> np.ndarray:
         windows = self._windows(X, reset=False)
         flat = self.pipeline_.transform(windows.reshape(-1, windows.shape[2]))
         return flat.reshape(*windows.shape[:2], -1)
 
 
-def _window_boxes(width, height, levels):
+def _window_boxes(width: int, height: int, levels: int) -> np.ndarray:
     """Pixel boxes ``(left, upper, right, lower)`` of the windows, in order.
 
     Level ``k`` (1 to ``levels``) is a ``k x k`` grid of windows of side
@@ -247,7 +272,7 @@ def _window_boxes(width, height, levels):
     return np.asarray(boxes, dtype=int)
 
 
-def spatial_windows(image, levels=4):
+def spatial_windows(image: ImageItem, levels: int = 4) -> list[Image.Image]:
     """Crop the sub-windows used by spatial search (Azizpour et al., section 5).
 
     Level ``k = 1, ..., levels`` tiles the image with ``k x k`` overlapping
@@ -257,7 +282,7 @@ def spatial_windows(image, levels=4):
 
     Parameters
     ----------
-    image : PIL.Image.Image, str, os.PathLike or ndarray
+    image : PIL.Image.Image, str, os.PathLike, ndarray or Crop
         The image: anything :class:`~sk_decaf.DeCAFTransformer` reads, read by the
         same reader (EXIF orientation applied, converted to RGB; a bad file is a
         ``ValueError`` naming it).

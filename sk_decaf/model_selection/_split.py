@@ -1,8 +1,13 @@
 """Splitters for the DeCAF evaluation protocols, usable as ``cv=`` in scikit-learn."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 from numbers import Integral
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import column_or_1d
@@ -19,19 +24,27 @@ SOURCE_IMAGES_PER_CLASS = {
 }
 
 
-def _validate(splitter):
+def _validate(splitter: Any) -> None:
     params = {name: getattr(splitter, name) for name in splitter._parameter_constraints}
     validate_parameter_constraints(splitter._parameter_constraints, params, caller_name=type(splitter).__name__)
 
 
-def _class_members(y):
+def _class_members(y: ArrayLike) -> tuple[np.ndarray, list[np.ndarray]]:
     """Class labels and, for each, the sorted indices of its samples."""
     classes, y_idx = np.unique(column_or_1d(y, dtype=None), return_inverse=True)
     order = np.argsort(y_idx, kind="stable")
     return classes, np.split(order, np.cumsum(np.bincount(y_idx))[:-1])
 
 
-def _plan(counts, n_train, n_test, too_few, classes, what="images", min_test=1):
+def _plan(
+    counts: ArrayLike,
+    n_train: int,
+    n_test: int | None,
+    too_few: str,
+    classes: np.ndarray,
+    what: str = "images",
+    min_test: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train and test counts per class under the `too_few` policy.
 
     A class needs ``n_train + n_test`` images, or ``n_train + min_test`` when
@@ -40,7 +53,7 @@ def _plan(counts, n_train, n_test, too_few, classes, what="images", min_test=1):
     """
     counts = np.asarray(counts)
     need = n_train + (min_test if n_test is None else n_test)
-    short = counts < need
+    short = np.asarray(counts < need)
     if short.any() and too_few == "raise":
         listing = ", ".join(f"{c!r} ({n})" for c, n in zip(classes[short].tolist(), counts[short].tolist()))
         raise ValueError(
@@ -111,18 +124,28 @@ class PerClassSplit(BaseCrossValidator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_train=30, n_test=None, *, n_splits=5, too_few="raise", random_state=None):
+    def __init__(
+        self,
+        n_train: int = 30,
+        n_test: int | None = None,
+        *,
+        n_splits: int = 5,
+        too_few: str = "raise",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.n_train = n_train
         self.n_test = n_test
         self.n_splits = n_splits
         self.too_few = too_few
         self.random_state = random_state
 
-    def get_n_splits(self, X=None, y=None, groups=None):
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
         """Return the number of splits, `n_splits`."""
         return self.n_splits
 
-    def split(self, X, y, groups=None):
+    def split(
+        self, X: ArrayLike | None, y: ArrayLike | None, groups: object = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate train and test indices.
 
         Parameters
@@ -142,10 +165,10 @@ class PerClassSplit(BaseCrossValidator):
         _validate(self)
         if y is None:
             raise ValueError("PerClassSplit needs the class labels y.")
-        y = column_or_1d(y, dtype=None)
-        if X is not None and num_samples(X) != len(y):
-            raise ValueError(f"X has {num_samples(X)} samples but y has {len(y)}.")
-        classes, members = _class_members(y)
+        labels = column_or_1d(y, dtype=None)
+        if X is not None and num_samples(X) != len(labels):
+            raise ValueError(f"X has {num_samples(X)} samples but y has {len(labels)}.")
+        classes, members = _class_members(labels)
         n_tr, n_te, _ = _plan([len(m) for m in members], self.n_train, self.n_test, self.too_few, classes)
         rng = check_random_state(self.random_state)
         for _ in range(self.n_splits):
@@ -232,16 +255,16 @@ class DomainAdaptationSplit(BaseCrossValidator):
 
     def __init__(
         self,
-        source,
-        target,
+        source: str | int,
+        target: str | int,
         *,
-        setting="ST",
-        n_source_per_class=None,
-        n_target_per_class=3,
-        n_splits=5,
-        too_few="raise",
-        random_state=None,
-    ):
+        setting: str = "ST",
+        n_source_per_class: int | None = None,
+        n_target_per_class: int = 3,
+        n_splits: int = 5,
+        too_few: str = "raise",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.source = source
         self.target = target
         self.setting = setting
@@ -251,11 +274,11 @@ class DomainAdaptationSplit(BaseCrossValidator):
         self.too_few = too_few
         self.random_state = random_state
 
-    def get_n_splits(self, X=None, y=None, sample_domain=None):
+    def get_n_splits(self, X: object = None, y: object = None, sample_domain: object = None) -> int:
         """Return the number of splits, `n_splits`."""
         return self.n_splits
 
-    def get_n_source_per_class(self):
+    def get_n_source_per_class(self) -> int:
         """Source images per class that each split draws.
 
         Returns
@@ -274,7 +297,14 @@ class DomainAdaptationSplit(BaseCrossValidator):
                 f"set n_source_per_class (known: {SOURCE_IMAGES_PER_CLASS})."
             ) from None
 
-    def split(self, X, y, sample_domain=None, *, groups=None):
+    def split(
+        self,
+        X: ArrayLike | None,
+        y: ArrayLike | None,
+        sample_domain: ArrayLike | None = None,
+        *,
+        groups: ArrayLike | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate train and test indices.
 
         Parameters
@@ -308,15 +338,15 @@ class DomainAdaptationSplit(BaseCrossValidator):
                 "DomainAdaptationSplit needs y and the domain of each sample as sample_domain "
                 "(enable metadata routing to pass it through a search)."
             )
-        y, domain = column_or_1d(y, dtype=None), column_or_1d(sample_domain, dtype=None)
-        if len(domain) != len(y) or (X is not None and num_samples(X) != len(y)):
+        labels, domain = column_or_1d(y, dtype=None), column_or_1d(sample_domain, dtype=None)
+        if len(domain) != len(labels) or (X is not None and num_samples(X) != len(labels)):
             raise ValueError("X, y and sample_domain must have the same number of samples.")
         for name in (self.source, self.target):
             if not np.any(domain == name):
                 raise ValueError(f"Domain {name!r} not in sample_domain {np.unique(domain)}.")
-        classes = np.unique(y)
-        src = [np.flatnonzero((domain == self.source) & (y == c)) for c in classes]
-        tgt = [np.flatnonzero((domain == self.target) & (y == c)) for c in classes]
+        classes = np.unique(labels)
+        src = [np.flatnonzero((domain == self.source) & (labels == c)) for c in classes]
+        tgt = [np.flatnonzero((domain == self.target) & (labels == c)) for c in classes]
         # A source class needs n_source images (none is tested), a target class
         # n_target labelled images plus at least one test image.
         n_src, _, short_src = _plan(
@@ -374,22 +404,26 @@ class OfficialSplit(BaseCrossValidator):
     [([0, 3], [1])]
     """
 
-    def __init__(self, labels, *, train="train", test="test"):
+    def __init__(
+        self, labels: ArrayLike, *, train: str | Sequence[str] = "train", test: str | Sequence[str] = "test"
+    ) -> None:
         self.labels = labels
         self.train = train
         self.test = test
 
-    def _rows(self):
+    def _rows(self) -> np.ndarray:
         labels = np.asarray(self.labels, dtype=object)
         if labels.ndim not in (1, 2):
             raise ValueError(f"labels must be 1-D or 2-D, got shape {labels.shape}.")
         return np.atleast_2d(labels)
 
-    def get_n_splits(self, X=None, y=None, groups=None):
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
         """Return the number of partitions (rows of `labels`)."""
         return len(self._rows())
 
-    def split(self, X=None, y=None, groups=None):
+    def split(
+        self, X: ArrayLike | None = None, y: object = None, groups: object = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate the train and test indices of each partition.
 
         Parameters

@@ -6,17 +6,25 @@ Dask is imported inside the functions: ``import sk_decaf`` and ``import sk_decaf
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
+from .._images import ImageItem
 from ._worker import pack, transform_block, worker_transformer
+
+if TYPE_CHECKING:
+    import dask.array
+    from distributed import Client
 
 __all__ = ["transform_dask", "get_client"]
 
 _MISSING_DASK = "sk_decaf.parallel needs Dask: pip install 'sk-decaf[dask]' (dask[array], distributed, dask-ml)."
 
 
-def _import_dask():
+def _import_dask() -> tuple[Any, Any]:
     try:
         import dask
         import dask.array as da
@@ -25,7 +33,7 @@ def _import_dask():
     return dask, da
 
 
-def get_client(scheduler=None):
+def get_client(scheduler: str | os.PathLike[str] | None = None) -> Client:
     """The ``dask.distributed`` client to run on.
 
     Parameters
@@ -50,10 +58,10 @@ def get_client(scheduler=None):
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError(_MISSING_DASK) from exc
     if scheduler is not None:
-        scheduler = os.fspath(scheduler)
-        if scheduler.endswith(".json"):
-            return Client(scheduler_file=scheduler)
-        return Client(scheduler)
+        address = os.fspath(scheduler)
+        if address.endswith(".json"):
+            return Client(scheduler_file=address)
+        return Client(address)
     try:
         return current_client()
     except ValueError:
@@ -64,11 +72,11 @@ def get_client(scheduler=None):
         ) from None
 
 
-def _run_block(payload, token, items, start):
+def _run_block(payload: bytes, token: str, items: Sequence[ImageItem], start: int) -> np.ndarray:
     return transform_block(worker_transformer(payload, token), items, start)[0]
 
 
-def _blocks(da, paths, chunksize):
+def _blocks(da: Any, paths: Any, chunksize: int) -> list[tuple[int, Any, int]]:
     """``(start, items)`` per block: the chunks of a 1-D dask array, else slices of ``chunksize``."""
     if isinstance(paths, da.Array):
         if paths.ndim != 1 or any(np.isnan(c) for c in paths.chunks[0]):
@@ -82,7 +90,12 @@ def _blocks(da, paths, chunksize):
     ]
 
 
-def transform_dask(transformer, paths, *, chunksize=256):
+def transform_dask(
+    transformer: BaseEstimator,
+    paths: Sequence[str | os.PathLike[str]] | dask.array.Array,
+    *,
+    chunksize: int = 256,
+) -> dask.array.Array:
     """Featurise ``paths`` on the current Dask cluster; return a lazy dask array.
 
     The fitted transformer is pickled once, without its weights (a few kilobytes), and travels as one

@@ -22,11 +22,23 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch
 
 from ._worker import FAILURES_WARNING, has_on_error, pack, transform_block, worker_transformer
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+#: ``(shard index, (first row, row after the last))`` of each shard to compute.
+Todo = list[tuple[int, tuple[int, int]]]
+#: ``save(shard index, features, failures)``, ``progress(shard index)``.
+Save = Callable[[int, np.ndarray, list[dict[str, Any]]], None]
+Progress = Callable[[int], None]
 
 __all__ = ["extract_shards", "load_shards", "MANIFEST", "DEFAULT_SHARD_SIZE"]
 
@@ -40,15 +52,15 @@ _SHARD = re.compile(r"^shard-(\d{6})\.npy$")
 _FEATURE_PARAMS = ("backbone", "layer", "weights", "pooling", "preprocess", "precision", "model_kwargs")
 
 
-def _shard_name(k):
+def _shard_name(k: int) -> str:
     return f"shard-{k:06d}.npy"
 
 
-def _failures_name(k):
+def _failures_name(k: int) -> str:
     return f"shard-{k:06d}.failures.json"
 
 
-def _json_safe(value):
+def _json_safe(value: object) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
@@ -60,7 +72,7 @@ def _json_safe(value):
     return type(value).__name__  # a torch module: its weights digest identifies it
 
 
-def _configuration(fitted):
+def _configuration(fitted: BaseEstimator) -> dict[str, Any]:
     """What determines the features of a fitted transformer, as JSON."""
     params = fitted.get_params(deep=False)
     config = {name: _json_safe(params[name]) for name in _FEATURE_PARAMS if name in params}
@@ -72,7 +84,7 @@ def _configuration(fitted):
     return config
 
 
-def _write_atomic(path, write):
+def _write_atomic(path: str, write: Callable[[IO[bytes]], object]) -> None:
     """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``."""
     folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
@@ -85,11 +97,11 @@ def _write_atomic(path, write):
             os.remove(tmp)
 
 
-def _write_json(path, obj):
+def _write_json(path: str, obj: object) -> None:
     _write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
-def _read_manifest(out):
+def _read_manifest(out: str) -> dict[str, Any]:
     path = os.path.join(out, MANIFEST)
     try:
         with open(path) as f:
@@ -103,7 +115,7 @@ def _read_manifest(out):
     return manifest
 
 
-def _shard_ok(out, k, rows, n_features):
+def _shard_ok(out: str, k: int, rows: int, n_features: int) -> bool:
     """A shard file is present with the expected shape and dtype."""
     try:
         arr = np.load(os.path.join(out, _shard_name(k)), mmap_mode="r")
@@ -112,11 +124,11 @@ def _shard_ok(out, k, rows, n_features):
     return arr.shape == (rows, n_features) and arr.dtype == np.float32
 
 
-def _bounds(n, shard_size):
+def _bounds(n: int, shard_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard_size, n)) for start in range(0, n, shard_size)]
 
 
-def _prepare(out, manifest, resume):
+def _prepare(out: str, manifest: dict[str, Any], resume: bool) -> None:
     """Create ``out`` with ``manifest``, or check that a resumed ``out`` computes the same thing."""
     if os.path.exists(os.path.join(out, MANIFEST)):
         if not resume:
@@ -143,7 +155,7 @@ def _prepare(out, manifest, resume):
     _write_json(os.path.join(out, MANIFEST), manifest)
 
 
-def _save_shard(out, k, features, failures):
+def _save_shard(out: str, k: int, features: np.ndarray, failures: list[dict[str, Any]]) -> None:
     failures_path = os.path.join(out, _failures_name(k))
     if failures:
         _write_json(failures_path, failures)  # before the .npy: a present shard has its failures
@@ -152,7 +164,7 @@ def _save_shard(out, k, features, failures):
     _write_atomic(os.path.join(out, _shard_name(k)), lambda f: np.save(f, np.asarray(features, np.float32)))
 
 
-def _run_local(fitted, paths, todo, save, progress):
+def _run_local(fitted: BaseEstimator, paths: list[str], todo: Todo, save: Save, progress: Progress) -> None:
     for k, (start, stop) in todo:
         with warnings.catch_warnings():  # one warning for the whole job, at the end
             warnings.filterwarnings("ignore", FAILURES_WARNING, UserWarning)
@@ -161,16 +173,18 @@ def _run_local(fitted, paths, todo, save, progress):
         progress(k)
 
 
-def _run_dask(client, payload, token, paths, todo, save, progress):
+def _run_dask(
+    client: Client, payload: bytes, token: str, paths: list[str], todo: Todo, save: Save, progress: Progress
+) -> None:
     from distributed import as_completed
 
     [shipped] = client.scatter([payload], broadcast=True, hash=False)  # once per worker, not per task
     # A few tasks per worker thread in flight: the client holds few results, a kill loses few shards.
     window = max(2, 2 * sum(client.nthreads().values()))
     pending = iter(todo)
-    futures = {}
+    futures: dict[Any, int] = {}
 
-    def submit():
+    def submit() -> Any:
         task = next(pending, None)
         if task is None:
             return None
@@ -191,13 +205,21 @@ def _run_dask(client, payload, token, paths, todo, save, progress):
             queue.add(nxt)
 
 
-def _shard_task(payload, token, items, start):
+def _shard_task(payload: bytes, token: str, items: list[str], start: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     return transform_block(worker_transformer(payload, token), items, start)
 
 
 def extract_shards(
-    transformer, paths, out, *, shard_size=None, resume=False, client=None, metadata=None, verbose=False
-):
+    transformer: BaseEstimator,
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    shard_size: int | None = None,
+    resume: bool = False,
+    client: Client | None = None,
+    metadata: dict[str, Any] | None = None,
+    verbose: bool = False,
+) -> Bunch:
     """Extract the features of ``paths`` into a folder of ``.npy`` shards; resume a killed job.
 
     Shard ``k`` holds the float32 rows of images ``k * shard_size`` to ``(k + 1) * shard_size - 1``. Each
@@ -269,47 +291,47 @@ def extract_shards(
         )
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}.")
-    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
-    if not paths:
+    files = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    if not files:
         raise ValueError("extract_shards got no images.")
-    if not all(isinstance(p, str) for p in paths):
+    if not all(isinstance(p, str) for p in files):
         raise ValueError(
             "extract_shards takes image file paths (str or path-like); featurise in-memory images "
             "with DeCAFTransformer.transform."
         )
     start_time = time.perf_counter()
-    fitted, payload, token = pack(transformer, paths)
+    fitted, payload, token = pack(transformer, files)
     manifest = {
         "format": _FORMAT,
         "version": _VERSION,
         "complete": False,
-        "n_images": len(paths),
+        "n_images": len(files),
         "shard_size": int(shard_size),
         "config": _configuration(fitted),
         "feature_names": [str(f) for f in fitted.get_feature_names_out()],
         "metadata": _json_safe(metadata or {}),
-        "paths": paths,
+        "paths": files,
     }
     _prepare(out, manifest, resume)
-    bounds = _bounds(len(paths), shard_size)
+    bounds = _bounds(len(files), shard_size)
     n_features = fitted.n_features_out_
     skipped = [k for k, (a, b) in enumerate(bounds) if _shard_ok(out, k, b - a, n_features)]
     todo = [(k, ab) for k, ab in enumerate(bounds) if k not in set(skipped)]
 
-    computed = []
+    computed: list[int] = []
 
-    def progress(k):
+    def progress(k: int) -> None:
         computed.append(k)
         if verbose:
             print(f"shard {k + 1}/{len(bounds)} written ({len(computed)} of {len(todo)} to compute)", flush=True)
 
     save = functools.partial(_save_shard, out)
     if client is None:
-        _run_local(fitted, paths, todo, save, progress)
+        _run_local(fitted, files, todo, save, progress)
     else:
-        _run_dask(client, payload, token, paths, todo, save, progress)
+        _run_dask(client, payload, token, files, todo, save, progress)
 
-    failures = []
+    failures: list[dict[str, Any]] = []
     for k in range(len(bounds)):
         path = os.path.join(out, _failures_name(k))
         if os.path.exists(path):
@@ -319,7 +341,7 @@ def extract_shards(
     _write_json(os.path.join(out, MANIFEST), manifest)
     if failures:
         warnings.warn(
-            f"{len(failures)} of {len(paths)} images could not be featurised; their rows are NaN and "
+            f"{len(failures)} of {len(files)} images could not be featurised; their rows are NaN and "
             f"they are listed under 'failures' in {os.path.join(out, MANIFEST)}.",
             UserWarning,
             stacklevel=2,
@@ -335,7 +357,7 @@ def extract_shards(
     )
 
 
-def load_shards(out, *, mmap_mode=None):
+def load_shards(out: str | os.PathLike[str], *, mmap_mode: Literal["r"] | None = None) -> Bunch:
     """Read a finished shard folder written by :func:`extract_shards`.
 
     Parameters

@@ -15,12 +15,14 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import ImageLoadError, load_rgb
+from .._images import ImageItem, ImageLoadError, Images, load_rgb
 
 __all__ = ["pack", "worker_transformer", "transform_block", "has_on_error", "FAILURES_WARNING"]
 
@@ -30,16 +32,16 @@ FAILURES_WARNING = r"\d+ of \d+ images could not be"
 
 #: Fitted transformers kept loaded per worker process (each holds a network).
 _LOADED_SIZE = 2
-_LOADED = OrderedDict()
+_LOADED: OrderedDict[str, BaseEstimator] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def has_on_error(transformer):
+def has_on_error(transformer: BaseEstimator) -> bool:
     """Whether ``transformer`` has the ``on_error`` parameter (``"raise"`` or ``"nan"``)."""
     return "on_error" in transformer.get_params(deep=False)
 
 
-def _is_fitted(transformer):
+def _is_fitted(transformer: BaseEstimator) -> bool:
     try:
         check_is_fitted(transformer)
     except Exception:
@@ -47,7 +49,7 @@ def _is_fitted(transformer):
     return True
 
 
-def pack(transformer, X):
+def pack(transformer: BaseEstimator, X: Images) -> tuple[BaseEstimator, bytes, str]:
     """Fit a clone of ``transformer`` when it is not fitted; return ``(fitted, payload, token)``.
 
     ``payload`` is the pickled fitted transformer (without weights), ``token`` a digest of it that names
@@ -59,7 +61,7 @@ def pack(transformer, X):
     return transformer, payload, hashlib.sha256(payload).hexdigest()[:32]
 
 
-def worker_transformer(payload, token):
+def worker_transformer(payload: bytes, token: str) -> BaseEstimator:
     """The transformer of ``payload``, unpickled (and its network loaded) once per process."""
     with _LOCK:  # held while loading: the threads of one worker wait for the one load
         transformer = _LOADED.get(token)
@@ -67,7 +69,7 @@ def worker_transformer(payload, token):
             transformer = pickle.loads(payload)
             # A daemonic worker (a Dask nanny's) cannot start DataLoader processes: decode in the task,
             # the parallelism comes from the workers. No progress bars in workers.
-            params = {"verbose": False}
+            params: dict[str, Any] = {"verbose": False}
             if multiprocessing.current_process().daemon:
                 params["n_jobs"] = 1
             transformer.set_params(**params)
@@ -79,7 +81,7 @@ def worker_transformer(payload, token):
     return transformer
 
 
-def _first_bad_item(items, start):
+def _first_bad_item(items: Sequence[ImageItem], start: int) -> ImageLoadError | None:
     """The :class:`ImageLoadError` of the first item that cannot be loaded, numbered from ``start``."""
     for i, item in enumerate(items):
         try:
@@ -89,11 +91,11 @@ def _first_bad_item(items, start):
     return None
 
 
-def _name(item):
+def _name(item: ImageItem) -> str:
     return item if isinstance(item, str) else type(item).__name__
 
 
-def _failure(item, index):
+def _failure(item: ImageItem, index: int) -> str:
     try:
         load_rgb(item, index)
     except ImageLoadError as exc:
@@ -101,7 +103,9 @@ def _failure(item, index):
     return f"image {index}: could not be featurised (preprocessing failed)"
 
 
-def transform_block(transformer, items, start=0):
+def transform_block(
+    transformer: BaseEstimator, items: Sequence[ImageItem], start: int = 0
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Features of ``items``, which are images ``start, start + 1, ...`` of the whole input.
 
     Parameters
@@ -126,6 +130,7 @@ def transform_block(transformer, items, start=0):
         only knows its own positions, so the failing item is located again with its global index).
     """
     items = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in items]
+    failed: np.ndarray | list[int]
     try:
         features = transformer.transform(items)
     except ImageLoadError as exc:

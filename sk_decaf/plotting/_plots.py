@@ -8,9 +8,20 @@ with ``savefig``. pyplot holds each figure until ``plt.close(fig)``: close those
 made in a loop, or draw into given axes (``ax=``).
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .._sklearn_compat import BaseSearchCV
+    from ..evaluation import FewShotCurve
 
 from .._docstrings import fill_doc
 
@@ -30,7 +41,7 @@ _DOCS = {
 }
 
 
-def _axes(ax, ncols=1, figsize=(6.4, 4.8)):
+def _axes(ax: Any, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)) -> tuple[Figure, Any]:
     """(figure, axes): the figure of `ax`, or a new pyplot figure with `ncols` axes."""
     if ax is not None:
         first = ax[0] if isinstance(ax, (list, tuple, np.ndarray)) else ax
@@ -40,14 +51,14 @@ def _axes(ax, ncols=1, figsize=(6.4, 4.8)):
     return plt.subplots(1, ncols, figsize=figsize, layout="constrained")
 
 
-def _colors(n):
+def _colors(n: int) -> list[tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
     return [cmap(i) if n <= 20 else cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
-def _label(value):
+def _label(value: object) -> str:
     """Short label of a parameter value: class name for estimators."""
     if hasattr(value, "fit"):
         return type(value).__name__
@@ -58,16 +69,16 @@ def _label(value):
 
 @fill_doc(_DOCS)
 def plot_tsne(
-    features,
-    labels,
+    features: ArrayLike,
+    labels: ArrayLike,
     *,
-    label_names=None,
-    projection_dim="auto",
-    perplexity=30.0,
-    random_state=0,
-    legend="auto",
-    ax=None,
-):
+    label_names: Sequence[str] | None = None,
+    projection_dim: Literal["auto"] | int | None = "auto",
+    perplexity: float = 30.0,
+    random_state: int | np.random.RandomState | None = 0,
+    legend: Literal["auto"] | bool = "auto",
+    ax: Axes | None = None,
+) -> Figure:
     """Scatter plot of a 2-D t-SNE embedding of features, one colour per label.
 
     As in DeCAF Fig. 1, 2 and 5: very high-dimensional features are first
@@ -113,7 +124,7 @@ def plot_tsne(
     from sklearn.random_projection import GaussianRandomProjection
 
     X = np.asarray(features, dtype=float)
-    labels = np.asarray(labels)
+    y = np.asarray(labels)
     if projection_dim == "auto":
         projection_dim = 512 if X.shape[1] > 4096 else None
     if projection_dim is not None and X.shape[1] > projection_dim:
@@ -122,11 +133,12 @@ def plot_tsne(
     tsne = TSNE(2, perplexity=min(perplexity, len(X) - 1), init="pca", random_state=random_state)
     embedding = tsne.fit_transform(X)
     fig, ax = _axes(ax)
-    values = np.unique(labels)
+    values = np.unique(y)
     for value, color in zip(values, _colors(len(values))):
         name = label_names[value] if label_names is not None else value
-        mask = labels == value
-        ax.scatter(*embedding[mask].T, s=10, color=color, label=str(name))
+        mask = y == value
+        points = embedding[mask]
+        ax.scatter(points[:, 0], points[:, 1], s=10, color=color, label=str(name))
     if legend is True or (legend == "auto" and len(values) <= 20):
         ax.legend(fontsize="small", markerscale=1.5, loc="best")
     ax.set(xticks=[], yticks=[], title="t-SNE embedding")
@@ -134,7 +146,9 @@ def plot_tsne(
 
 
 @fill_doc(_DOCS)
-def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None):
+def plot_layer_sweep(
+    search: BaseSearchCV, *, layer_param: str | None = None, classifier_param: str | None = None, ax: Axes | None = None
+) -> Figure:
     """Validation score per layer and classifier of a fitted search (DeCAF Fig. 4 left).
 
     One line per classifier, with the standard deviation over the search's
@@ -185,7 +199,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
             raise ValueError(f"No parameter named like '*__layer' among {params}.")
         layer_param = found[0]
 
-    def column(name):
+    def column(name: str) -> list[str]:
         col = results[f"param_{name}"]
         mask = np.ma.getmaskarray(col)
         return ["default" if m else _label(v) for v, m in zip(np.ma.getdata(col), mask)]
@@ -203,7 +217,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
     classifiers = column(classifier_param) if classifier_param else ["score"] * len(layers)
     order = list(dict.fromkeys(layers))
     mean, std = results["mean_test_score"], results["std_test_score"]
-    best = {}
+    best: dict[tuple[str, str], int] = {}
     for i, key in enumerate(zip(classifiers, layers)):
         if key not in best or mean[i] > mean[best[key]]:
             best[key] = i
@@ -223,7 +237,7 @@ def plot_layer_sweep(search, *, layer_param=None, classifier_param=None, ax=None
 
 
 @fill_doc(_DOCS)
-def plot_few_shot(results, *, ax=None):
+def plot_few_shot(results: FewShotCurve | Mapping[str, FewShotCurve], *, ax: Axes | None = None) -> Figure:
     """Accuracy against training images per class (DeCAF Fig. 4 right).
 
     Parameters
@@ -246,7 +260,7 @@ def plot_few_shot(results, *, ax=None):
     """
     curves = dict(results) if isinstance(results, Mapping) else {None: results}
     fig, ax = _axes(ax)
-    ticks = set()
+    ticks: set[int] = set()
     for (name, curve), color in zip(curves.items(), _colors(len(curves))):
         n_train = np.asarray(curve.n_train)
         ticks.update(n_train.tolist())
@@ -258,7 +272,7 @@ def plot_few_shot(results, *, ax=None):
     return fig
 
 
-def plot_layer_times(profile, *, top_k=5, axes=None):
+def plot_layer_times(profile: Mapping[str, Any], *, top_k: int = 5, axes: Sequence[Axes] | None = None) -> Figure:
     """Time per layer (bars) and its share per layer type (pie), as DeCAF Fig. 3.
 
     Parameters

@@ -8,6 +8,7 @@ The domain-adaptation transformers live in :mod:`sk_decaf.domain`.
 """
 
 import warnings
+from typing import Any
 
 from ._decaf import DeCAFTransformer
 from ._ensemble import make_ensemble
@@ -21,7 +22,7 @@ __all__ = ["DeCAFTransformer", "FeatureDropout", "SignedSqrt", "list_layers", "m
 _MOVED_TO_DOMAIN = ("CORAL", "DomainAugment", "GeodesicFlowKernel", "SubspaceAlignment")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _MOVED_TO_DOMAIN:
         warnings.warn(
             f"Importing {name} from sk_decaf.transformers is deprecated since sk_decaf 0.2 and will stop working in "

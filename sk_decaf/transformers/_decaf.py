@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import ActivationCache
 from .._docstrings import IMAGE_PARAMS, fill_doc
-from .._images import as_image_sequence
+from .._images import Images, as_image_sequence
 from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._torch.catalog import backbone_info
-from .._torch.layers import resolve_layers
+from .._torch.layers import FeatureExtractor, resolve_layers
 from .._torch.preprocess import DECODE_MODES, TTA_MODES, make_preprocessor
 from ._extract import Extraction
 from ._output import output_array
-from ._runtime import KEY_EXEMPT_PARAMS, Network, check_pooling, resolve
+from ._runtime import KEY_EXEMPT_PARAMS, Network, Resolution, check_pooling, resolve
 
 __all__ = ["DeCAFTransformer", "KEY_EXEMPT_PARAMS"]
 
@@ -169,28 +172,28 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone="efficientnet_lite0",
+        backbone: str | torch.nn.Module = "efficientnet_lite0",
         *,
-        layer=None,
-        device="auto",
-        batch_size=32,
-        n_jobs=None,
-        weights=None,
-        pooling="avg",
-        preprocess="model",
-        verbose=False,
-        cache=None,
-        cache_max_bytes=None,
-        cache_layers="auto",
-        engine="auto",
-        precision="auto",
-        decode="reduced",
-        tta=None,
-        tta_reduce="mean",
-        on_error="raise",
-        model_kwargs=None,
-        random_state=None,
-    ):
+        layer: str | int | Sequence[str | int] | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 32,
+        n_jobs: int | None = None,
+        weights: str | os.PathLike[str] | None = None,
+        pooling: str | int = "avg",
+        preprocess: str = "model",
+        verbose: bool | int = False,
+        cache: str | os.PathLike[str] | None = None,
+        cache_max_bytes: int | None = None,
+        cache_layers: str | Sequence[str | int] = "auto",
+        engine: str = "auto",
+        precision: str = "auto",
+        decode: str = "reduced",
+        tta: str | None = None,
+        tta_reduce: str = "mean",
+        on_error: str = "raise",
+        model_kwargs: dict[str, Any] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.backbone = backbone
         self.layer = layer
         self.device = device
@@ -213,7 +216,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: Images, y: object = None) -> DeCAFTransformer:
         """Resolve the backbone, its layers and feature sizes; no image is read.
 
         The network's description is computed once per process and configuration; the network itself is
@@ -244,19 +247,19 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self._place(resolve(self.get_params(deep=False), info, self.layers_))
         return self
 
-    def _place(self, resolution):
+    def _place(self, resolution: Resolution) -> None:
         self._resolution = resolution
         self.device_ = resolution.placement.device
         self.engine_ = resolution.placement.engine
         self._network = Network()  # the network loads, and its digest is checked, on first use
 
     @property
-    def backbone_(self):
+    def backbone_(self) -> torch.nn.Module:
         """The loaded network (``torch.nn.Module``), truncated after the deepest computed layer."""
         check_is_fitted(self, "layers_")
         return self._network.get(self).model
 
-    def feature_network(self):
+    def feature_network(self) -> FeatureExtractor:
         """The network as one torch module, from prepared images to this transformer's features.
 
         The module takes a uint8 ``(N, 3, H, W)`` RGB batch prepared as :meth:`transform` prepares it
@@ -274,7 +277,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "layers_")
         return self._network.get(self).extractor
 
-    def transform(self, X, out=None):
+    def transform(self, X: Images, out: str | os.PathLike[str] | None = None) -> NDArray[np.float32]:
         """Compute the features of ``X``.
 
         Parameters
@@ -306,7 +309,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         with output_array((len(items), self.n_features_out_), out) as result:
             return Extraction(self, items, result).run()
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> NDArray[np.object_]:
         """Feature names ``<layer>_<i>``, e.g. ``fc6_0 ... fc6_4095``.
 
         Parameters
@@ -322,7 +325,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         names = [f"{name}_{i}" for name in self.layers_ for i in range(self.feature_dims_[name])]
         return np.asarray(names, dtype=object)
 
-    def cache_info(self):
+    def cache_info(self) -> dict[str, int]:
         """Counters of this configuration's cache, summed over every process that shared it.
 
         Returns
@@ -335,17 +338,17 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         with self._open_cache() as cache:
             return cache.info(self._resolution.key)
 
-    def clear_cache(self):
+    def clear_cache(self) -> None:
         """Delete every stored activation of the cache file (all configurations)."""
         with self._open_cache() as cache:
             cache.clear()
 
-    def _open_cache(self):
+    def _open_cache(self) -> ActivationCache:
         if self.cache is None:
             raise ValueError("This transformer has no cache (cache=None).")
         return ActivationCache(self.cache)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False  # images (paths, PIL images, arrays), not a feature matrix
         tags.input_tags.string = True
@@ -354,12 +357,12 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         return tags
 
     # -- pickling: the weights are reloaded, not embedded ------------------------------------------
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
         state.pop("_network", None)  # the network: reloaded from its weights, never embedded
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "_resolution" in state:
             # "auto" may now mean another machine's device, engine and precision (a GPU worker of a

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import torch
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from ._decaf import DeCAFTransformer
@@ -10,7 +16,7 @@ from ._signed_sqrt import SignedSqrt
 __all__ = ["make_ensemble"]
 
 
-def _branch_name(backbone, taken):
+def _branch_name(backbone: str | torch.nn.Module, taken: Collection[str]) -> str:
     """The backbone's name (a module's class name), made unique among ``taken`` as make_union does."""
     name = backbone if isinstance(backbone, str) else type(backbone).__name__.lower()
     name = name.replace("__", "_")  # "__" separates nested parameter names
@@ -21,7 +27,15 @@ def _branch_name(backbone, taken):
     return unique
 
 
-def make_ensemble(*backbones, layer=None, tta=None, tta_reduce="mean", cache=None, signed_sqrt=True, decaf_params=None):
+def make_ensemble(
+    *backbones: str | torch.nn.Module,
+    layer: str | int | Sequence[str | int] | None = None,
+    tta: str | None = None,
+    tta_reduce: str = "mean",
+    cache: str | os.PathLike[str] | None = None,
+    signed_sqrt: bool = True,
+    decaf_params: dict[str, Any] | None = None,
+) -> FeatureUnion:
     """Concatenate the DeCAF features of several backbones, each normalised on its own.
 
     A shortcut for scikit-learn's :func:`~sklearn.pipeline.make_union` of one
@@ -89,12 +103,12 @@ def make_ensemble(*backbones, layer=None, tta=None, tta_reduce="mean", cache=Non
     """
     if not backbones:
         raise ValueError("make_ensemble needs at least one backbone, e.g. make_ensemble('efficientnet_lite0').")
-    params = {"layer": layer, "tta": tta, "tta_reduce": tta_reduce, "cache": cache}
+    params: dict[str, Any] = {"layer": layer, "tta": tta, "tta_reduce": tta_reduce, "cache": cache}
     clash = sorted(set(decaf_params or {}) & {"backbone", *params})
     if clash:
         raise ValueError(f"Pass {', '.join(clash)} as make_ensemble's own argument(s), not in decaf_params.")
     params.update(decaf_params or {})
-    branches = []
+    branches: list[tuple[str, BaseEstimator]] = []
     for backbone in backbones:
         decaf = DeCAFTransformer(backbone, **params)
         step = Pipeline([("decaf", decaf), ("signed_sqrt", SignedSqrt())]) if signed_sqrt else decaf

@@ -9,12 +9,15 @@ kept (and cached) before an error is raised, so alignment is never lost.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .._cache import ActivationCache
 from .._images import ImageLoadError, check_items, content_key, describe
 from .._progress import progress_bar
+from ._runtime import FittedDeCAF, Resolution
 
 __all__ = ["Extraction"]
 
@@ -34,28 +37,31 @@ class Extraction:
         Where the rows go (memory or a memory-mapped file).
     """
 
-    def __init__(self, est, items, result):
+    def __init__(self, est: FittedDeCAF, items: Sequence[Any] | np.ndarray, result: np.ndarray) -> None:
         self.est = est
         self.items = items
         self.result = result
-        self.failures = {} if est.on_error == "nan" else None  # {index: message}; None raises at once
-        self.keys = [None] * len(items)  # content key of each good item, when there is a cache
-        self.todo = []  # indices that need the network
-        self.copies = {}  # {index: earlier index with the same content}
+        self.failures: dict[int, str] | None = (
+            {} if est.on_error == "nan" else None
+        )  # {index: message}; None raises at once
+        self.keys: list[str | None] = [None] * len(items)  # content key of each good item, when there is a cache
+        self.todo: list[int] = []  # indices that need the network
+        self.copies: dict[int, int] = {}  # {index: earlier index with the same content}
         self.hits = 0
         self.computed = 0
-        self.columns, start = {}, 0
+        self.columns: dict[str, slice] = {}
+        start = 0
         for name in est.layers_:
             self.columns[name] = slice(start, start + est.feature_dims_[name])
             start += est.feature_dims_[name]
 
-    def fail(self, index, error):
+    def fail(self, index: int, error: Exception) -> None:
         """Record a bad item, or raise its error with ``on_error="raise"``."""
         if self.failures is None:
             raise error if isinstance(error, ImageLoadError) else ImageLoadError(str(error))
         self.failures[index] = str(error)
 
-    def run(self):
+    def run(self) -> np.ndarray:
         """Fill every row of ``result``: from the cache, from the network, or NaN for bad items."""
         check_items(self.items, self.failures)
         resolution = self.est._resolution
@@ -76,10 +82,10 @@ class Extraction:
         self.report_failures()
         return self.result
 
-    def read_cache(self, cache, key):
+    def read_cache(self, cache: ActivationCache, key: str) -> None:
         """Copy cached rows into ``result`` chunk by chunk (flat memory); queue the misses, each content once."""
         dims = {name: self.est.feature_dims_[name] for name in self.est.layers_}
-        first = {}
+        first: dict[str, int] = {}
         for start in range(0, len(self.items), CACHE_CHUNK):
             chunk = range(start, min(start + CACHE_CHUNK, len(self.items)))
             for i in chunk:
@@ -88,7 +94,7 @@ class Extraction:
                         self.keys[i] = content_key(self.items[i], i)
                     except ImageLoadError as exc:
                         self.fail(i, exc)
-            hits = cache.get(key, [self.keys[i] for i in chunk if self.keys[i] is not None], dims)
+            hits = cache.get(key, [k for k in (self.keys[i] for i in chunk) if k is not None], dims)
             for i in chunk:
                 k = self.keys[i]
                 if k is None:
@@ -103,7 +109,7 @@ class Extraction:
                     first[k] = i
                     self.todo.append(i)
 
-    def compute(self, cache, resolution):
+    def compute(self, cache: ActivationCache | None, resolution: Resolution) -> None:
         """Run the network over the queued rows; store every layer it computes in the cache."""
         if not self.todo:
             return
@@ -126,13 +132,13 @@ class Extraction:
                 for index, message in errors:
                     self.fail(index, ImageLoadError(message))
 
-    def copy_duplicates(self):
+    def copy_duplicates(self) -> None:
         for dst, src in self.copies.items():
             self.result[dst] = self.result[src]
             if self.failures is not None and src in self.failures:
                 self.failures[dst] = f"{describe(self.items[dst], dst)}: same content as {self.failures[src]}"
 
-    def report_failures(self):
+    def report_failures(self) -> None:
         """NaN rows and one warning for the bad items (``on_error="nan"``)."""
         if not self.failures:
             return

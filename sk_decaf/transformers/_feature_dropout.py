@@ -1,9 +1,12 @@
 """Dropout on extracted features, as in DeCAF section 4.1."""
 
+from __future__ import annotations
+
 from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -90,12 +93,12 @@ class FeatureDropout(FeatureTransformer):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, p=0.5, *, random_state=None):
+    def __init__(self, p: float = 0.5, *, random_state: int | np.random.RandomState | None = None) -> None:
         self.p = p
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike | sp.spmatrix, y: object = None) -> np.ndarray | sp.spmatrix:
         """Fit, then zero each feature with probability ``p`` (training time).
 
         This is *not* ``fit(X).transform(X)``: the features that survive keep
@@ -124,7 +127,7 @@ class FeatureDropout(FeatureTransformer):
         keep = rng.random_sample(X.shape) >= self.p
         return np.where(keep, X, X.dtype.type(0))
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | sp.spmatrix) -> np.ndarray | sp.spmatrix:
         """Multiply all features by ``1 - p`` (test time).
 
         Parameters

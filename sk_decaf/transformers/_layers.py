@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal, overload
+
+import torch
+
 from .._torch.backbones import load_backbone
 
 __all__ = ["list_layers"]
 
 
-def list_layers(backbone, *, model_kwargs=None, aliases=False):
+@overload
+def list_layers(
+    backbone: str | torch.nn.Module, *, model_kwargs: dict[str, Any] | None = ..., aliases: Literal[False] = ...
+) -> list[str]: ...
+@overload
+def list_layers(
+    backbone: str | torch.nn.Module, *, model_kwargs: dict[str, Any] | None = ..., aliases: Literal[True]
+) -> tuple[list[str], dict[str, str]]: ...
+@overload
+def list_layers(
+    backbone: str | torch.nn.Module, *, model_kwargs: dict[str, Any] | None = ..., aliases: bool
+) -> list[str] | tuple[list[str], dict[str, str]]: ...
+def list_layers(
+    backbone: str | torch.nn.Module, *, model_kwargs: dict[str, Any] | None = None, aliases: bool = False
+) -> list[str] | tuple[list[str], dict[str, str]]:
     """List the layer names that ``DeCAFTransformer(layer=...)`` accepts, in forward order.
 
     The class logits come last, so ``layer=-1`` is the logits and ``layer=-2`` the pooled pre-logits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -12,7 +13,7 @@ __all__ = ["output_array"]
 
 
 @contextlib.contextmanager
-def output_array(shape, out=None):
+def output_array(shape: tuple[int, ...], out: str | os.PathLike[str] | None = None) -> Iterator[np.ndarray]:
     """Yield a float32 array of ``shape``: in memory, or a memory-mapped ``out`` file.
 
     The file is written under a temporary name in the same folder and renamed to ``out`` only when the

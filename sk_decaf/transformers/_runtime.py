@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from .._torch.backbones import load_backbone, state_digest
-from .._torch.catalog import take_loaded
+from .._torch.catalog import BackboneInfo, take_loaded
 from .._torch.device import resolve_device
 from .._torch.engines import graph_dir, onnxruntime_available
 from .._torch.featurizer import Featurizer
@@ -27,6 +30,7 @@ from .._torch.layers import resolve_layers
 
 __all__ = [
     "AUTO_CACHE_MAX_DIM",
+    "FittedDeCAF",
     "KEY_EXEMPT_PARAMS",
     "Network",
     "Placement",
@@ -69,7 +73,55 @@ class Placement:
     precision: str  # "float32" or "bfloat16"
 
 
-def place(params, family):
+class FittedDeCAF(Protocol):
+    """What the network loader and a transform call read of a fitted :class:`~sk_decaf.DeCAFTransformer`.
+
+    A structural type, so that this module and ``_extract.py`` need not import the estimator's module.
+    """
+
+    @property
+    def backbone(self) -> str | torch.nn.Module: ...
+    @property
+    def weights(self) -> str | os.PathLike[str] | None: ...
+    @property
+    def model_kwargs(self) -> dict[str, Any] | None: ...
+    @property
+    def pooling(self) -> str | int: ...
+    @property
+    def preprocess(self) -> str: ...
+    @property
+    def decode(self) -> str: ...
+    @property
+    def tta(self) -> str | None: ...
+    @property
+    def tta_reduce(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def n_jobs(self) -> int | None: ...
+    @property
+    def verbose(self) -> bool | int: ...
+    @property
+    def cache(self) -> str | os.PathLike[str] | None: ...
+    @property
+    def cache_max_bytes(self) -> int | None: ...
+    @property
+    def on_error(self) -> str: ...
+    @property
+    def random_seed_(self) -> int: ...
+    @property
+    def weights_digest_(self) -> str: ...
+    @property
+    def layers_(self) -> list[str]: ...
+    @property
+    def feature_dims_(self) -> dict[str, int]: ...
+    @property
+    def _resolution(self) -> Resolution: ...
+    @property
+    def _network(self) -> Network: ...
+
+
+def place(params: Mapping[str, Any], family: str) -> Placement:
     """Resolve ``device``, ``precision`` and ``engine`` of the parameters for a backbone ``family``.
 
     ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere. ``engine="auto"`` is onnxruntime on
@@ -95,7 +147,7 @@ def place(params, family):
     return Placement(device, engine, precision)
 
 
-def activation_identity(params, info):
+def activation_identity(params: Mapping[str, Any], info: BackboneInfo) -> dict[str, Any]:
     """Everything that changes the activations except the precision computed (see :func:`cache_key`)."""
     identity = {name: value for name, value in params.items() if name not in KEY_EXEMPT_PARAMS}
     identity["model_kwargs"] = dict(sorted((params.get("model_kwargs") or {}).items()))
@@ -116,31 +168,31 @@ class Resolution:
     """What a fitted transformer computes: its layers per pass, its placement and the activation description."""
 
     family: str
-    identity: dict  # everything that changes the activations, except the precision (activation_identity)
-    compute: list  # the requested layers, then the extra layers stored in the cache on every pass
+    identity: dict[str, Any]  # everything that changes the activations, except the precision (activation_identity)
+    compute: list[str]  # the requested layers, then the extra layers stored in the cache on every pass
     placement: Placement
-    description: dict  # identity and the precision computed: keys the cache and the ONNX graph
+    description: dict[str, Any]  # identity and the precision computed: keys the cache and the ONNX graph
     key: str  # digest of the description
 
     @classmethod
-    def of(cls, family, identity, compute, params):
+    def of(cls, family: str, identity: dict[str, Any], compute: Sequence[str], params: Mapping[str, Any]) -> Resolution:
         placement = place(params, family)
         description = dict(identity, precision=placement.precision)
         key = hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:32]
         return cls(family, identity, list(compute), placement, description, key)
 
-    def replaced(self, params):
+    def replaced(self, params: Mapping[str, Any]) -> Resolution:
         """The same computation placed again for ``params`` on this machine (after unpickling)."""
         return Resolution.of(self.family, self.identity, self.compute, params)
 
 
-def resolve(params, info, layers):
+def resolve(params: Mapping[str, Any], info: BackboneInfo, layers: Sequence[str]) -> Resolution:
     """The :class:`Resolution` of a transformer's parameters for a backbone (:class:`BackboneInfo`)."""
     compute = compute_layers(params["cache"], params["cache_layers"], layers, info)
     return Resolution.of(info.family, activation_identity(params, info), compute, params)
 
 
-def check_pooling(pooling, layers, info):
+def check_pooling(pooling: str | int, layers: Sequence[str], info: BackboneInfo) -> None:
     """Refuse a ``pooling`` that would silently not apply to a head the network pools itself."""
     head = [name for name in layers if name in ("pre_logits", "logits")]
     if info.family != "timm" or not head or pooling == "avg" or pooling == info.head_pool:
@@ -154,7 +206,9 @@ def check_pooling(pooling, layers, info):
     )
 
 
-def compute_layers(cache, cache_layers, layers, info):
+def compute_layers(
+    cache: object, cache_layers: str | Sequence[str | int], layers: Sequence[str], info: BackboneInfo
+) -> list[str]:
     """Requested layers plus the extra layers stored in the cache on every pass."""
     if cache is None or cache_layers == "requested":
         return list(layers)
@@ -177,17 +231,17 @@ class Network:
     their digest must match the one seen in ``fit``.
     """
 
-    def __init__(self):
-        self.featurizer = None
+    def __init__(self) -> None:
+        self.featurizer: Featurizer | None = None
 
-    def get(self, est):
+    def get(self, est: FittedDeCAF) -> Featurizer:
         """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``."""
         if self.featurizer is None:
             self.featurizer = self._load(est)
         return self.featurizer
 
     @staticmethod
-    def _load(est):
+    def _load(est: FittedDeCAF) -> Featurizer:
         spec = (est.backbone, est.weights, est.model_kwargs, est.random_seed_, est.pooling)
         backbone = take_loaded(*spec, est.weights_digest_)
         if backbone is None:

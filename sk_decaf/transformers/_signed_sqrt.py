@@ -1,9 +1,13 @@
 """Signed power ("signed square root") normalisation, Azizpour et al. section 5."""
 
+from __future__ import annotations
+
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from sklearn.preprocessing import normalize
 
 from .._docstrings import FEATURE_ATTRIBUTES, fill_doc
@@ -89,12 +93,12 @@ class SignedSqrt(FeatureTransformer):
         "renorm": [StrOptions({"l1", "l2", "max"}), None],
     }
 
-    def __init__(self, *, power=0.5, norm="l2", renorm="l2"):
+    def __init__(self, *, power: float = 0.5, norm: str | None = "l2", renorm: str | None = "l2") -> None:
         self.power = power
         self.norm = norm
         self.renorm = renorm
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | sp.spmatrix) -> np.ndarray | sp.spmatrix:
         """Apply normalisation, signed power and re-normalisation.
 
         Parameters
@@ -119,7 +123,7 @@ class SignedSqrt(FeatureTransformer):
             X = normalize(X, norm=self.renorm, copy=False)
         return X
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         return tags
