@@ -77,7 +77,8 @@ def main():
     best = {name: min(values) for name, values in times.items()}
     print(
         f"{len(images)} images ({'demo set' if not args.data else args.data} x {args.repeat}), {args.backbone}, "
-        f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.rounds} rounds"
+        f"batch {args.batch_size}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"best of {args.rounds} rounds"
     )
     print(f"model {size_mb:.1f} MB; to_onnx {export_s:.1f} s; session start + warm-up {session_s:.1f} s")
     for name, seconds in best.items():

@@ -3,7 +3,9 @@
 On Linux ``pip install torch`` installs the CUDA build, which requires NVIDIA's libraries as separate packages
 (``nvidia-*``, ``cuda-*``) and ``triton``; PyTorch's CPU wheels require none of them. This prints, for the torch
 and torchvision installed here, the installed size of their files and of every package they require
-(recursively, extras excluded), split into those GPU packages and the rest, and which build this is.
+(recursively, with the extras a requirement names), split into those GPU packages and the rest, and which
+build this is; then the installed size of the two environments of a deployment (``docs/deploy.md``): the
+runtime (onnxruntime, numpy, Pillow) and the training side (sk-decaf with its ``export`` extra).
 
 Run it in the environment to measure (nothing is downloaded)::
 
@@ -17,6 +19,11 @@ from importlib import metadata
 from packaging.requirements import Requirement
 
 GPU_PREFIXES = ("nvidia-", "cuda-", "triton")
+#: The two environments of a deployment: serving the exported model, and training and exporting it.
+ENVIRONMENTS = {
+    "runtime: onnxruntime, numpy, Pillow": ["onnxruntime", "numpy", "pillow"],
+    "training: sk-decaf[export]": ["sk-decaf[export]"],
+}
 
 
 def installed(requirements):
@@ -55,11 +62,14 @@ def main():
     gpu = {n: s for n, s in sizes.items() if n.startswith(GPU_PREFIXES)}
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
     print(f"torch {torch.__version__} ({build} build), Python {sys.version.split()[0]}, {sys.platform}")
-    print(f"{'torch + torchvision and what they require':<48} {sum(sizes.values()) / 1e9:6.2f} GB installed")
-    print(f"{'  of which NVIDIA/CUDA packages and triton':<48} {sum(gpu.values()) / 1e9:6.2f} GB ({len(gpu)} packages)")
-    print(f"{'  torch itself':<48} {sizes['torch'] / 1e9:6.2f} GB")
+    print(f"{'torch + torchvision and what they require':<52} {sum(sizes.values()) / 1e9:6.2f} GB installed")
+    print(f"{'  of which NVIDIA/CUDA packages and triton':<52} {sum(gpu.values()) / 1e9:6.2f} GB ({len(gpu)} packages)")
+    print(f"{'  torch itself':<52} {sizes['torch'] / 1e9:6.2f} GB")
     for name, size in sorted(gpu.items(), key=lambda item: -item[1])[:5]:
-        print(f"    {name:<44} {size / 1e9:6.2f} GB")
+        print(f"    {name:<48} {size / 1e9:6.2f} GB")
+    print("\ndeployment (docs/deploy.md):")
+    for name, requirements in ENVIRONMENTS.items():
+        print(f"  {name:<50} {sum(installed(requirements).values()) / 1e6:6.0f} MB")
 
 
 if __name__ == "__main__":
