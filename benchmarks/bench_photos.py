@@ -27,9 +27,9 @@ With ``--accuracy`` it also compares the accuracy of ``decode="reduced"`` and ``
 ``pre_logits`` + LinearSVC, mean per-class accuracy), on the demo set (5-fold CV) and on Office-Caltech-10
 (within-domain: 20 training images per class for amazon and caltech10, 8 for dslr and webcam, 5 splits) when
 ``../shared/data`` exists, twice: on the original images, and on 12 MP versions of the same images made as
-above (aspect kept, Lanczos, noise, quality 90). On the originals the two decodings hardly differ (most are
-smaller than the network's input, so no reduced DCT scale applies); on the 12 MP versions ``"reduced"``
-decodes at 1/8 scale and ``"exact"`` at full size, which is the case the claim is about.
+above (aspect kept, Lanczos, noise, quality 90). On the originals the two decodings differ little (300 pixels
+or less on a side decode at full size in both modes, dslr's 1000x1000 at 1/2 scale); on the 12 MP versions
+``"reduced"`` decodes at 1/8 scale and ``"exact"`` at full size, which is the case the claim is about.
 
 Usage::
 
