@@ -10,7 +10,8 @@ Both start from image files and end with labels, on the same images and the same
 Both are warmed up first (network loaded, graphs exported and checked). The two are timed in alternation,
 ``--rounds`` times each, and the fastest round of each is compared, which is robust to other processes on a
 shared machine. Images/s are printed for information; the figure is the ratio, measured in this run. The
-first-call costs (export, session start) are reported separately, with the model's size.
+first-call costs (export, session start) are reported separately, with the model's size, and so is the agreement
+of the two ``decision_function`` outputs (largest difference relative to the largest score).
 
 Usage: ``python benchmarks/bench_deploy.py [--data DIR] [--repeat 2] [--rounds 3] [--batch-size 32]``
 (``--data``: a DIR/<class>/<image> folder; default the embedded demo set).
@@ -20,6 +21,8 @@ import argparse
 import os
 import tempfile
 import time
+
+import numpy as np
 
 
 def main():
@@ -66,11 +69,16 @@ def main():
             got = served.predict(images)
             times["OnnxPipeline.predict"].append(time.perf_counter() - start)
             agree &= bool((got == expected).all())
+        # Agreement of the scores on the distinct images: the largest difference relative to the largest score.
+        expected = pipe.decision_function(list(data.paths))
+        got = served.decision_function(list(data.paths))
+        score_error = float(np.abs(got - expected).max() / np.abs(expected).max())
 
     best = {name: min(values) for name, values in times.items()}
     print(
         f"{len(images)} images ({'demo set' if not args.data else args.data} x {args.repeat}), {args.backbone}, "
-        f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.rounds} rounds"
+        f"batch {args.batch_size}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"best of {args.rounds} rounds"
     )
     print(f"model {size_mb:.1f} MB; to_onnx {export_s:.1f} s; session start + warm-up {session_s:.1f} s")
     for name, seconds in best.items():
@@ -78,6 +86,10 @@ def main():
     print(
         f"speed-up of the exported model: {best['pipeline.predict'] / best['OnnxPipeline.predict']:.2f}x "
         f"(labels identical: {agree})"
+    )
+    print(
+        f"decision_function, exported against the pipeline: max |difference| / max |score| = {score_error:.1e} "
+        f"({len(data.paths)} images)"
     )
 
 
