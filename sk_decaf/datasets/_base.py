@@ -253,7 +253,7 @@ class CroppedImages(ImageItems):
     Parameters
     ----------
     paths : sequence of str
-        Image files.
+        Image files: paths, or URLs (read through fsspec, see :doc:`/sources`).
     boxes : array-like of shape (n_images, 4)
         Crop box of each image as (x, y, width, height) in pixels.
 
