@@ -117,7 +117,7 @@ def _what(item: object) -> str:
         return repr(os.fspath(item))
     if isinstance(item, (bytes, bytearray, memoryview)):
         return _describe_bytes(item)
-    if isinstance(item, Mapping):
+    if isinstance(item, Mapping) and ("bytes" in item or "path" in item):
         path, data = item.get("path"), item.get("bytes")
         parts = [f"path {os.fspath(path)!r}"] if isinstance(path, (str, os.PathLike)) else []
         parts += [_describe_bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else []
