@@ -226,7 +226,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images
-            File paths, PIL images or uint8 arrays (only the container is checked).
+            Image items, as for :meth:`transform` (only the container is checked).
         y : None
             Ignored.
 
@@ -283,9 +283,11 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images
-            File paths (str or path-like), PIL images, ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` arrays, or one
-            ``(N, H, W, 3)`` array; a one-column table of paths (a pandas ``DataFrame``, an ``(N, 1)``
-            array) is its column. A single image must be wrapped in a list.
+            File paths (str or path-like) or URLs (``s3://``, ``https://``, ...: needs ``sk-decaf[fsspec]``),
+            encoded bytes of image files, binary file objects, Hugging Face image dicts ``{"bytes", "path"}``,
+            PIL images, ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` arrays, or one ``(N, H, W, 3)`` array; a
+            one-column table of these (a pandas ``DataFrame``, an ``(N, 1)`` array) is its column. A single
+            image must be wrapped in a list. See :doc:`/sources`.
         out : str or path-like, default=None
             Write the features to this ``.npy`` file (a ``numpy.memmap``) instead of memory, so that any
             number of images is featurised with flat memory. The file appears only once every row is
