@@ -453,7 +453,7 @@ def _module_backbone(model, weights, input_size=None):
     try:
         return _graph_backbone(model, "torchvision", type(model).__name__, cfg, "module")
     except Exception:  # not FX-traceable: fall back to forward hooks
-        leaves = _hook_layers(model)
+        leaves = _hook_layers(model, cfg["input_size"])
         layers = leaves + ["logits"]
         default = layers[-2] if len(layers) > 1 else "logits"
         nodes = {n: n for n in leaves}
@@ -470,23 +470,44 @@ def _module_backbone(model, weights, input_size=None):
         )
 
 
-def _hook_layers(model):
-    """Modules read through forward hooks: every leaf, and every block of a ``Sequential``/``ModuleList``.
+def _hook_layers(model, input_size):
+    """Modules read through forward hooks, in the order a forward pass completes them.
 
-    In forward order for sequential networks: a block comes after the modules inside it (a ViT's
-    ``blocks.3`` after ``blocks.3.mlp.fc2``), so its output is the block's, as on the other paths.
+    The candidates are every leaf and every block of a ``Sequential``/``ModuleList`` (a ViT's ``blocks.3``,
+    which completes after ``blocks.3.mlp.fc2``, so its output is the block's, as on the other paths). One
+    blank image goes through the network: a module it never runs (the dropout that a fused attention
+    skips) is not a layer, and the others are listed in forward order.
     """
-    out = []
+    candidates = []
 
     def walk(prefix, module, listed):
         children = list(module.named_children())
         for name, child in children:
             walk(f"{prefix}.{name}" if prefix else name, child, isinstance(module, (nn.Sequential, nn.ModuleList)))
         if prefix and (not children or listed):
-            out.append(prefix)
+            candidates.append(prefix)
 
     walk("", model, False)
-    return out
+    modules = dict(model.named_modules())
+    order = []
+
+    def hook_for(name):
+        def hook(module, args, output):
+            if name not in order:
+                order.append(name)
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for name in candidates]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros((1, *input_size)))
+    except Exception:  # the catalog's probe reports what fails; list the candidates meanwhile
+        return candidates
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
 
 
 def load_backbone(backbone, weights=None, model_kwargs=None, seed=0, input_size=None):

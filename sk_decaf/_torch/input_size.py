@@ -72,17 +72,29 @@ def _pair(value):
     return None
 
 
-def network_input_size(model):
-    """The ``(height, width)`` a network is built for, read from the network; ``None`` if it takes any size.
-
-    A timm ViT-like model's patch embedding (``patch_embed.img_size``), else the model's own ``img_size``
-    (timm's MaxViT, CrossViT) or ``image_size`` (torchvision's ViT). Convolutional networks have none.
-    """
-    for owner, attr in ((getattr(model, "patch_embed", None), "img_size"), (model, "img_size"), (model, "image_size")):
+def _declared_size(module):
+    embed = getattr(module, "patch_embed", None)
+    for owner, attr in ((embed, "img_size"), (module, "img_size"), (module, "image_size")):
         size = _pair(getattr(owner, attr, None)) if owner is not None else None
         if size is not None:
             return size
     return None
+
+
+def _sized_module(model):
+    """The network, or the first module inside it (a ViT in a wrapper), that is built for one input size."""
+    return next((m for m in model.modules() if _declared_size(m) is not None), None)
+
+
+def network_input_size(model):
+    """The ``(height, width)`` a network is built for, read from the network; ``None`` if it takes any size.
+
+    A timm ViT-like model's patch embedding (``patch_embed.img_size``), else the model's own ``img_size``
+    (timm's MaxViT, CrossViT) or ``image_size`` (torchvision's ViT), on the network or the first module
+    inside it that has one (a ViT wrapped in another module). Convolutional networks have none.
+    """
+    owner = _sized_module(model)
+    return None if owner is None else _declared_size(owner)
 
 
 def _patch_size(model):
@@ -123,18 +135,21 @@ def resize(model, size, label, rebuild=None):
     """Make ``model`` take ``size`` inputs; return it, or the network ``rebuild(size)`` builds.
 
     Networks that take any size (convolutional ones) are left as they are: only the preprocessing changes.
-    ViT-like networks are resized with timm's ``set_input_size``, which resamples the absolute position
-    embeddings (and a Swin's windows); others that are built for one size are rebuilt by ``rebuild``.
+    ViT-like networks (or the ViT inside a wrapper) are resized with timm's ``set_input_size``, which
+    resamples the absolute position embeddings (and a Swin's windows); others that are built for one size
+    are rebuilt by ``rebuild``.
     """
-    current = network_input_size(model)
+    owner = _sized_module(model)
+    current = None if owner is None else _declared_size(owner)
     fixed = bool((getattr(model, "pretrained_cfg", None) or {}).get("fixed_input_size"))
     if size is None or current == size or (current is None and not fixed):
         return model
-    _check_patch_multiple(model, size, label)
-    if hasattr(model, "set_input_size"):
-        model.set_input_size(img_size=size)
+    owner = model if owner is None else owner
+    _check_patch_multiple(owner, size, label)
+    if hasattr(owner, "set_input_size"):
+        owner.set_input_size(img_size=size)
         return model
-    if rebuild is not None:
+    if rebuild is not None and owner is model:
         return rebuild(size)
     raise ValueError(
         f"input_size={_size_text(size)}: {label} is built for {_size_text(current or size)} inputs and cannot "
