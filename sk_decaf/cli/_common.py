@@ -38,8 +38,20 @@ def add_backbone_options(parser, *, ensemble=False):
         default=None,
         help="local .pth/.pt/.safetensors state dict, or 'random' (default: the backbone's ImageNet weights)",
     )
-    group.add_argument("--pooling", default="avg", help="avg, max, flatten or an int k for a k x k grid")
+    group.add_argument(
+        "--pooling",
+        default="avg",
+        help="avg, max, flatten, an int k for a k x k grid; on a transformer layer also cls (the class token) "
+        "or cls+avg (DINOv2's linear probe with --layer norm)",
+    )
     group.add_argument("--preprocess", default="model", choices=["model", "decaf"])
+    group.add_argument(
+        "--input-size",
+        type=parse_input_size,
+        default=None,
+        metavar="N or HxW",
+        help="the network's input size, e.g. 224 or 224x280 (default: the size the network is built for)",
+    )
     group.add_argument("--device", default="auto")
     group.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"])
     group.add_argument("--batch-size", type=int, default=32)
@@ -70,12 +82,24 @@ def parse_pooling(value):
     return int(value) if value.isdigit() else value
 
 
+def parse_input_size(value):
+    """``"224"`` -> 224, ``"224x280"`` -> (224, 280)."""
+    import argparse
+
+    parts = value.lower().split("x")
+    if not all(part.strip().isdigit() for part in parts) or len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected N or HxW (e.g. 224 or 224x280), got {value!r}")
+    sizes = [int(part) for part in parts]
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
+
+
 def transformer_kwargs(args):
     return dict(
         backbone=args.backbone,
         weights=args.weights,
         pooling=parse_pooling(args.pooling),
         preprocess=args.preprocess,
+        input_size=args.input_size,
         device=args.device,
         engine=args.engine,
         batch_size=args.batch_size,

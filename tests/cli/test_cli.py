@@ -344,3 +344,22 @@ def test_a_corrupt_image_stops_the_command_and_names_the_file(command, class_fol
     err = capsys.readouterr().err
     assert "zz_truncated.jpg" in err and "error" in err
     assert "nan" not in err.lower()  # no silent NaN scores: the first failure stops the run
+
+
+def test_extract_with_input_size_and_a_class_token(class_folder, tmp_path, capsys):
+    """--input-size and the token poolings reach DeCAFTransformer: a ViT's final norm, cls+avg, at 96 x 96."""
+    out = tmp_path / "vit.npz"
+    args = ["extract", str(class_folder), "-o", str(out), "--layer", "norm", "--pooling", "cls+avg"]
+    net = ["--backbone", "test_vit", "--weights", "random", "--engine", "torch", "--input-size", "96"]
+    assert main([*args, *net]) == 0
+    decaf = DeCAFTransformer(
+        "test_vit", weights="random", engine="torch", random_state=0, layer="norm", pooling="cls+avg", input_size=96
+    )
+    data = load_image_folder(class_folder)
+    with np.load(out) as npz:
+        assert_features_close(npz["features"], decaf.fit_transform(data.paths))
+    assert decaf.data_config_["input_size"] == (3, 96, 96)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*args, *net[:-1], "96x"])
+    assert "expected N or HxW" in capsys.readouterr().err
