@@ -16,7 +16,13 @@ concatenated. Every row is scored on the same splits of:
 * **the demo set** (200 Caltech-101 images, 10 classes): ``PerClassSplit`` 10 train / 10 test per class, 10 splits.
 
 Scores are mean per-class accuracy (%), mean over the splits; the within-domain means are also compared with
-Lite0's split by split (every row has the same splits), which shows the noise. Office features go through an
+Lite0's split by split (every row has the same splits), which shows the noise.
+
+**Resolution.** The rows ``"Lite0 @ 256"`` ... test each EfficientNet-Lite at about 1.15x and 1.3x the side of
+its own input (Lite0 224 -> 256, 288; Lite1 240 -> 276, 312; Lite2 260 -> 300, 340), through
+``DeCAFTransformer(input_size=...)``: the same weights, the resize and centre crop at the same ``crop_pct``
+(Touvron et al. 2019, "Fixing the train-test resolution discrepancy": CNNs tested above their training size
+often gain). Each is compared split by split with its backbone at its own size. Office features go through an
 activation cache (``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing;
 rows with many views can be restricted to some domains (``--heavy-domains``; their other cells show "–").
 
@@ -26,7 +32,9 @@ than 8 cores). A row combines its members: img/s ``1 / sum(1 / rate)``, CPU ms/i
 time per image over Lite0's: on a shared, loaded machine, wall-clock rates follow the other processes' load, CPU
 time much less. Lite0 is timed again at the end, to show the drift.
 
-Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``
+Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``;
+the resolution rows alone: ``--rows Lite0 Lite1 Lite2 "Lite0 @ 256" "Lite0 @ 288" "Lite1 @ 276" "Lite1 @ 312"
+"Lite2 @ 300" "Lite2 @ 340"``.
 """
 
 import argparse
@@ -55,8 +63,8 @@ HEAVY = {"10crop", "12jitter"}
 #: Views per image of each tta mode (DeCAFTransformer's batch_size counts views, so batches stay 32 crops).
 VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
-#: Row name -> (backbones, tta), all run by default. With an empty cache, on 2 shared CPU cores, expect about an hour
-#: with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain passes each).
+#: Row name -> (backbones, tta[, input_size]), all run by default. With an empty cache, on 2 shared CPU cores, expect
+#: about an hour and a half with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain passes each).
 ROWS = {
     "Lite0": (["Lite0"], None),
     "Lite0 + flip": (["Lite0"], "flip"),
@@ -69,13 +77,27 @@ ROWS = {
     "Lite0 + Lite2, flip": (["Lite0", "Lite2"], "flip"),
     "Lite0 + Lite1 + Lite2": (["Lite0", "Lite1", "Lite2"], None),
     "Lite0 + Lite1 + Lite2, flip": (["Lite0", "Lite1", "Lite2"], "flip"),
+    # Resolution: about 1.15x and 1.3x the side of each network's own input (Lite0 224, Lite1 240, Lite2 260).
+    "Lite0 @ 256": (["Lite0"], None, 256),
+    "Lite0 @ 288": (["Lite0"], None, 288),
+    "Lite1 @ 276": (["Lite1"], None, 276),
+    "Lite1 @ 312": (["Lite1"], None, 312),
+    "Lite2 @ 300": (["Lite2"], None, 300),
+    "Lite2 @ 340": (["Lite2"], None, 340),
 }
+
+
+def setting(row):
+    """``(backbones, tta, input_size)`` of a row; ``input_size`` None is each network's own."""
+    backbones, tta, *size = ROWS[row]
+    return backbones, tta, (size[0] if size else None)
 
 
 def recipe(row, cache):
     """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)``."""
-    backbones, tta = ROWS[row]
-    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache)
+    backbones, tta, size = setting(row)
+    params = {"input_size": size} if size else None
+    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache, decaf_params=params)
 
 
 def classifier():
@@ -87,19 +109,20 @@ def time_members(rows, demo_paths):
     cache. CPU time (this process's, all its threads) is far less sensitive than wall time to other processes'
     load on a shared machine: the cost ratios are computed from it."""
     out = {}
-    for backbones, tta in (ROWS[row] for row in rows):
+    for backbones, tta, size in (setting(row) for row in rows):
         for b in backbones:
-            if (b, tta) in out:
+            if (b, tta, size) in out:
                 continue
-            decaf = make_ensemble(LITE[b], tta=tta).fit(demo_paths)
+            params = {"input_size": size} if size else None
+            decaf = make_ensemble(LITE[b], tta=tta, decaf_params=params).fit(demo_paths)
             decaf.transform(demo_paths[:4])  # network loaded, exported and checked outside the timing
             start, cpu = time.perf_counter(), time.process_time()
             features = decaf.transform(demo_paths)
             n = len(demo_paths)
-            out[b, tta] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
+            out[b, tta, size] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
             print(
-                f"  timed {b}{' + ' + tta if tta else ''}: {out[b, tta][0]:.1f} img/s, "
-                f"{1000 * out[b, tta][1]:.0f} CPU ms/img",
+                f"  timed {b}{' + ' + tta if tta else ''}{f' @ {size}' if size else ''}: "
+                f"{out[b, tta, size][0]:.1f} img/s, {1000 * out[b, tta, size][1]:.0f} CPU ms/img",
                 flush=True,
             )
     return out
@@ -192,7 +215,7 @@ def main(argv=None):
     results = {}
     for row in args.rows:
         t_row = time.perf_counter()
-        backbones, tta = ROWS[row]
+        backbones, tta, size = setting(row)
         domains = args.heavy_domains if tta in HEAVY else list(DOMAINS)
         keep = np.isin(domain, domains)
         F = recipe(row, args.cache).fit_transform(list(paths[keep]))
@@ -202,10 +225,10 @@ def main(argv=None):
             aw = amazon_webcam(X, y) if {"amazon", "webcam"} <= set(domains) else (None, None, None)
             shot = few_shot(X["caltech10"], y["caltech10"]) if "caltech10" in domains else None
             # The demo features are the timed ones (each through its SignedSqrt), concatenated as in the recipe.
-            demo_X = np.hstack([members[b, tta][2] for b in backbones])
+            demo_X = np.hstack([members[b, tta, size][2] for b in backbones])
             demo_acc = demo_score(demo_X, demo.target)
-        rate = 1 / sum(1 / members[b, tta][0] for b in backbones)
-        cpu = sum(members[b, tta][1] for b in backbones)
+        rate = 1 / sum(1 / members[b, tta, size][0] for b in backbones)
+        cpu = sum(members[b, tta, size][1] for b in backbones)
         # Mean of the four domains for each split: the rows share their splits, so they compare split by split.
         per_split = np.mean(list(within.values()), axis=0) if len(within) == 4 else None
         results[row] = dict(
@@ -224,9 +247,9 @@ def main(argv=None):
             f"demo {cell(demo_acc)}",
             flush=True,
         )
-    retime = time_members(["Lite0"], demo_paths)[("Lite0", None)]
+    retime = time_members(["Lite0"], demo_paths)[("Lite0", None, None)]
 
-    base, base_cpu = members.get(("Lite0", None), retime)[:2]
+    base, base_cpu = members.get(("Lite0", None, None), retime)[:2]
     head = [
         "recipe",
         *(f"{DOMAINS[d]}" for d in DOMAINS),
@@ -260,6 +283,23 @@ def main(argv=None):
                     f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
                     f"{len(diff)} splits)"
                 )
+    resolution = [row for row in results if setting(row)[2] and setting(row)[0][0] in results]
+    if resolution:
+        print(
+            "\nresolution: each row minus its backbone at its own size (within-domain mean paired by split, "
+            "mean ± std; C 3-shot and demo: differences of the means):"
+        )
+        for row in resolution:
+            own = results[setting(row)[0][0]]
+            r = results[row]
+            line = f"  {row}:"
+            if r["per_split"] is not None and own["per_split"] is not None:
+                diff = 100 * (r["per_split"] - own["per_split"])
+                line += f" within {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of {len(diff)})"
+            if r["shot"] is not None and own["shot"] is not None:
+                line += f", C 3-shot {100 * (r['shot'] - own['shot']):+.2f}"
+            line += f", demo {100 * (r['demo'] - own['demo']):+.2f}, cost {r['cpu'] / own['cpu']:.2f}× its own size"
+            print(line)
     print(f"\ncommand: python benchmarks/bench_recipes.py {shlex.join(sys.argv[1:] if argv is None else argv)}")
     print(
         f"Lite0: {base:.1f} img/s, {1000 * base_cpu:.0f} CPU ms/img at the start; {retime[0]:.1f} img/s, "

@@ -77,8 +77,8 @@ IMAGE_PARAMS = {
         How the views' features are combined, per feature.""",
     "cache": """cache : None, str or path-like, default=None
         An SQLite file holding per-image activations keyed by the image's content and by everything that
-        changes the activations (backbone, weights digest, preprocessing, pooling, precision). Shared safely
-        by processes and by clones (GridSearchCV), it makes every forward pass happen once.""",
+        changes the activations (backbone, weights digest, input size, preprocessing, pooling, precision).
+        Shared safely by processes and by clones (GridSearchCV), it makes every forward pass happen once.""",
 }
 
 
