@@ -182,7 +182,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         weights=None,
         pooling="avg",
         preprocess="model",
-        input_size=None,
+        input_size: int | tuple[int, int] | None = None,
         verbose=False,
         cache=None,
         cache_max_bytes=None,
