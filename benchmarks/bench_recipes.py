@@ -22,7 +22,9 @@ Lite0's split by split (every row has the same splits), which shows the noise.
 its own input (Lite0 224 -> 256, 288; Lite1 240 -> 276, 312; Lite2 260 -> 300, 340), through
 ``DeCAFTransformer(input_size=...)``: the same weights, the resize and centre crop at the same ``crop_pct``
 (Touvron et al. 2019, "Fixing the train-test resolution discrepancy": CNNs tested above their training size
-often gain). Each is compared split by split with its backbone at its own size. Office features go through an
+often gain). Each is compared split by split with its backbone at its own size. The best of them, Lite2 at 300,
+is also run with the flip and in the Lite0 + Lite2 ensemble (``"Lite0 + Lite2 @ 300, flip"``: the branch's
+``efficientnet_lite2__decaf__input_size=300``). Office features go through an
 activation cache (``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing;
 rows with many views can be restricted to some domains (``--heavy-domains``; their other cells show "–").
 
@@ -33,8 +35,9 @@ time per image over Lite0's: on a shared, loaded machine, wall-clock rates follo
 time much less. Lite0 is timed again at the end, to show the drift.
 
 Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``;
-the resolution rows alone: ``--rows Lite0 Lite1 Lite2 "Lite0 @ 256" "Lite0 @ 288" "Lite1 @ 276" "Lite1 @ 312"
-"Lite2 @ 300" "Lite2 @ 340"``.
+the resolution rows (docs/recipes.md, "Input resolution"): ``--rows Lite0 Lite1 Lite2 "Lite0 + Lite2"
+"Lite0 + Lite2, flip" "Lite0 @ 256" "Lite0 @ 288" "Lite1 @ 276" "Lite1 @ 312" "Lite2 @ 300" "Lite2 @ 340"
+"Lite2 @ 300 + flip" "Lite0 + Lite2 @ 300" "Lite0 + Lite2 @ 300, flip"``.
 """
 
 import argparse
@@ -63,8 +66,10 @@ HEAVY = {"10crop", "12jitter"}
 #: Views per image of each tta mode (DeCAFTransformer's batch_size counts views, so batches stay 32 crops).
 VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
-#: Row name -> (backbones, tta[, input_size]), all run by default. With an empty cache, on 2 shared CPU cores, expect
-#: about an hour and a half with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain passes each).
+#: Row name -> (members, tta), all run by default. A member is a backbone at its own input size ("Lite2") or at
+#: another ("Lite2 @ 300": ``DeCAFTransformer(input_size=300)``). With an empty cache, on 2 shared CPU cores,
+#: expect about an hour and a half with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain
+#: passes each).
 ROWS = {
     "Lite0": (["Lite0"], None),
     "Lite0 + flip": (["Lite0"], "flip"),
@@ -78,26 +83,37 @@ ROWS = {
     "Lite0 + Lite1 + Lite2": (["Lite0", "Lite1", "Lite2"], None),
     "Lite0 + Lite1 + Lite2, flip": (["Lite0", "Lite1", "Lite2"], "flip"),
     # Resolution: about 1.15x and 1.3x the side of each network's own input (Lite0 224, Lite1 240, Lite2 260).
-    "Lite0 @ 256": (["Lite0"], None, 256),
-    "Lite0 @ 288": (["Lite0"], None, 288),
-    "Lite1 @ 276": (["Lite1"], None, 276),
-    "Lite1 @ 312": (["Lite1"], None, 312),
-    "Lite2 @ 300": (["Lite2"], None, 300),
-    "Lite2 @ 340": (["Lite2"], None, 340),
+    "Lite0 @ 256": (["Lite0 @ 256"], None),
+    "Lite0 @ 288": (["Lite0 @ 288"], None),
+    "Lite1 @ 276": (["Lite1 @ 276"], None),
+    "Lite1 @ 312": (["Lite1 @ 312"], None),
+    "Lite2 @ 300": (["Lite2 @ 300"], None),
+    "Lite2 @ 340": (["Lite2 @ 340"], None),
+    # The best of those, alone with the flip and in the recommended ensemble.
+    "Lite2 @ 300 + flip": (["Lite2 @ 300"], "flip"),
+    "Lite0 + Lite2 @ 300": (["Lite0", "Lite2 @ 300"], None),
+    "Lite0 + Lite2 @ 300, flip": (["Lite0", "Lite2 @ 300"], "flip"),
 }
+#: The resolution rows: compared split by split with their backbone at its own size.
+RESOLUTION = {row: row.split(" @ ")[0] for row in ROWS if "@" in row and len(ROWS[row][0]) == 1 and not ROWS[row][1]}
 
 
-def setting(row):
-    """``(backbones, tta, input_size)`` of a row; ``input_size`` None is each network's own."""
-    backbones, tta, *size = ROWS[row]
-    return backbones, tta, (size[0] if size else None)
+def member(name):
+    """``"Lite2 @ 300"`` -> ``("efficientnet_lite2", 300)``; ``"Lite2"`` -> ``("efficientnet_lite2", None)``."""
+    lite, _, size = name.partition(" @ ")
+    return LITE[lite], int(size) if size else None
 
 
 def recipe(row, cache):
-    """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)``."""
-    backbones, tta, size = setting(row)
-    params = {"input_size": size} if size else None
-    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache, decaf_params=params)
+    """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)`` with, for a member at
+    another input size, ``input_size`` set on its branch."""
+    members, tta = ROWS[row]
+    union = make_ensemble(*(member(m)[0] for m in members), tta=tta, cache=cache)
+    for name in members:
+        backbone, size = member(name)
+        if size:
+            union.set_params(**{f"{backbone}__decaf__input_size": size})
+    return union
 
 
 def classifier():
@@ -105,24 +121,24 @@ def classifier():
 
 
 def time_members(rows, demo_paths):
-    """{(backbone, tta): (img/s, CPU s/img, demo features)}: each setting featurises the demo images once, without a
+    """{(member, tta): (img/s, CPU s/img, demo features)}: each setting featurises the demo images once, without a
     cache. CPU time (this process's, all its threads) is far less sensitive than wall time to other processes'
     load on a shared machine: the cost ratios are computed from it."""
     out = {}
-    for backbones, tta, size in (setting(row) for row in rows):
-        for b in backbones:
-            if (b, tta, size) in out:
+    for members, tta in (ROWS[row] for row in rows):
+        for m in members:
+            if (m, tta) in out:
                 continue
-            params = {"input_size": size} if size else None
-            decaf = make_ensemble(LITE[b], tta=tta, decaf_params=params).fit(demo_paths)
+            backbone, size = member(m)
+            decaf = make_ensemble(backbone, tta=tta, decaf_params={"input_size": size}).fit(demo_paths)
             decaf.transform(demo_paths[:4])  # network loaded, exported and checked outside the timing
             start, cpu = time.perf_counter(), time.process_time()
             features = decaf.transform(demo_paths)
             n = len(demo_paths)
-            out[b, tta, size] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
+            out[m, tta] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
             print(
-                f"  timed {b}{' + ' + tta if tta else ''}{f' @ {size}' if size else ''}: "
-                f"{out[b, tta, size][0]:.1f} img/s, {1000 * out[b, tta, size][1]:.0f} CPU ms/img",
+                f"  timed {m}{' + ' + tta if tta else ''}: {out[m, tta][0]:.1f} img/s, "
+                f"{1000 * out[m, tta][1]:.0f} CPU ms/img",
                 flush=True,
             )
     return out
@@ -215,7 +231,7 @@ def main(argv=None):
     results = {}
     for row in args.rows:
         t_row = time.perf_counter()
-        backbones, tta, size = setting(row)
+        backbones, tta = ROWS[row]
         domains = args.heavy_domains if tta in HEAVY else list(DOMAINS)
         keep = np.isin(domain, domains)
         F = recipe(row, args.cache).fit_transform(list(paths[keep]))
@@ -225,10 +241,10 @@ def main(argv=None):
             aw = amazon_webcam(X, y) if {"amazon", "webcam"} <= set(domains) else (None, None, None)
             shot = few_shot(X["caltech10"], y["caltech10"]) if "caltech10" in domains else None
             # The demo features are the timed ones (each through its SignedSqrt), concatenated as in the recipe.
-            demo_X = np.hstack([members[b, tta, size][2] for b in backbones])
+            demo_X = np.hstack([members[b, tta][2] for b in backbones])
             demo_acc = demo_score(demo_X, demo.target)
-        rate = 1 / sum(1 / members[b, tta, size][0] for b in backbones)
-        cpu = sum(members[b, tta, size][1] for b in backbones)
+        rate = 1 / sum(1 / members[b, tta][0] for b in backbones)
+        cpu = sum(members[b, tta][1] for b in backbones)
         # Mean of the four domains for each split: the rows share their splits, so they compare split by split.
         per_split = np.mean(list(within.values()), axis=0) if len(within) == 4 else None
         results[row] = dict(
@@ -247,9 +263,9 @@ def main(argv=None):
             f"demo {cell(demo_acc)}",
             flush=True,
         )
-    retime = time_members(["Lite0"], demo_paths)[("Lite0", None, None)]
+    retime = time_members(["Lite0"], demo_paths)[("Lite0", None)]
 
-    base, base_cpu = members.get(("Lite0", None, None), retime)[:2]
+    base, base_cpu = members.get(("Lite0", None), retime)[:2]
     head = [
         "recipe",
         *(f"{DOMAINS[d]}" for d in DOMAINS),
@@ -283,14 +299,14 @@ def main(argv=None):
                     f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
                     f"{len(diff)} splits)"
                 )
-    resolution = [row for row in results if setting(row)[2] and setting(row)[0][0] in results]
+    resolution = [row for row in results if RESOLUTION.get(row) in results]
     if resolution:
         print(
             "\nresolution: each row minus its backbone at its own size (within-domain mean paired by split, "
             "mean ± std; C 3-shot and demo: differences of the means):"
         )
         for row in resolution:
-            own = results[setting(row)[0][0]]
+            own = results[RESOLUTION[row]]
             r = results[row]
             line = f"  {row}:"
             if r["per_split"] is not None and own["per_split"] is not None:
