@@ -212,3 +212,27 @@ def test_integer_pooling_is_checked_on_the_requested_layers_only(image_files, tm
     assert_features_close(X, torch.nn.functional.adaptive_avg_pool2d(maps, 2).flatten(1).numpy())
     with pytest.raises(ValueError, match="layout .* is not known"):
         DeCAFTransformer(net, layer="mix", pooling=2).fit(image_files)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, pooling",
+    [
+        ("swin_tiny_patch4_window7_224", {"depths": (1, 1, 1, 1)}, "avg"),  # forward_features is NHWC
+        ("eva02_tiny_patch14_224.mim_in22k", {"depth": 1}, "cls+avg"),  # its final norm is an Identity
+    ],
+)
+def test_final_norm_is_forward_features(name, kwargs, pooling, image_files):
+    """The "norm" layer is forward_features' output: Swin's NHWC map, EVA-02's tokens (one class token)."""
+    decaf = DeCAFTransformer(name, weights="random", random_state=0, model_kwargs=kwargs, input_size=112)
+    X = decaf.set_params(layer="norm", pooling=pooling, engine="torch", decode="exact").fit_transform(image_files)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(decaf.random_seed_)
+        model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    model.set_input_size(img_size=(112, 112))
+    with torch.inference_mode():
+        out = model.forward_features(normalised_batch(decaf, image_files))
+    if out.ndim == 4:  # (N, H, W, C)
+        expected = out.mean(dim=(1, 2))
+    else:
+        expected = torch.cat([out[:, 0], out[:, model.num_prefix_tokens :].mean(dim=1)], dim=1)
+    assert_features_close(X, expected.numpy())
