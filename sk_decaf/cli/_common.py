@@ -14,10 +14,12 @@ def add_backbone_options(parser, *, ensemble=False):
             "--backbone",
             nargs="+",
             default=["efficientnet_lite0"],
-            metavar="NAME",
+            type=backbone_spec,
+            metavar="NAME[@SIZE]",
             help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
             "ImageNet weights shipped offline); several names concatenate their features, each "
-            "SignedSqrt-normalised (sk_decaf.make_ensemble)",
+            "SignedSqrt-normalised (sk_decaf.make_ensemble); NAME@SIZE runs that network at input size SIZE "
+            "(N or HxW), e.g. efficientnet_lite2@300",
         )
         group.add_argument(
             "--tta",
@@ -30,8 +32,10 @@ def add_backbone_options(parser, *, ensemble=False):
         group.add_argument(
             "--backbone",
             default="efficientnet_lite0",
+            type=backbone_spec,
+            metavar="NAME[@SIZE]",
             help="timm model name, 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
-            "ImageNet weights shipped offline)",
+            "ImageNet weights shipped offline); NAME@SIZE runs it at input size SIZE (N or HxW)",
         )
     group.add_argument(
         "--weights",
@@ -93,13 +97,27 @@ def parse_input_size(value):
     return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
+def parse_backbone(spec):
+    """``"NAME"`` -> ``(NAME, None)``; ``"NAME@SIZE"`` -> ``(NAME, SIZE)``, SIZE as :func:`parse_input_size`."""
+    name, _, size = spec.partition("@")
+    return name, parse_input_size(size) if size else None
+
+
+def backbone_spec(value):
+    """argparse type of ``--backbone``: the string itself, once its ``@SIZE`` part is checked."""
+    parse_backbone(value)
+    return value
+
+
 def transformer_kwargs(args):
+    """DeCAFTransformer's parameters from the options (``--backbone``: one name, or several left as they are)."""
+    backbone, size = (args.backbone, None) if isinstance(args.backbone, list) else parse_backbone(args.backbone)
     return dict(
-        backbone=args.backbone,
+        backbone=backbone,
         weights=args.weights,
         pooling=parse_pooling(args.pooling),
         preprocess=args.preprocess,
-        input_size=args.input_size,
+        input_size=size or args.input_size,
         device=args.device,
         engine=args.engine,
         batch_size=args.batch_size,
@@ -120,11 +138,16 @@ def make_features(args, layer, cache, *, verbose=None):
     # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
     kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
     kwargs["verbose"] = (args.verbose or sys.stderr.isatty()) if verbose is None else verbose
-    backbones = kwargs.pop("backbone")
-    if len(backbones) == 1:
-        return DeCAFTransformer(backbones[0], **kwargs)
+    specs = [parse_backbone(spec) for spec in kwargs.pop("backbone")]  # NAME@SIZE: that branch's input size
+    if len(specs) == 1:
+        name, size = specs[0]
+        return DeCAFTransformer(name, **{**kwargs, "input_size": size or kwargs["input_size"]})
     shared = {key: kwargs.pop(key) for key in ("layer", "cache", "tta")}
-    return make_ensemble(*backbones, **shared, decaf_params=kwargs)
+    union = make_ensemble(*(name for name, _ in specs), **shared, decaf_params=kwargs)
+    for decaf, (_, size) in zip(feature_transformers(union), specs):
+        if size:
+            decaf.set_params(input_size=size)
+    return union
 
 
 def feature_transformers(features):

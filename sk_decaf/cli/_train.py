@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._common import add_backbone_options, describe_backbones, make_features, parse_layer
+from ._common import add_backbone_options, describe_backbones, make_features, parse_backbone, parse_layer
 
 #: Default layers to choose from, counted back from the logits: the 5th, 3rd and 2nd last.
 DEFAULT_LAYERS = (-5, -3, -2)
@@ -50,7 +50,7 @@ def _candidates(args):
     """``[(layer spec, label)]``: the layers to choose from, each with the layer name(s) it means."""
     from ..transformers import list_layers
 
-    available = [list_layers(backbone) for backbone in args.backbone]
+    available = [list_layers(parse_backbone(backbone)[0]) for backbone in args.backbone]
     specs = args.layers or [i for i in DEFAULT_LAYERS if all(len(names) >= -i for names in available)]
     out = []
     for spec in specs:

@@ -363,3 +363,19 @@ def test_extract_with_input_size_and_a_class_token(class_folder, tmp_path, capsy
     with pytest.raises(SystemExit):
         main([*args, *net[:-1], "96x"])
     assert "expected N or HxW" in capsys.readouterr().err
+
+
+def test_backbone_at_its_own_input_size_in_an_ensemble(capsys):
+    """--backbone NAME@SIZE: that branch runs at SIZE, the others at theirs (or at --input-size)."""
+    from sk_decaf.cli._common import feature_transformers, make_features, transformer_kwargs
+
+    args = build_parser().parse_args(["evaluate", "--data", "x", *NET, "--backbone", TINY, f"{TINY}@96", "test_vit"])
+    union = make_features(args, layer=None, cache=None)
+    assert [d.input_size for d in feature_transformers(union)] == [None, 96, None]
+    assert [d.backbone for d in feature_transformers(union)] == [TINY, TINY, "test_vit"]
+    single = ["extract", "x", "-o", "f.npz", *NET, "--backbone", f"{TINY}@64x80", "--input-size", "96"]
+    kwargs = transformer_kwargs(build_parser().parse_args(single))
+    assert (kwargs["backbone"], kwargs["input_size"]) == (TINY, (64, 80))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--data", "x", *NET, "--backbone", f"{TINY}@big"])
+    assert "expected N or HxW" in capsys.readouterr().err
