@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+Size = tuple[int, int]
 
 __all__ = ["check_input_size", "network_input_size", "resize", "with_input_size", "fit_position_embeddings"]
 
 
-def fit_position_embeddings(model, state_dict):
+def fit_position_embeddings(model: nn.Module, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Resample the absolute position embeddings of a state dict saved for another grid of patches.
 
     A ViT saved at 518 (a 37x37 grid) loads into the same ViT built at 224 (16x16) as timm loads pretrained
@@ -46,7 +52,7 @@ def fit_position_embeddings(model, state_dict):
     return out
 
 
-def check_input_size(input_size):
+def check_input_size(input_size: Any) -> Size | None:
     """``input_size`` as ``(height, width)``, or ``None``: an int is the side of a square."""
     if input_size is None:
         return None
@@ -55,7 +61,7 @@ def check_input_size(input_size):
     if (
         isinstance(input_size, (tuple, list))
         and len(input_size) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in input_size)
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in input_size)
     ):
         return int(input_size[0]), int(input_size[1])
     raise ValueError(
@@ -86,7 +92,7 @@ def _sized_module(model):
     return next((m for m in model.modules() if _declared_size(m) is not None), None)
 
 
-def network_input_size(model):
+def network_input_size(model: nn.Module) -> Size | None:
     """The ``(height, width)`` a network is built for, read from the network; ``None`` if it takes any size.
 
     A timm ViT-like model's patch embedding (``patch_embed.img_size``), else the model's own ``img_size``
@@ -131,7 +137,9 @@ def _check_patch_multiple(model, size, label):
     )
 
 
-def resize(model, size, label, rebuild=None):
+def resize(
+    model: nn.Module, size: Size | None, label: str, rebuild: Callable[[Size], nn.Module] | None = None
+) -> nn.Module:
     """Make ``model`` take ``size`` inputs; return it, or the network ``rebuild(size)`` builds.
 
     Networks that take any size (convolutional ones) are left as they are: only the preprocessing changes.
@@ -146,8 +154,9 @@ def resize(model, size, label, rebuild=None):
         return model
     owner = model if owner is None else owner
     _check_patch_multiple(owner, size, label)
-    if hasattr(owner, "set_input_size"):
-        owner.set_input_size(img_size=size)
+    set_input_size = getattr(owner, "set_input_size", None)
+    if callable(set_input_size):
+        set_input_size(img_size=size)
         return model
     if rebuild is not None and owner is model:
         return rebuild(size)
@@ -158,7 +167,7 @@ def resize(model, size, label, rebuild=None):
     )
 
 
-def with_input_size(data_config, model, size):
+def with_input_size(data_config: Mapping[str, Any], model: nn.Module, size: Size | None) -> dict[str, Any]:
     """The data config with the input size the network takes: the requested one, else the network's own."""
     size = size or network_input_size(model)
     config = dict(data_config)
