@@ -74,8 +74,9 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     decode : {"reduced", "exact"}, default="reduced"
         ``"reduced"`` decodes a JPEG directly at the smallest scale (1/2, 1/4, 1/8) that still covers the
         resize (PIL's ``Image.draft``), shrinks other large images by an integer factor first, and resamples
-        only the crop: 12-megapixel photos featurise several times faster, with the same accuracy (see the
-        "Scaling out" guide). ``"exact"`` decodes at full size and resizes exactly as timm's transform.
+        only the crop: 12-megapixel photos featurise faster (``benchmarks/bench_photos.py`` prints the
+        ratio), with the same accuracy (see the "Scaling out" guide). ``"exact"`` decodes at full size and
+        resizes exactly as timm's transform.
     %(tta)s
     %(tta_reduce)s
     on_error : {"raise", "nan"}, default="raise"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -260,11 +261,17 @@ class Network:
 
     def __init__(self) -> None:
         self.featurizer: Featurizer | None = None
+        self._lock = threading.Lock()
 
     def get(self, est: FittedDeCAF) -> Featurizer:
-        """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``."""
+        """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``.
+
+        Threads that transform with one transformer at the same time load its network once.
+        """
         if self.featurizer is None:
-            self.featurizer = self._load(est)
+            with self._lock:
+                if self.featurizer is None:
+                    self.featurizer = self._load(est)
         return self.featurizer
 
     @staticmethod

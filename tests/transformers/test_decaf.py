@@ -1,6 +1,7 @@
 """DeCAFTransformer: layers, shapes, invariances and the scikit-learn contract."""
 
 import pickle
+import time
 
 import numpy as np
 import pandas as pd
@@ -296,3 +297,26 @@ def test_gpu_matches_cpu(image_files):
     bf16 = tiny(layer="pre_logits", device="cuda").fit_transform(image_files)
     assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)
     assert np.corrcoef(bf16.ravel(), cpu.ravel())[0, 1] > 0.99
+
+
+def test_threads_sharing_a_transformer_load_its_network_once(monkeypatch, rgb_arrays):
+    from sk_decaf.transformers import _runtime
+    from tests.conftest import run_in_threads
+
+    est = tiny().fit(rgb_arrays)
+    loads = []
+    load = _runtime.Network._load
+
+    def slow_load(e):
+        loads.append(1)
+        time.sleep(0.2)  # every thread arrives while the first one loads
+        return load(e)
+
+    monkeypatch.setattr(_runtime.Network, "_load", staticmethod(slow_load))
+    expected = tiny().fit(rgb_arrays).transform(rgb_arrays)
+    loads.clear()
+    results = {}
+    run_in_threads(lambda i: results.__setitem__(i, est.transform(rgb_arrays)), 4)
+    assert len(loads) == 1
+    for X in results.values():
+        assert_features_close(X, expected)
