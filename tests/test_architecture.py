@@ -2,7 +2,7 @@
 
 Read statically (``ast``), so a rule holds for imports inside function bodies too:
 
-* no import cycle between modules of the package;
+* no import cycle between modules of the package, and no module imports the top-level package's re-exports;
 * no module reaches into another public subpackage's private names or modules (``datasets._base``,
   ``parallel._worker``); the internal packages shared on purpose are listed in :data:`SHARED`;
 * only the image reader (``sk_decaf/_images``) and the deploy runtime's own copy open image files;
@@ -129,6 +129,18 @@ def test_no_reach_into_another_subpackage_s_private_names():
             private_name = attr is not None and attr.startswith("_") and not attr.startswith("__")
             if private_module or private_name:
                 found.append(f"{MODULES[name].relative_to(PACKAGE.parent)}:{line} imports {module}.{attr or ''}")
+    assert found == []
+
+
+def test_no_module_imports_the_top_level_package():
+    """``sk_decaf`` re-exports the subpackages' names; a module importing them back through it closes a cycle."""
+    found = [
+        f"{MODULES[name].relative_to(PACKAGE.parent)}:{line} imports {attr} from sk_decaf"
+        for name, imports in IMPORTS.items()
+        if name != "sk_decaf"
+        for module, attr, line in imports
+        if module == "sk_decaf" and attr is not None
+    ]
     assert found == []
 
 

@@ -23,7 +23,8 @@ from onnx import numpy_helper
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType, guess_numpy_type
 
-from .. import CORAL, DeCAFTransformer, DomainAugment, FeatureDropout, GeodesicFlowKernel, SignedSqrt, SubspaceAlignment
+from ..domain import CORAL, DomainAugment, GeodesicFlowKernel, SubspaceAlignment
+from ..transformers import DeCAFTransformer, FeatureDropout, SignedSqrt
 from ._network import NETWORK_OPSET, input_shape, network_to_onnx
 
 __all__ = ["register_converters", "CONVERTERS"]
