@@ -3,7 +3,8 @@
 ``TorchEngine`` runs the module itself (``inference_mode``, channels_last, bf16 autocast when asked).
 ``OnnxEngine`` runs the same module exported once to ONNX with onnxruntime, which is several times faster on
 CPU for the small convolutional networks DeCAF users run; its outputs are checked against torch on the first
-batch before they are trusted.
+batch before they are trusted. It also runs the graph's int8 version (:mod:`sk_decaf._torch.quantize`).
+Each engine names the ``precision`` it computes in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "home",
     "relative_error",
     "onnxruntime_available",
+    "native_bf16",
 ]
 
 
@@ -69,6 +71,29 @@ def onnxruntime_available():
     return True
 
 
+def _onednn_bf16_check():
+    """oneDNN's own report of native bfloat16 (a private torch operator), or None where torch lacks it."""
+    try:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it.
+
+    Elsewhere ``precision="bfloat16"`` still computes in bfloat16, through oneDNN's emulation: more slowly
+    than float32. False when torch cannot tell.
+    """
+    check = _onednn_bf16_check()
+    if check is None:
+        return False
+    try:
+        return bool(check())
+    except RuntimeError:
+        return False
+
+
 def relative_error(a, b):
     """``max |a - b| / max |b|``, the error measure of the engine check."""
     scale = float(np.abs(b).max(initial=0.0))
@@ -76,15 +101,18 @@ def relative_error(a, b):
 
 
 class TorchEngine:
-    """Run the extractor with torch on ``device``.
+    """Run the extractor with torch on ``device``, in float32 or under bfloat16 autocast (``bf16``).
 
     On the CPU a batch goes through in slices of :attr:`cpu_slice` images: small slices keep the
     activations in cache and run several times faster than one large batch (measured on 2 cores with
     tf_efficientnet_lite0: 163 img/s in slices of 4 against 30 img/s for batches of 32, channels_last).
+    oneDNN's bfloat16 kernels prefer larger slices (:attr:`cpu_slice_bf16`; ``benchmarks/bench_precision.py
+    --slices`` measures them).
     """
 
     name = "torch"
     cpu_slice = 4
+    cpu_slice_bf16 = 32
 
     def __init__(self, extractor, device, bf16=False):
         self.device = device
@@ -93,6 +121,9 @@ class TorchEngine:
         self.extractor.channels_last = True
         self.extractor.to(memory_format=torch.channels_last)
         self.bf16 = bf16
+        self.precision = "bfloat16" if bf16 else "float32"
+        if bf16:
+            self.cpu_slice = self.cpu_slice_bf16
 
     def _amp(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -215,14 +246,17 @@ def export_onnx(module, path, example, output_names=None):
 
 
 class OnnxEngine:
-    """Run an exported extractor with onnxruntime on the CPU."""
+    """Run an exported extractor with onnxruntime on the CPU; ``precision`` names what the graph computes in."""
 
     name = "onnxruntime"
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, precision="float32"):
+        self.path = os.fspath(path)
+        self.precision = precision
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: not the optimiser's notes on unused initializers
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -475,12 +475,15 @@ def _assemble(
 
 
 def _network_description(decaf: DeCAFTransformer) -> dict[str, Any]:
+    from ._network import network_precision
+
     return {
         "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
         "layers": list(decaf.layers_),
         "pooling": decaf.pooling,
         "tta": decaf.tta,
         "tta_reduce": decaf.tta_reduce,
+        "precision": network_precision(decaf),
     }
 
 

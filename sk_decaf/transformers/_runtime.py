@@ -55,7 +55,7 @@ KEY_EXEMPT_PARAMS = {
     "cache": "where activations are stored",
     "cache_max_bytes": "how many are kept",
     "cache_layers": "which layers are stored, each under its own name",
-    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4)",
+    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4); int8 is a precision",
     "on_error": "what happens to bad items, which are never cached",
     "weights": "replaced by the digest of the loaded weights",
     "random_state": "replaced by the digest of the loaded (random) weights",
@@ -70,7 +70,7 @@ class Placement:
 
     device: torch.device
     engine: str  # "torch" or "onnxruntime"
-    precision: str  # "float32" or "bfloat16"
+    precision: str  # "float32", "bfloat16" (torch) or "int8" (onnxruntime)
 
 
 class FittedDeCAF(Protocol):
@@ -124,14 +124,31 @@ class FittedDeCAF(Protocol):
 def place(params: Mapping[str, Any], family: str) -> Placement:
     """Resolve ``device``, ``precision`` and ``engine`` of the parameters for a backbone ``family``.
 
-    ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere. ``engine="auto"`` is onnxruntime on
-    the CPU for float32 named backbones when onnxruntime is installed, torch otherwise.
+    ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere (never int8, never bfloat16 on the CPU:
+    no user's features change silently). ``engine="auto"`` is onnxruntime on the CPU for float32 named
+    backbones when onnxruntime is installed, torch otherwise. ``precision="int8"`` runs only on onnxruntime,
+    on the CPU (``engine="auto"`` picks it); ``"bfloat16"`` only on torch (onnxruntime has no bfloat16
+    convolution on the CPU).
     """
     device = resolve_device(params["device"])
     precision = params["precision"]
     if precision == "auto":
         precision = "bfloat16" if device.type == "cuda" else "float32"
     engine = params["engine"]
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(
+                f"precision='int8' runs on the CPU, with onnxruntime; got device {str(device)!r}. On "
+                f"{device.type}, use precision='auto' (bfloat16) or 'float32'."
+            )
+        if engine == "torch":
+            raise ValueError(
+                "precision='int8' runs on the onnxruntime engine, not engine='torch'; use engine='auto' or "
+                "'onnxruntime' with it, or precision='float32' or 'bfloat16' with engine='torch'."
+            )
+        if not onnxruntime_available():
+            raise ImportError("precision='int8' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
+        return Placement(device, "onnxruntime", precision)
     if engine == "onnxruntime":
         if not onnxruntime_available():
             raise ImportError("engine='onnxruntime' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
@@ -139,7 +156,8 @@ def place(params: Mapping[str, Any], family: str) -> Placement:
             raise ValueError(f"engine='onnxruntime' runs on the CPU; got device {str(device)!r}.")
         if precision != "float32":
             raise ValueError(
-                f"engine='onnxruntime' computes in float32; use engine='torch' for precision={precision!r}."
+                f"engine='onnxruntime' computes in float32 or int8 (onnxruntime has no bfloat16 convolution on "
+                f"the CPU); use engine='torch' or 'auto' for precision={precision!r}."
             )
     elif engine == "auto":
         cpu_float32 = device.type == "cpu" and precision == "float32"
@@ -261,7 +279,7 @@ class Network:
             preprocess=est.preprocess,
             device=placement.device,
             engine=placement.engine,
-            bf16=placement.precision == "bfloat16",
+            precision=placement.precision,
             identity=resolution.description,
             onnx_dir=graph_dir(),
             decode=est.decode,
