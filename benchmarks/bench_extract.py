@@ -1,6 +1,8 @@
 """Extraction speed: DeCAFTransformer against the best hand-written timm loops, in one run, as ratios.
 
-CPU mode (the default) compares, on the same images, network, weights and output (``pre_logits``):
+CPU mode (the default) compares, for each backbone (EfficientNet-Lite0 with its ImageNet weights, and a ViT:
+DINOv2 ViT-S/14 resized to 224 x 224, with random weights, which run as fast as its pretrained ones and need no
+download), on the same images, network, weights and output (``pre_logits``):
 
 * hand-written loops a skilled user would write with timm: ``timm.data.create_transform`` and PIL in the
   main process, ``torch.inference_mode``, channels-last memory, slices of 1, 4, 8 and 32 images; the same with
@@ -23,12 +25,16 @@ of the run.
 
 CUDA mode (``--device cuda``) prints DeCAFTransformer's end-to-end img/s (JPEG decode in DataLoader workers,
 copies, bf16 forward) against the network alone on random tensors already on the GPU, for
-efficientnet_lite0 and resnet50 with random weights, batches of 256, bf16.
+efficientnet_lite0, resnet50 and DINOv2 ViT-S/14 at 224 with random weights, batches of 256, bf16.
+
+A backbone is ``NAME`` or ``NAME@SIZE`` (``DeCAFTransformer(NAME, input_size=SIZE)``); a network whose weights
+do not ship offline (``sk_decaf.OFFLINE_WEIGHTS``) runs with random weights, seeded the same for every contender.
 
 Usage::
 
-    python benchmarks/bench_extract.py                      # CPU, 600 images (the demo set x 3)
+    python benchmarks/bench_extract.py                      # CPU, 600 images (the demo set x 3), Lite0 and a ViT
     python benchmarks/bench_extract.py --limit 64           # a quick check on 64 images
+    python benchmarks/bench_extract.py --backbone efficientnet_lite0   # Lite0 only
     python benchmarks/bench_extract.py --only onnx-tuned decaf-onnxruntime
     python benchmarks/bench_extract.py --device cuda        # GPU: 5,000 images per backbone
 """
@@ -48,6 +54,22 @@ from _common import agreement, demo_paths, elapsed, format_table, run_worker, wa
 SCRIPT = os.path.abspath(__file__)
 
 
+#: CPU mode's backbones: Lite0, and a ViT at 224 x 224 (DINOv2 is built for 518).
+CPU_BACKBONES = ("efficientnet_lite0", "vit_small_patch14_dinov2.lvd142m@224")
+
+
+#: The seed of random weights that DeCAFTransformer(random_state=0) draws: the loops build the same network.
+RANDOM_SEED = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+
+
+def parse_backbone(spec):
+    """``NAME`` or ``NAME@SIZE`` -> (name, input size or None, weights): random where none ship offline."""
+    from sk_decaf._torch.backbones import OFFLINE_WEIGHTS
+
+    name, _, size = spec.partition("@")
+    return name, int(size) if size else None, None if name in OFFLINE_WEIGHTS else "random"
+
+
 # -- the hand-written loops ------------------------------------------------------------------------------
 def _hand_model(backbone):
     """The network DeCAFTransformer runs (same architecture and weights), with timm's eval transform."""
@@ -55,8 +77,10 @@ def _hand_model(backbone):
 
     from sk_decaf._torch.backbones import load_backbone
 
-    model = load_backbone(backbone).model
-    return model, timm.data.create_transform(**timm.data.resolve_model_data_config(model))
+    name, size, weights = parse_backbone(backbone)
+    loaded = load_backbone(name, weights=weights, input_size=size, seed=RANDOM_SEED)
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return loaded.model, timm.data.create_transform(**{k: loaded.data_config[k] for k in keys})
 
 
 def _pre_logits(model, x):
@@ -214,7 +238,10 @@ def decaf(args, paths, **params):
     from sk_decaf import DeCAFTransformer
 
     start = time.perf_counter()
-    est = DeCAFTransformer(backbone=args.backbone, batch_size=args.batch_size, device="cpu", **params)
+    name, size, weights = parse_backbone(args.backbone)
+    est = DeCAFTransformer(
+        name, weights=weights, input_size=size, random_state=0, batch_size=args.batch_size, device="cpu", **params
+    )
     est.fit(paths)
     est.transform(paths[: args.batch_size])  # warm-up: loads the network, exports and checks the ONNX graph
     first = elapsed(start)
@@ -282,6 +309,12 @@ REFERENCE = "decaf-onnxruntime"  # the default engine on a CPU: the other conten
 
 
 def run_cpu(args):
+    for spec in args.backbones:
+        args.backbone = spec
+        run_cpu_backbone(args)
+
+
+def run_cpu_backbone(args):
     contenders = _contenders(args.batch_size)
     names = args.only or list(contenders)
     unknown = sorted(set(names) - set(contenders))
@@ -308,9 +341,11 @@ def run_cpu(args):
     hand = [n for n in names if contenders[n][3] == "hand"]
     best = max(hand, key=lambda n: results[n]["rate"]) if hand else None
     n = results[names[0]]["n_images"]
+    name, size, weights = parse_backbone(args.backbone)
+    what = f"backbone {name}" + (f" at {size} x {size}" if size else "") + (", random weights" if weights else "")
     print(
         f"\n{n} images (the demo set x {args.repeat}{f', first {args.limit}' if args.limit else ''}), "
-        f"backbone {args.backbone}, pre_logits features, {os.cpu_count()} CPU cores, "
+        f"{what}, pre_logits features, {os.cpu_count()} CPU cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end; each contender in a fresh process\n"
     )
     rows, failed = [], []
@@ -334,7 +369,7 @@ def run_cpu(args):
 
 
 # -- CUDA ------------------------------------------------------------------------------------------------
-GPU_BACKBONES = ("efficientnet_lite0", "resnet50")
+GPU_BACKBONES = ("efficientnet_lite0", "resnet50", "vit_small_patch14_dinov2.lvd142m@224")
 
 
 def gpu_model_alone(args, paths, *, backbone):
@@ -344,7 +379,8 @@ def gpu_model_alone(args, paths, *, backbone):
     from sk_decaf._torch.backbones import load_backbone
 
     start = time.perf_counter()
-    loaded = load_backbone(backbone, weights="random")
+    name, size, _ = parse_backbone(backbone)
+    loaded = load_backbone(name, weights="random", input_size=size)
     model = loaded.model.cuda().eval().to(memory_format=torch.channels_last)
     x = torch.randn(args.gpu_batch_size, *loaded.data_config["input_size"], device="cuda")
     x = x.contiguous(memory_format=torch.channels_last)
@@ -369,8 +405,14 @@ def gpu_decaf(args, paths, *, backbone):
     from sk_decaf import DeCAFTransformer
 
     start = time.perf_counter()
+    name, size, _ = parse_backbone(backbone)
     est = DeCAFTransformer(
-        backbone=backbone, weights="random", device="cuda", batch_size=args.gpu_batch_size, precision="bfloat16"
+        name,
+        weights="random",
+        input_size=size,
+        device="cuda",
+        batch_size=args.gpu_batch_size,
+        precision="bfloat16",
     ).fit(paths)
     est.transform(paths[: args.gpu_batch_size])  # warm-up: network load, cuDNN autotuning, worker start
     torch.cuda.synchronize()
@@ -477,7 +519,14 @@ def main(argv=None):
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images (quick checks)")
     parser.add_argument("--batch-size", type=int, default=32, help="CPU: DeCAFTransformer's and the loaders' batch")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="CPU mode's network")
+    parser.add_argument(
+        "--backbone",
+        dest="backbones",
+        nargs="+",
+        default=list(CPU_BACKBONES),
+        metavar="NAME[@SIZE]",
+        help=f"CPU mode's networks, one table each (default: {' '.join(CPU_BACKBONES)})",
+    )
     parser.add_argument("--only", nargs="+", default=None, help="CPU contenders to run (default: all)")
     parser.add_argument("--gpu-batch-size", type=int, default=256)
     parser.add_argument("--gpu-backbones", nargs="+", default=list(GPU_BACKBONES))
@@ -487,6 +536,7 @@ def main(argv=None):
     if args.repeat is None:
         args.repeat = 25 if args.device == "cuda" else 3
     if args.worker:
+        args.backbone = args.backbones[0]
         worker(args)
     elif args.device == "cuda":
         run_gpu(args)

@@ -16,7 +16,15 @@ concatenated. Every row is scored on the same splits of:
 * **the demo set** (200 Caltech-101 images, 10 classes): ``PerClassSplit`` 10 train / 10 test per class, 10 splits.
 
 Scores are mean per-class accuracy (%), mean over the splits; the within-domain means are also compared with
-Lite0's split by split (every row has the same splits), which shows the noise. Office features go through an
+Lite0's split by split (every row has the same splits), which shows the noise.
+
+**Resolution.** The rows ``"Lite0 @ 256"`` ... test each EfficientNet-Lite at about 1.15x and 1.3x the side of
+its own input (Lite0 224 -> 256, 288; Lite1 240 -> 276, 312; Lite2 260 -> 300, 340), through
+``DeCAFTransformer(input_size=...)``: the same weights, the resize and centre crop at the same ``crop_pct``
+(Touvron et al. 2019, "Fixing the train-test resolution discrepancy": CNNs tested above their training size
+often gain). Each is compared split by split with its backbone at its own size. The best of them, Lite2 at 300,
+is also run with the flip and in the Lite0 + Lite2 ensemble (``"Lite0 + Lite2 @ 300, flip"``: the branch's
+``efficientnet_lite2__decaf__input_size=300``). Office features go through an
 activation cache (``--cache``), so a second run, or a row that reuses a backbone and setting, computes nothing;
 rows with many views can be restricted to some domains (``--heavy-domains``; their other cells show "–").
 
@@ -26,7 +34,10 @@ than 8 cores). A row combines its members: img/s ``1 / sum(1 / rate)``, CPU ms/i
 time per image over Lite0's: on a shared, loaded machine, wall-clock rates follow the other processes' load, CPU
 time much less. Lite0 is timed again at the end, to show the drift.
 
-Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``
+Run: ``python benchmarks/bench_recipes.py --cache /tmp/recipes.sqlite [--rows ROW ...] [--heavy-domains dslr webcam]``;
+the resolution rows (docs/recipes.md, "Input resolution"): ``--rows Lite0 Lite1 Lite2 "Lite0 + Lite2"
+"Lite0 + Lite2, flip" "Lite0 @ 256" "Lite0 @ 288" "Lite1 @ 276" "Lite1 @ 312" "Lite2 @ 300" "Lite2 @ 340"
+"Lite2 @ 300 + flip" "Lite0 + Lite2 @ 300" "Lite0 + Lite2 @ 300, flip"``.
 """
 
 import argparse
@@ -55,8 +66,10 @@ HEAVY = {"10crop", "12jitter"}
 #: Views per image of each tta mode (DeCAFTransformer's batch_size counts views, so batches stay 32 crops).
 VIEWS = {None: 1, "flip": 2, "10crop": 10, "12jitter": 12}
 
-#: Row name -> (backbones, tta), all run by default. With an empty cache, on 2 shared CPU cores, expect about an hour
-#: with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain passes each).
+#: Row name -> (members, tta), all run by default. A member is a backbone at its own input size ("Lite2") or at
+#: another ("Lite2 @ 300": ``DeCAFTransformer(input_size=300)``). With an empty cache, on 2 shared CPU cores,
+#: expect about an hour and a half with ``--heavy-domains dslr webcam`` (10crop and 12jitter cost 6-7 plain
+#: passes each).
 ROWS = {
     "Lite0": (["Lite0"], None),
     "Lite0 + flip": (["Lite0"], "flip"),
@@ -69,13 +82,38 @@ ROWS = {
     "Lite0 + Lite2, flip": (["Lite0", "Lite2"], "flip"),
     "Lite0 + Lite1 + Lite2": (["Lite0", "Lite1", "Lite2"], None),
     "Lite0 + Lite1 + Lite2, flip": (["Lite0", "Lite1", "Lite2"], "flip"),
+    # Resolution: about 1.15x and 1.3x the side of each network's own input (Lite0 224, Lite1 240, Lite2 260).
+    "Lite0 @ 256": (["Lite0 @ 256"], None),
+    "Lite0 @ 288": (["Lite0 @ 288"], None),
+    "Lite1 @ 276": (["Lite1 @ 276"], None),
+    "Lite1 @ 312": (["Lite1 @ 312"], None),
+    "Lite2 @ 300": (["Lite2 @ 300"], None),
+    "Lite2 @ 340": (["Lite2 @ 340"], None),
+    # The best of those, alone with the flip and in the recommended ensemble.
+    "Lite2 @ 300 + flip": (["Lite2 @ 300"], "flip"),
+    "Lite0 + Lite2 @ 300": (["Lite0", "Lite2 @ 300"], None),
+    "Lite0 + Lite2 @ 300, flip": (["Lite0", "Lite2 @ 300"], "flip"),
 }
+#: The resolution rows: compared split by split with their backbone at its own size.
+RESOLUTION = {row: row.split(" @ ")[0] for row in ROWS if "@" in row and len(ROWS[row][0]) == 1 and not ROWS[row][1]}
+
+
+def member(name):
+    """``"Lite2 @ 300"`` -> ``("efficientnet_lite2", 300)``; ``"Lite2"`` -> ``("efficientnet_lite2", None)``."""
+    lite, _, size = name.partition(" @ ")
+    return LITE[lite], int(size) if size else None
 
 
 def recipe(row, cache):
-    """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)``."""
-    backbones, tta = ROWS[row]
-    return make_ensemble(*(LITE[b] for b in backbones), tta=tta, cache=cache)
+    """The row's feature extractor: what a user writes, ``make_ensemble(*backbones, tta=...)`` with, for a member at
+    another input size, ``input_size`` set on its branch."""
+    members, tta = ROWS[row]
+    union = make_ensemble(*(member(m)[0] for m in members), tta=tta, cache=cache)
+    for name in members:
+        backbone, size = member(name)
+        if size:
+            union.set_params(**{f"{backbone}__decaf__input_size": size})
+    return union
 
 
 def classifier():
@@ -83,23 +121,24 @@ def classifier():
 
 
 def time_members(rows, demo_paths):
-    """{(backbone, tta): (img/s, CPU s/img, demo features)}: each setting featurises the demo images once, without a
+    """{(member, tta): (img/s, CPU s/img, demo features)}: each setting featurises the demo images once, without a
     cache. CPU time (this process's, all its threads) is far less sensitive than wall time to other processes'
     load on a shared machine: the cost ratios are computed from it."""
     out = {}
-    for backbones, tta in (ROWS[row] for row in rows):
-        for b in backbones:
-            if (b, tta) in out:
+    for members, tta in (ROWS[row] for row in rows):
+        for m in members:
+            if (m, tta) in out:
                 continue
-            decaf = make_ensemble(LITE[b], tta=tta).fit(demo_paths)
+            backbone, size = member(m)
+            decaf = make_ensemble(backbone, tta=tta, decaf_params={"input_size": size}).fit(demo_paths)
             decaf.transform(demo_paths[:4])  # network loaded, exported and checked outside the timing
             start, cpu = time.perf_counter(), time.process_time()
             features = decaf.transform(demo_paths)
             n = len(demo_paths)
-            out[b, tta] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
+            out[m, tta] = (n / (time.perf_counter() - start), (time.process_time() - cpu) / n, features)
             print(
-                f"  timed {b}{' + ' + tta if tta else ''}: {out[b, tta][0]:.1f} img/s, "
-                f"{1000 * out[b, tta][1]:.0f} CPU ms/img",
+                f"  timed {m}{' + ' + tta if tta else ''}: {out[m, tta][0]:.1f} img/s, "
+                f"{1000 * out[m, tta][1]:.0f} CPU ms/img",
                 flush=True,
             )
     return out
@@ -260,6 +299,23 @@ def main(argv=None):
                     f"  {row}: {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of "
                     f"{len(diff)} splits)"
                 )
+    resolution = [row for row in results if RESOLUTION.get(row) in results]
+    if resolution:
+        print(
+            "\nresolution: each row minus its backbone at its own size (within-domain mean paired by split, "
+            "mean ± std; C 3-shot and demo: differences of the means):"
+        )
+        for row in resolution:
+            own = results[RESOLUTION[row]]
+            r = results[row]
+            line = f"  {row}:"
+            if r["per_split"] is not None and own["per_split"] is not None:
+                diff = 100 * (r["per_split"] - own["per_split"])
+                line += f" within {diff.mean():+.2f} ± {diff.std():.2f} (higher on {(diff > 0).sum()} of {len(diff)})"
+            if r["shot"] is not None and own["shot"] is not None:
+                line += f", C 3-shot {100 * (r['shot'] - own['shot']):+.2f}"
+            line += f", demo {100 * (r['demo'] - own['demo']):+.2f}, cost {r['cpu'] / own['cpu']:.2f}× its own size"
+            print(line)
     print(f"\ncommand: python benchmarks/bench_recipes.py {shlex.join(sys.argv[1:] if argv is None else argv)}")
     print(
         f"Lite0: {base:.1f} img/s, {1000 * base_cpu:.0f} CPU ms/img at the start; {retime[0]:.1f} img/s, "

@@ -94,30 +94,34 @@ print(
 # Sizes
 # -----
 # The environments are measured as the installed files of their packages and of everything these require
-# (recursively, extras excluded), in this Python installation.
+# (recursively, with the extras a requirement names: ``cuda-toolkit[cublas]`` requires the cuBLAS package), in
+# this Python installation (``benchmarks/bench_install.py`` prints the same, package by package).
 def installed_size(requirements):
     """Bytes of the installed files of ``requirements`` and their dependencies; also their names."""
-    seen, todo, total = set(), list(requirements), 0
+    seen, names, todo, total = set(), set(), [Requirement(r) for r in requirements], 0
     while todo:
-        name = Requirement(todo.pop()).name.lower().replace("_", "-")
-        if name in seen:
+        req = todo.pop()
+        name, extras = req.name.lower().replace("_", "-"), tuple(sorted(req.extras))
+        if (name, extras) in seen:
             continue
-        seen.add(name)
+        seen.add((name, extras))
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        total += sum(os.path.getsize(p) for p in (dist.locate_file(f) for f in dist.files or []) if p.is_file())
-        for req in dist.requires or []:
-            parsed = Requirement(req)
-            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
-                todo.append(parsed.name)
-    return total, sorted(seen)
+        if name not in names:
+            names.add(name)
+            total += sum(os.path.getsize(p) for p in (dist.locate_file(f) for f in dist.files or []) if p.is_file())
+        for line in dist.requires or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *extras)):
+                todo.append(sub)
+    return total, sorted(names)
 
 
 sizes = {"model": os.path.getsize(model_path)}
 sizes["runtime: onnxruntime, numpy, Pillow"], runtime_packages = installed_size(["onnxruntime", "numpy", "pillow"])
-sizes["training: sk-decaf[export]"], _ = installed_size(["sk-decaf", "skl2onnx", "onnxruntime"])
+sizes["training: sk-decaf[export]"], _ = installed_size(["sk-decaf[export]"])
 print(f"runtime packages: {', '.join(runtime_packages)}")
 for name, size in sizes.items():
     print(f"  {name:<38} {size / 1e6:9.1f} MB")

@@ -34,15 +34,29 @@ IMAGE_PARAMS = {
         downloaded by timm / torchvision for others, which fails offline with an error explaining this
         parameter). A path loads a local ``.pth``/``.pt`` state dict or ``.safetensors`` file.
         ``"random"``: random weights, drawn with ``random_state``; never chosen silently.""",
-    "pooling": """pooling : {"avg", "max", "flatten"} or int, default="avg"
-        How a spatial activation map becomes a vector: global average or max, flattened as is (AlexNet
-        ``pool5`` gives 9216 features, in ``(C, H, W)`` order), or an int ``k`` for a ``k x k`` grid of
-        average pools. Grid features are channel-major (feature ``c * k * k + row * k + col``) and use
-        torch's adaptive bins, which overlap when the map size is not a multiple of ``k`` (a 7x7 map with
-        ``k=2`` gives rows 0-3 and 3-6). Fully connected layers are unaffected. A timm model's
-        ``pre_logits`` and ``logits`` are pooled by the network itself (global average for most): asking for
-        another ``pooling`` with them raises; pass ``model_kwargs={"global_pool": "max"}`` to change the
-        network's own pooling.""",
+    "pooling": """pooling : {"avg", "max", "flatten", "cls", "cls+avg"} or int, default="avg"
+        How a spatial activation map or a transformer's tokens become a vector: global average or max,
+        flattened as is (AlexNet ``pool5`` gives 9216 features, in ``(C, H, W)`` order), or an int ``k`` for a
+        ``k x k`` grid of average pools. Grid features are channel-major (feature ``c * k * k + row * k +
+        col``) and use torch's adaptive bins, which overlap when the map size is not a multiple of ``k`` (a
+        7x7 map with ``k=2`` gives rows 0-3 and 3-6). On a transformer layer these read the patch tokens,
+        laid out as their map; register and distillation tokens never count as patches. ``"cls"`` is the
+        class token and ``"cls+avg"`` the class token followed by the mean of the patch tokens, DINOv2's
+        linear-probe feature with ``layer="norm"`` (the final norm); a layer without a class token (a
+        convolutional map) refuses both. Fully connected layers are unaffected. A timm model's
+        ``pre_logits`` and ``logits`` are pooled by the network itself (global average for most, the class
+        token for a ViT): asking for another ``pooling`` with them raises; pass
+        ``model_kwargs={"global_pool": "max"}`` to change the network's own pooling.""",
+    "input_size": """input_size : None, int or (int, int), default=None
+        The network's input size, ``(height, width)`` or the side of a square. ``None`` is the size the
+        network is built for, read from the network itself (a ViT's patch embedding, so
+        ``model_kwargs={"img_size": 224}`` and prebuilt modules are fed what they expect), else its
+        pretrained configuration. The network and the preprocessing follow it: a ViT-like network is resized
+        with timm's ``set_input_size`` (its position embeddings resampled as timm does), a convolutional
+        network gets the new resize and centre crop with the same ``crop_pct``. A size the network cannot
+        take (not a multiple of a ViT's patch size) is a ``ValueError`` naming the sizes it takes. It keys
+        the activation cache, so a ``GridSearchCV`` over ``decaf__input_size`` runs one forward pass per
+        image and size.""",
     "device": """device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when present, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` ...
         A name torch does not know, or a device this machine lacks, is a ``ValueError`` naming ``device``.""",
@@ -63,8 +77,8 @@ IMAGE_PARAMS = {
         How the views' features are combined, per feature.""",
     "cache": """cache : None, str or path-like, default=None
         An SQLite file holding per-image activations keyed by the image's content and by everything that
-        changes the activations (backbone, weights digest, preprocessing, pooling, precision). Shared safely
-        by processes and by clones (GridSearchCV), it makes every forward pass happen once.""",
+        changes the activations (backbone, weights digest, input size, preprocessing, pooling, precision).
+        Shared safely by processes and by clones (GridSearchCV), it makes every forward pass happen once.""",
 }
 
 

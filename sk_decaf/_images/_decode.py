@@ -1,14 +1,18 @@
-"""Decode an item into an RGB PIL image: EXIF orientation, every PIL mode, reduced JPEG decoding, crops."""
+"""Decode an item into an RGB PIL image: EXIF orientation, every PIL mode, reduced JPEG decoding, crops.
+
+Every encoded source (a path, a URL, bytes, a file object, an image dict: see :mod:`._sources`) is decoded by
+the same code, so the rules (EXIF, modes, reduced decoding, errors) are the same for all of them.
+"""
 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._items import Crop, DraftSize, ImageItem, ImageLoadError, _is_path, describe, unsupported
+from . import _sources
+from ._items import Crop, DraftSize, ImageItem, ImageLoadError, describe, unsupported
 
 __all__ = ["ImageLoadError", "load_rgb", "image_size"]
 
@@ -95,8 +99,8 @@ def _open_rgb(
 
     ``crop`` is the :class:`Crop` the item is the source of, if any.
     """
-    if _is_path(item):
-        with Image.open(os.fspath(item)) as img:
+    if _sources.is_encoded(item):
+        with _sources.opened(item) as source, Image.open(source) as img:
             displayed = _displayed_size(img)
             _draft(img, _crop_need(crop, displayed, draft) if crop is not None else _need(displayed, draft))
             img.load()  # decode now, inside the try: truncated files fail here
@@ -136,23 +140,28 @@ def load_rgb(item: ImageItem, index: int = 0, draft: DraftSize | None = None) ->
 
     Parameters
     ----------
-    item : path, PIL image, array or Crop
+    item : path, URL, bytes, file object, image dict, PIL image, array or Crop
+        See :data:`ImageItem`. A file object is read from its start and put back at its position.
     index : int
         Position of the item, for error messages.
     draft : callable, default=None
         ``draft(width, height) -> (w, h) or None``: the smallest size the caller needs of an image displayed
-        at ``width x height``; a JPEG file is then decoded at a reduced DCT scale no smaller than that
-        (``Image.draft``). For a crop, the size is asked for the crop's box.
+        at ``width x height``; a JPEG (from any encoded source) is then decoded at a reduced DCT scale no
+        smaller than that (``Image.draft``). For a crop, the size is asked for the crop's box.
 
     Raises
     ------
     ImageLoadError
         If the item is missing, empty, corrupt, truncated or not an image.
+    ImportError
+        For a URL, when fsspec or the package of its protocol is not installed.
     """
     try:
         return _load(item, index, draft)
-    except ImageLoadError:
+    except (ImageLoadError, ImportError):
         raise
+    except _sources.BadSource as exc:
+        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
     except FileNotFoundError:
         raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
     except IsADirectoryError:
@@ -170,18 +179,24 @@ def image_size(item: ImageItem, index: int = 0) -> tuple[int, int]:
     ------
     ImageLoadError
         Naming ``index`` and the item, if it cannot be read.
+    ImportError
+        For a URL, when fsspec or the package of its protocol is not installed.
     """
     try:
         if isinstance(item, Crop):
             left, top, right, bottom = item.pixel_box()
             return right - left, bottom - top
-        if _is_path(item):
-            with Image.open(os.fspath(item)) as img:
+        if _sources.is_encoded(item):
+            with _sources.header(item) as source, Image.open(source) as img:
                 return _displayed_size(img)
         if isinstance(item, Image.Image):
             return _displayed_size(item)
         if isinstance(item, np.ndarray) and item.ndim in (2, 3):
             return int(item.shape[1]), int(item.shape[0])
+    except ImportError:
+        raise
+    except _sources.BadSource as exc:
+        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
     except FileNotFoundError:
         raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
     except UnidentifiedImageError:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import abc
-import functools
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeGuard, cast
+from typing import IO, Any, TypeAlias, cast
 
 import numpy as np
 from PIL import Image
+
+from . import _sources
 
 __all__ = [
     "ImageLoadError",
@@ -28,7 +29,9 @@ __all__ = [
 ]
 
 #: What the error messages say the reader accepts.
-ACCEPTED = "a file path, a PIL image or a numpy array"
+ACCEPTED = (
+    "a file path or URL, encoded bytes, a binary file object, a {'bytes', 'path'} dict, a PIL image or a numpy array"
+)
 
 
 class ImageLoadError(ValueError):
@@ -61,12 +64,24 @@ class Crop:
         return left, top, right, bottom
 
 
-#: One image as the reader accepts it: a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or
-#: ``(H, W, 4)``, or a :class:`Crop` of one of these.
-ImageItem: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | Crop
+#: One image as the reader accepts it: a file path or URL, the encoded bytes of an image file, a binary file
+#: object, a Hugging Face image dict ``{"bytes": ..., "path": ...}``, a PIL image, a numpy array ``(H, W)``,
+#: ``(H, W, 3)`` or ``(H, W, 4)``, or a :class:`Crop` of one of these.
+ImageItem: TypeAlias = (
+    str
+    | os.PathLike[str]
+    | bytes
+    | bytearray
+    | memoryview
+    | IO[bytes]
+    | Mapping[str, Any]
+    | Image.Image
+    | np.ndarray
+    | Crop
+)
 
 #: Several images, what a transformer's ``X`` is: a sequence (or other iterable) of :data:`ImageItem`, an
-#: ``(N, H, W[, C])`` array, a one-column table of paths (a pandas ``DataFrame`` or ``Series``, an ``(N, 1)``
+#: ``(N, H, W[, C])`` array, a one-column table of items (a pandas ``DataFrame`` or ``Series``, an ``(N, 1)``
 #: array), or an :class:`ImageItems` (a lazy sequence such as ``CroppedImages``).
 Images: TypeAlias = Iterable[ImageItem] | np.ndarray
 
@@ -89,13 +104,10 @@ class ImageItems(Sequence[Any]):
         """The reader item of image ``i`` (a path, a :class:`Crop` ...)."""
 
 
-def _is_path(item: object) -> TypeGuard[str | os.PathLike[str]]:
-    return isinstance(item, (str, os.PathLike))
-
-
 def _what(item: object) -> str:
-    if _is_path(item):
-        return repr(os.fspath(item))
+    encoded = _sources.what(item)
+    if encoded is not None:
+        return encoded
     if isinstance(item, Crop):
         return f"crop {tuple(round(v, 1) for v in item.box)} of {_what(item.source)}"
     if isinstance(item, np.ndarray):
@@ -125,14 +137,16 @@ def _one_column(X: Any) -> list[Any] | None:
 def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     """Return ``X`` as an indexable sequence of image items, validating its container type.
 
-    A single image is rejected whatever its kind (a path, a PIL image, an ``(H, W, 3)`` or ``(H, W, 4)``
-    array): scikit-learn expects a sequence of samples, and an ``(H, W, 3)`` array would otherwise read as
-    ``H`` grayscale images. A 4-D array, or a 3-D array of grayscale images ``(N, H, W)``, is split along
-    its first axis. A one-column table (a ``DataFrame``, an ``(N, 1)`` array of paths) is its column.
+    A single image is rejected whatever its kind (a path, bytes, a file object, an image dict, a PIL image,
+    an ``(H, W, 3)`` or ``(H, W, 4)`` array): scikit-learn expects a sequence of samples, bytes would read as
+    a sequence of integers, and an ``(H, W, 3)`` array as ``H`` grayscale images. A 4-D array, or a 3-D
+    array of grayscale images ``(N, H, W)``, is split along its first axis. A one-column table (a
+    ``DataFrame``, an ``(N, 1)`` array of items) is its column. Arrays of fixed-width bytes (dtype ``S``)
+    are refused: numpy drops their trailing zero bytes.
     """
-    if _is_path(X) or isinstance(X, (Image.Image, Crop)):
+    if _sources.is_encoded(X) or isinstance(X, (Image.Image, Crop)):
         raise ValueError(
-            f"Expected a sequence of images ({ACCEPTED}s), got a single {type(X).__name__}. Wrap it in a list: [X]."
+            f"Expected a sequence of images ({ACCEPTED}), got a single {type(X).__name__}. Wrap it in a list: [X]."
         )
     if isinstance(X, ImageItems):
         return [X.item(i) for i in range(len(X))]
@@ -140,8 +154,13 @@ def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     if column is not None:
         return column
     if isinstance(X, np.ndarray):
-        if X.ndim == 2 and X.shape[1] == 1 and (X.dtype == object or X.dtype.kind in "US"):
-            return list(X[:, 0])  # a column vector of paths
+        if X.dtype.kind in "SV" and X.ndim <= 2:
+            raise ValueError(
+                f"Got an array of fixed-width bytes (dtype {X.dtype}), in which numpy drops the trailing zero "
+                "bytes of each item; pass encoded images as a list, an object array or a pandas column of bytes."
+            )
+        if X.ndim == 2 and X.shape[1] == 1 and (X.dtype == object or X.dtype.kind == "U"):
+            return list(X[:, 0])  # a column vector of items
         if X.ndim == 3 and X.dtype != object and X.shape[-1] in (3, 4):
             raise ValueError(
                 f"Got one array of shape {X.shape}: a single (H, W, 3) or (H, W, 4) image is ambiguous with "
@@ -166,17 +185,6 @@ def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     return cast(Sequence[Any], X)  # a sequence, or an object indexed like one
 
 
-def _path_problem(path: str | os.PathLike[str]) -> str | None:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        return "file does not exist."
-    if not os.path.isfile(path):
-        return "not a regular file."
-    if os.path.getsize(path) == 0:
-        return "file is empty."
-    return None
-
-
 def unsupported(item: object, index: int) -> ImageLoadError:
     """The :class:`ImageLoadError` of an item of no accepted kind."""
     return ImageLoadError(
@@ -186,18 +194,28 @@ def unsupported(item: object, index: int) -> ImageLoadError:
 
 
 def check_items(items: Sequence[Any] | np.ndarray, errors: dict[int, str] | None = None) -> None:
-    """Fail fast, before any computation, on paths that are missing, not files or empty, and on unknown kinds.
+    """Fail fast, before any computation, on items that cannot be read, found without decoding them.
 
-    Only lists and tuples are scanned (other sequences, such as lazy crops decoded on access, are checked as
-    they load). With ``errors`` (a dict), bad items are recorded there as ``{index: message}`` instead of
-    raising.
+    Paths that are missing, not files or empty; empty bytes; text or unseekable file objects; image dicts
+    without bytes or path; URLs of unknown protocols; items of no accepted kind. URLs are not fetched (a
+    missing object is found when it is read). Only lists and tuples are scanned (other sequences, such as
+    lazy crops decoded on access, are checked as they load). With ``errors`` (a dict), bad items are recorded
+    there as ``{index: message}`` instead of raising.
+
+    Raises
+    ------
+    ImageLoadError
+        Naming the first bad item's index, unless ``errors`` is given.
+    ImportError
+        For a URL when fsspec, or the package of its protocol, is not installed (whatever ``errors``: it
+        is the environment's problem, not the item's), naming the extra to install.
     """
     if not isinstance(items, (list, tuple)):
         return
     for i, item in enumerate(items):
         source = item.source if isinstance(item, Crop) else item
-        if _is_path(source):
-            problem = _path_problem(source)
+        if _sources.is_encoded(source):
+            problem = _sources.problem(source)
             error = None if problem is None else ImageLoadError(f"{describe(item, i)}: {problem}")
         elif isinstance(source, (Image.Image, np.ndarray)):
             error = None
@@ -209,21 +227,9 @@ def check_items(items: Sequence[Any] | np.ndarray, errors: dict[int, str] | None
             errors[i] = str(error)
 
 
-@functools.lru_cache(maxsize=200_000)
-def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    h.update(b"file\0")
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _key(item: object, index: int) -> str:
-    if _is_path(item):
-        path = os.path.abspath(os.fspath(item))
-        st = os.stat(path)
-        return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino)
+    if _sources.is_encoded(item):
+        return _sources.digest(item)
     h = hashlib.blake2b(digest_size=20)
     if isinstance(item, Crop):
         h.update(f"crop\0{item.box}\0".encode())
@@ -240,22 +246,30 @@ def _key(item: object, index: int) -> str:
 
 
 def content_key(item: ImageItem, index: int = 0) -> str:
-    """Digest of an item's content: the file's bytes, or the pixels with their shape and mode.
+    """Digest of an item's content: the image file's bytes, or the pixels with their shape and mode.
 
-    Two copies of the same file at different paths share a key; editing a file changes it. File digests
-    are remembered per process by (path, size, modification time, inode), so the folds of a
-    cross-validation do not re-read every file. A :class:`Crop`'s key is its source's and its box.
+    An image file has one key whatever it comes from: a path, a URL, its bytes, a file object or an image
+    dict. Two copies of the same file share a key; editing a file changes it. File digests are remembered
+    per process by (path, size, modification time, inode), URL digests by (URL, size, the storage's version
+    tag), so the folds of a cross-validation do not read every file again. A :class:`Crop`'s key is its
+    source's and its box.
 
     Raises
     ------
     ImageLoadError
         Naming ``index`` and the item, whatever went wrong (unreadable file, unsupported item, a PIL image
         whose pixels cannot be read).
+    ImportError
+        For a URL, when fsspec or the package of its protocol is not installed.
     """
     try:
         return _key(item, index)
-    except ImageLoadError:
+    except (ImageLoadError, ImportError):
         raise
+    except _sources.BadSource as exc:
+        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{describe(item, index)}: not a regular file.") from None
     except FileNotFoundError:
         raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
     except Exception as exc:

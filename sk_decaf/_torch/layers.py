@@ -6,17 +6,98 @@ deepest requested layer, and returns one ``(N, D)`` float tensor per requested l
 through the model's own feature API where it has one (timm's ``forward_intermediates`` after
 ``prune_intermediate_layers``; torchvision's ``create_feature_extractor``) and through forward hooks
 otherwise.
+
+A transformer layer gives tokens. Every path hands them to :func:`pool` the same way, as :class:`Tokens`:
+the patch tokens laid out as their ``(N, C, H, W)`` map, and the prefix tokens (class, register,
+distillation) apart, so that ``"avg"``, ``"max"``, ``"flatten"`` and a grid ``k`` read the patches only,
+``"cls"`` the class token and ``"cls+avg"`` both (DINOv2's linear probe). timm's ``forward_intermediates``
+splits them itself; on the other paths :class:`TokenLayout` reads the split from the network
+(``num_prefix_tokens`` and the patch grid of a timm ViT, torchvision's ViT).
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FeatureExtractor", "resolve_layers", "pool"]
+__all__ = ["FeatureExtractor", "resolve_layers", "pool", "Tokens", "TokenLayout", "POOLINGS"]
+
+#: The named poolings; an int ``k`` is a ``k x k`` grid of average pools.
+POOLINGS = ("avg", "max", "flatten", "cls", "cls+avg")
+_CLASS_TOKEN = ("cls", "cls+avg")
+
+
+@dataclass
+class Tokens:
+    """The tokens of a transformer layer: the patches as their map, the prefix tokens apart.
+
+    ``patches`` is ``(N, C, H, W)``; ``prefix`` is ``(N, P, C)`` (class, register and distillation tokens,
+    in the network's order) or ``None``; ``cls_index`` is the class token's position in ``prefix``.
+    """
+
+    patches: torch.Tensor
+    prefix: torch.Tensor | None = None
+    cls_index: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a network lays out its tokens: ``n_prefix`` tokens first, then the patches row by row.
+
+    Read from the network by :meth:`of`, for the paths that see raw ``(N, tokens, C)`` tensors (FX graphs,
+    forward hooks); timm's ``forward_intermediates`` splits them itself the same way.
+    """
+
+    n_prefix: int
+    has_class_token: bool
+    patch_size: tuple
+    embed: nn.Module | None = None  # a timm patch embedding, whose dynamic_feat_size gives the grid
+
+    @classmethod
+    def of(cls, model):
+        """The layout of the first ViT inside ``model`` (timm's or torchvision's), or ``None``."""
+        for module in model.modules():
+            embed = getattr(module, "patch_embed", None)
+            if embed is not None and hasattr(module, "num_prefix_tokens"):  # timm ViT, DeiT, EVA, BEiT ...
+                has_cls = getattr(module, "cls_token", None) is not None
+                patch = getattr(embed, "patch_size", (1, 1))
+                return cls(int(module.num_prefix_tokens), has_cls, tuple(patch), embed)
+            if hasattr(module, "class_token") and hasattr(module, "conv_proj"):  # torchvision's ViT
+                return cls(1, True, (module.patch_size, module.patch_size))
+        return None
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """The patches' grid for an input of ``height x width``."""
+        dynamic = getattr(self.embed, "dynamic_feat_size", None) if self.embed is not None else None
+        if callable(dynamic):
+            rows, cols = dynamic((height, width))
+            return int(rows), int(cols)
+        return height // self.patch_size[0], width // self.patch_size[1]
+
+    def split(self, t, height, width):
+        """Split ``(N, tokens, C)`` into :class:`Tokens`, as timm's ``forward_intermediates`` does.
+
+        Only when the number of tokens is this layout's for a ``height x width`` input; other activations
+        are returned as they are.
+        """
+        if not torch.is_tensor(t) or t.ndim != 3:
+            return t
+        h, w = self.grid(height, width)
+        n = int(t.shape[1])
+        if n == self.n_prefix + h * w:
+            prefix = t[:, : self.n_prefix] if self.n_prefix else None
+            patches = t[:, self.n_prefix :]
+            cls_index = 0 if self.has_class_token and self.n_prefix else None
+        elif n == h * w:  # the patch embedding's output, before the prefix tokens join
+            prefix, patches, cls_index = None, t, None
+        else:
+            return t
+        return Tokens(patches.reshape(t.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous(), prefix, cls_index)
 
 
 def resolve_layers(layer, backbone):
@@ -79,13 +160,32 @@ def _export_grid_pool(t, k):
 
 
 def pool(t, pooling):
-    """Pool an activation to ``(N, D)``: 4-D maps and 3-D token sequences are reduced over space.
+    """Pool an activation to ``(N, D)``: maps and tokens are reduced over space, vectors are kept.
 
     An int ``k`` average-pools a map into a ``k x k`` grid of torch's adaptive bins (overlapping on maps whose
     size is not a multiple of ``k``); the output is channel-major, feature ``c * k * k + row * k + col``.
+    :class:`Tokens` are pooled over their patch map (prefix tokens never count as patches); ``"cls"`` is the
+    class token, ``"cls+avg"`` the class token followed by the mean of the patch tokens. A layer without a
+    class token (a map, tokens without one) refuses ``"cls"`` and ``"cls+avg"`` with a ``ValueError``.
     """
+    if isinstance(t, Tokens):
+        if pooling in _CLASS_TOKEN:
+            if t.cls_index is None:
+                raise ValueError(
+                    f"pooling={pooling!r} reads the class token, and this layer's tokens have none "
+                    f"({t.patches.shape[1]} channels on a {tuple(t.patches.shape[2:])} grid of patches)."
+                )
+            assert t.prefix is not None  # a class token is a prefix token
+            cls = t.prefix[:, t.cls_index]
+            return cls if pooling == "cls" else torch.cat([cls, t.patches.mean(dim=(2, 3))], dim=1)
+        return pool(t.patches, pooling)
     if t.ndim == 2:
         return t
+    if pooling in _CLASS_TOKEN:
+        raise ValueError(
+            f"pooling={pooling!r} reads a transformer's class token; this layer gives a {tuple(t.shape[1:])} "
+            "activation without one (a convolutional map). Use pooling='avg', 'max', 'flatten' or an int."
+        )
     if t.ndim == 4:
         if pooling == "avg":
             return t.mean(dim=(2, 3))
@@ -96,52 +196,85 @@ def pool(t, pooling):
         if torch.onnx.is_in_onnx_export():
             return _export_grid_pool(t, pooling)
         return F.adaptive_avg_pool2d(t, pooling).flatten(1)
-    if t.ndim == 3:  # (N, tokens, C)
+    if t.ndim == 3:  # (N, tokens, C) of a network whose token layout is not known
         if pooling == "avg":
             return t.mean(dim=1)
         if pooling == "max":
             return t.amax(dim=1)
         if pooling == "flatten":
             return t.flatten(1)
-        raise ValueError(f"pooling={pooling} (a grid) needs a spatial map; this layer gives tokens {tuple(t.shape)}.")
+        raise ValueError(
+            f"pooling={pooling} (a grid) needs a spatial map; this layer gives {tuple(t.shape[1:])} tokens "
+            "whose layout (prefix tokens, grid of patches) is not known from the network."
+        )
     return t.flatten(1)
 
 
+def _final_features(model, x, layout, height, width):
+    """``forward_features``' output as a tap: tokens split by ``layout``, NHWC maps (Swin) as NCHW."""
+    if x.ndim == 4 and getattr(model, "output_fmt", "NCHW") == "NHWC":
+        return x.permute(0, 3, 1, 2)
+    return layout.split(x, height, width) if layout is not None else x
+
+
 class _TimmTaps(nn.Module):
-    """timm models: ``forward_intermediates`` for stage taps, ``forward_head`` for the head."""
+    """timm models: ``forward_intermediates`` for stages, ``forward_features`` for ``norm``, then the head."""
 
     def __init__(self, model, layers, stages):
         super().__init__()
         self.stage_index = {name: stages.index(name) for name in layers if name in stages}
         self.need_head = any(name in ("pre_logits", "logits") for name in layers)
+        self.need_final = self.need_head or "norm" in layers
         self.layers = list(layers)
         indices = sorted(self.stage_index.values())
-        if indices and not self.need_head:
+        if indices and not self.need_final:
             # Drop every block after the deepest tap, and the head: they are never run.
             model.prune_intermediate_layers(indices, prune_head=True)
         self.indices = indices
         self.model = model
+        self.layout = TokenLayout.of(model)
+        self.cls_index = 0 if self.layout is not None and self.layout.has_class_token else None
+        # ViT-like models return their prefix tokens beside the patch map when asked.
+        prefix = self.layout is not None and self.layout.n_prefix > 0
+        self.options = {"return_prefix_tokens": True} if prefix and _takes(model, "return_prefix_tokens") else {}
+
+    def _tap(self, t):
+        if isinstance(t, (tuple, list)):  # (patch map, prefix tokens)
+            return Tokens(t[0], t[1], self.cls_index)
+        return t
 
     def forward(self, x):
         found = {}
+        height, width = int(x.shape[-2]), int(x.shape[-1])
         if self.indices:
-            if self.need_head:
-                x, inter = self.model.forward_intermediates(x, indices=self.indices)
+            if self.need_final:
+                x, inter = self.model.forward_intermediates(x, indices=self.indices, **self.options)
             else:
                 inter = self.model.forward_intermediates(
-                    x, indices=self.indices, intermediates_only=True, stop_early=True
+                    x, indices=self.indices, intermediates_only=True, stop_early=True, **self.options
                 )
             by_index = dict(zip(self.indices, inter))
             for name, idx in self.stage_index.items():
-                found[name] = by_index[idx]
-        elif self.need_head:
+                found[name] = self._tap(by_index[idx])
+        elif self.need_final:
             x = self.model.forward_features(x)
+        if "norm" in self.layers:
+            found["norm"] = _final_features(self.model, x, self.layout, height, width)
         if self.need_head:
             pre = self.model.forward_head(x, pre_logits=True)
             found["pre_logits"] = pre
             if "logits" in self.layers:
-                found["logits"] = self.model.get_classifier()(pre)
+                head = self.model.get_classifier()
+                # A distilled DeiT has two heads (a tuple) averaged by forward_head: run the head itself then.
+                found["logits"] = head(pre) if isinstance(head, nn.Module) else self.model.forward_head(x)
         return [found[name] for name in self.layers]
+
+
+def _takes(model, argument):
+    try:
+        return argument in inspect.signature(model.forward_intermediates).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class _GraphTaps(nn.Module):
@@ -227,8 +360,8 @@ class FeatureExtractor(nn.Module):
         The loaded network; its model may be pruned in place.
     layers : list of str
         Canonical layer names (see :func:`resolve_layers`).
-    pooling : {"avg", "max", "flatten"} or int
-        How spatial maps become vectors; an int ``k`` average-pools to a ``k x k`` grid.
+    pooling : {"avg", "max", "flatten", "cls", "cls+avg"} or int
+        How maps and tokens become vectors (see :func:`pool`); an int ``k`` average-pools to a ``k x k`` grid.
     """
 
     def __init__(self, backbone, layers, pooling="avg"):
@@ -239,18 +372,29 @@ class FeatureExtractor(nn.Module):
         self.layers: list[str] = list(layers)
         self.pooling = pooling
         self.taps: _TimmTaps | _GraphTaps | _HookTaps
+        self.layout: TokenLayout | None = None  # timm's forward_intermediates splits the tokens itself
         if backbone.family == "timm":
-            stages = [n for n in backbone.layers if n not in ("pre_logits", "logits")]
+            stages = [n for n in backbone.layers if n not in ("norm", "pre_logits", "logits")]
             self.taps = _TimmTaps(backbone.model, layers, stages)
-        elif backbone.family in ("alexnet", "torchvision"):
-            self.taps = _GraphTaps(backbone.model, layers, backbone.nodes)
         else:
-            self.taps = _HookTaps(backbone.model, layers)
+            if backbone.family in ("alexnet", "torchvision"):
+                self.taps = _GraphTaps(backbone.model, layers, backbone.nodes)
+            else:
+                self.taps = _HookTaps(backbone.model, layers)
+            self.layout = TokenLayout.of(backbone.model)
         self.channels_last = False
 
-    def forward(self, images):
+    def activations(self, images):
+        """The requested layers' activations before pooling: tensors, or :class:`Tokens` for token layers."""
         # (x / 255 - mean) / std, folded into one subtract and one multiply.
         x = (images.float() - self.mean) * self.inv_std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return tuple(pool(t, self.pooling).float() for t in self.taps(x))
+        taps = self.taps(x)
+        if self.layout is not None:
+            height, width = int(x.shape[-2]), int(x.shape[-1])
+            taps = [self.layout.split(t, height, width) for t in taps]
+        return taps
+
+    def forward(self, images):
+        return tuple(pool(t, self.pooling).float() for t in self.activations(images))

@@ -26,10 +26,12 @@ def add_backbone_options(parser: argparse.ArgumentParser, *, ensemble: bool = Fa
             "--backbone",
             nargs="+",
             default=["efficientnet_lite0"],
-            metavar="NAME",
+            type=backbone_spec,
+            metavar="NAME[@SIZE]",
             help="timm model name(s), 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
             "ImageNet weights shipped offline); several names concatenate their features, each "
-            "SignedSqrt-normalised (sk_decaf.make_ensemble)",
+            "SignedSqrt-normalised (sk_decaf.make_ensemble); NAME@SIZE runs that network at input size SIZE "
+            "(N or HxW), e.g. efficientnet_lite2@300",
         )
         group.add_argument(
             "--tta",
@@ -42,16 +44,30 @@ def add_backbone_options(parser: argparse.ArgumentParser, *, ensemble: bool = Fa
         group.add_argument(
             "--backbone",
             default="efficientnet_lite0",
+            type=backbone_spec,
+            metavar="NAME[@SIZE]",
             help="timm model name, 'alexnet' or 'torchvision:<name>' (default: %(default)s, "
-            "ImageNet weights shipped offline)",
+            "ImageNet weights shipped offline); NAME@SIZE runs it at input size SIZE (N or HxW)",
         )
     group.add_argument(
         "--weights",
         default=None,
         help="local .pth/.pt/.safetensors state dict, or 'random' (default: the backbone's ImageNet weights)",
     )
-    group.add_argument("--pooling", default="avg", help="avg, max, flatten or an int k for a k x k grid")
+    group.add_argument(
+        "--pooling",
+        default="avg",
+        help="avg, max, flatten, an int k for a k x k grid; on a transformer layer also cls (the class token) "
+        "or cls+avg (DINOv2's linear probe with --layer norm)",
+    )
     group.add_argument("--preprocess", default="model", choices=["model", "decaf"])
+    group.add_argument(
+        "--input-size",
+        type=parse_input_size,
+        default=None,
+        metavar="N or HxW",
+        help="the network's input size, e.g. 224 or 224x280 (default: the size the network is built for)",
+    )
     group.add_argument("--device", default="auto")
     group.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"])
     group.add_argument("--batch-size", type=int, default=32)
@@ -82,12 +98,36 @@ def parse_pooling(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
+def parse_input_size(value: str) -> int | tuple[int, ...]:
+    """``"224"`` -> 224, ``"224x280"`` -> (224, 280)."""
+    parts = value.lower().split("x")
+    if not all(part.strip().isdigit() for part in parts) or len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected N or HxW (e.g. 224 or 224x280), got {value!r}")
+    sizes = [int(part) for part in parts]
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
+
+
+def parse_backbone(spec: str) -> tuple[str, int | tuple[int, ...] | None]:
+    """``"NAME"`` -> ``(NAME, None)``; ``"NAME@SIZE"`` -> ``(NAME, SIZE)``, SIZE as :func:`parse_input_size`."""
+    name, _, size = spec.partition("@")
+    return name, parse_input_size(size) if size else None
+
+
+def backbone_spec(value: str) -> str:
+    """argparse type of ``--backbone``: the string itself, once its ``@SIZE`` part is checked."""
+    parse_backbone(value)
+    return value
+
+
 def transformer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """DeCAFTransformer's parameters from the options (``--backbone``: one name, or several left as they are)."""
+    backbone, size = (args.backbone, None) if isinstance(args.backbone, list) else parse_backbone(args.backbone)
     return dict(
-        backbone=args.backbone,
+        backbone=backbone,
         weights=args.weights,
         pooling=parse_pooling(args.pooling),
         preprocess=args.preprocess,
+        input_size=size or args.input_size,
         device=args.device,
         engine=args.engine,
         batch_size=args.batch_size,
@@ -110,11 +150,16 @@ def make_features(
     # transformer_kwargs fixes random_state: with --weights random, every clone draws the same weights.
     kwargs = {**transformer_kwargs(args), "layer": layer, "cache": cache, "tta": args.tta}
     kwargs["verbose"] = (args.verbose or sys.stderr.isatty()) if verbose is None else verbose
-    backbones = kwargs.pop("backbone")
-    if len(backbones) == 1:
-        return DeCAFTransformer(backbones[0], **kwargs)
+    specs = [parse_backbone(spec) for spec in kwargs.pop("backbone")]  # NAME@SIZE: that branch's input size
+    if len(specs) == 1:
+        name, size = specs[0]
+        return DeCAFTransformer(name, **{**kwargs, "input_size": size or kwargs["input_size"]})
     shared = {key: kwargs.pop(key) for key in ("layer", "cache", "tta")}
-    return make_ensemble(*backbones, **shared, decaf_params=kwargs)
+    union = make_ensemble(*(name for name, _ in specs), **shared, decaf_params=kwargs)
+    for decaf, (_, size) in zip(feature_transformers(union), specs):
+        if size:
+            decaf.set_params(input_size=size)
+    return union
 
 
 def feature_transformers(features: DeCAFTransformer | FeatureUnion) -> list[DeCAFTransformer]:

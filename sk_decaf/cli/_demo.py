@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Subparsers, add_backbone_options, parse_layer, transformer_kwargs
+from ._common import Subparsers, add_backbone_options, parse_backbone, parse_layer, transformer_kwargs
 
 
 def add_demo_parser(sub: Subparsers) -> None:
@@ -60,7 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     data = load_image_folder(args.data) if args.data else load_demo()
     source = args.data or "embedded demo set (Caltech-101 subset, CC BY 4.0, Fei-Fei et al. 2004)"
-    available = list_layers(args.backbone)
+    available = list_layers(parse_backbone(args.backbone)[0])
     layers = args.layers or [available[i] for i in (-5, -3, -2) if len(available) >= -i]
     with tempfile.TemporaryDirectory(prefix="sk_decaf_demo_") as tmp:
         # One forward pass per image feeds every layer, fold and refit through the activation cache.

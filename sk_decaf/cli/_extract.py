@@ -1,8 +1,11 @@
-"""``sk-decaf extract DIR -o OUT``: the features of an image folder, in one ``.npz`` file or in resumable shards.
+"""``sk-decaf extract DATA -o OUT``: the features of images, in one ``.npz`` file or in resumable shards.
 
-Without sharding options the output is one ``.npz`` file, written to a temporary name and renamed when
-complete, so a failed run leaves no file that looks valid. With ``--shard-size``, ``--resume`` or
-``--scheduler`` the output is a folder of ``.npy`` shards and a manifest (:func:`sk_decaf.parallel.extract_shards`).
+``DATA`` is a ``<class>/<image>`` folder, on the local disk or under a URL prefix (``s3://bucket/photos``,
+``memory://...``, ``file:///...``: listed with fsspec), or a text file listing images (paths or URLs), one per
+line, each optionally followed by a tab and its class. Without sharding options the output is one ``.npz``
+file, written to a temporary name and renamed when complete, so a failed run leaves no file that looks valid.
+With ``--shard-size``, ``--resume`` or ``--scheduler`` the output is a folder of ``.npy`` shards and a manifest
+(:func:`sk_decaf.parallel.extract_shards`).
 """
 
 from __future__ import annotations
@@ -27,13 +30,21 @@ if TYPE_CHECKING:
 def add_extract_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "extract",
-        help="write the features of a <class>/<image> folder to an .npz file or shards",
-        description="Extract DeCAF features of every image under DIR (layout DIR/<class>/<image>) "
-        "and write features, paths, target and target_names to an .npz file, or, with "
-        "--shard-size/--resume/--scheduler, to a folder of .npy shards and a "
-        "manifest.json that a killed job resumes.",
+        help="write the features of a <class>/<image> folder, a URL prefix or a list of images to an .npz "
+        "file or shards",
+        description="Extract DeCAF features of every image of DATA and write features, paths, target and "
+        "target_names to an .npz file, or, with --shard-size/--resume/--scheduler, to a folder of .npy "
+        "shards and a manifest.json that a killed job resumes. DATA is a folder DATA/<class>/<image>, "
+        "locally or under a URL prefix listed with fsspec (s3://bucket/photos, gs://..., file:///...; "
+        "needs sk-decaf[fsspec]), or a text file (local or a URL) listing one image path or URL per "
+        "line (relative paths in the listing's folder), each optionally followed by a tab and its class "
+        "(unlabelled images get target -1).",
     )
-    p.add_argument("data", metavar="DIR", help="image folder, one sub-folder per class")
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        help="image folder (one sub-folder per class), URL prefix of such a folder, or text file listing images",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -175,12 +186,69 @@ def _run_shards(args: argparse.Namespace, data: Bunch, decaf: DeCAFTransformer) 
     return 0
 
 
-def run_extract(args: argparse.Namespace) -> int:
+def _beside(listing: str, entry: str) -> str:
+    """A listed image: a URL or an absolute path as it is, a relative path in the listing's folder."""
+    from .._images import is_url
+
+    if is_url(entry) or os.path.isabs(entry):
+        return entry
+    if is_url(listing):
+        head, sep, tail = listing.partition("::")
+        return head.rsplit("/", 1)[0] + "/" + entry + sep + tail
+    return os.path.join(os.path.dirname(listing), entry)
+
+
+def _read_listing(text: str, where: str) -> Bunch:
+    """The images of a listing: one path or URL per line, optionally a tab and its class; ``#`` comments.
+
+    Relative paths are taken in the listing's folder.
+    """
+    from sklearn.utils import Bunch
+
+    paths: list[str] = []
+    labels: list[str | None] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        path, tab, label = line.partition("\t")
+        if tab and not label.strip():
+            raise ValueError(f"{where}, line {number}: a tab with no class after it.")
+        paths.append(_beside(where, path.strip()))
+        labels.append(label.strip() if tab else None)
+    if not paths:
+        raise ValueError(f"{where} lists no images (one path or URL per line, optionally a tab and its class).")
+    labelled = [label is not None for label in labels]
+    if any(labelled) and not all(labelled):
+        number = labelled.index(False) if labelled[0] else labelled.index(True)
+        raise ValueError(
+            f"{where}: image {number} ({paths[number]!r}) has {'no' if labelled[0] else 'a'} class, unlike "
+            "the first one; give every image a class (path<TAB>class) or none."
+        )
+    names = sorted({label for label in labels if label is not None})
+    lookup = {name: i for i, name in enumerate(names)}
+    target = np.asarray([lookup[label] if label is not None else -1 for label in labels], dtype=np.intp)
+    return Bunch(paths=paths, target=target, target_names=np.asarray(names, dtype=object))
+
+
+def load_data(data: str) -> Bunch:
+    """``paths``, ``target`` and ``target_names`` of DATA: a class folder (local or a URL prefix) or a listing."""
+    from .._images import filesystem, is_url
     from ..datasets import load_image_folder
 
+    if is_url(data):
+        fs, path = filesystem(data)
+        if fs.isfile(path):
+            return _read_listing(fs.cat_file(path).decode("utf-8"), data)
+    elif os.path.isfile(data):
+        with open(data, encoding="utf-8") as f:
+            return _read_listing(f.read(), data)
+    return load_image_folder(data)
+
+
+def run_extract(args: argparse.Namespace) -> int:
     if args.shard_size is not None and args.shard_size < 1:
         raise ValueError(f"--shard-size must be a positive number of images, got {args.shard_size}.")
-    data = load_image_folder(args.data)
+    data = load_data(args.data)
     decaf = _transformer(args)
     if args.shard_size is not None or args.resume or args.scheduler is not None:
         return _run_shards(args, data, decaf)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._common import Subparsers, add_backbone_options, describe_backbones, make_features, parse_layer
+from ._common import Subparsers, add_backbone_options, describe_backbones, make_features, parse_backbone, parse_layer
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -57,7 +57,7 @@ def _candidates(args: argparse.Namespace) -> list[tuple[str | int, str]]:
     """``[(layer spec, label)]``: the layers to choose from, each with the layer name(s) it means."""
     from ..transformers import list_layers
 
-    available = [list_layers(backbone) for backbone in args.backbone]
+    available = [list_layers(parse_backbone(backbone)[0]) for backbone in args.backbone]
     specs = args.layers or [i for i in DEFAULT_LAYERS if all(len(names) >= -i for names in available)]
     out = []
     for spec in specs:

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from PIL import Image
 from sklearn.utils import Bunch
 
-from .._images import Crop, ImageItems, image_size, load_rgb
+from .._images import Crop, ImageItems, filesystem, image_size, load_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -74,6 +74,42 @@ def _scan_class_folders(
         images = _list_images(os.path.join(folder, name))
         paths += images
         labels += [name] * len(images)
+    return paths, labels
+
+
+def _join_url(root: str, *names: str) -> str:
+    """``root/name/...`` for a URL, chained ones too (``zip://folder::s3://b/x.zip`` -> ``zip://folder/a::...``)."""
+    head, sep, tail = root.partition("::")
+    if not head.endswith("://"):
+        head = head.rstrip("/") + "/"
+    return head + "/".join(names) + sep + tail
+
+
+def _scan_url_class_folders(root: str, name: str, layout: str) -> tuple[list[str], list[str]]:
+    """Images of ``<root>/<class>/*`` for a URL ``root``, listed with fsspec, as (URLs, class of each image).
+
+    The URLs keep ``root``'s spelling (its protocol and any chained file systems), so that the images are
+    read as the user named them.
+    """
+    fs, path = filesystem(root)
+    if not fs.isdir(path):
+        raise _layout_error(name, root, layout)
+
+    def entries(folder: str, kind: str) -> list[str]:
+        found = (e for e in fs.ls(folder, detail=True) if e.get("type") == kind)
+        names = (str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in found)
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    paths: list[str] = []
+    labels: list[str] = []
+    for label in entries(path, "directory"):
+        files = [
+            f
+            for f in entries(path.rstrip("/") + "/" + label, "file")
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        ]
+        paths += [_join_url(root, label, f) for f in files]
+        labels += [label] * len(files)
     return paths, labels
 
 
@@ -217,7 +253,7 @@ class CroppedImages(ImageItems):
     Parameters
     ----------
     paths : sequence of str
-        Image files.
+        Image files: paths, or URLs (read through fsspec, see :doc:`/sources`).
     boxes : array-like of shape (n_images, 4)
         Crop box of each image as (x, y, width, height) in pixels.
 

@@ -7,7 +7,8 @@ from importlib import resources
 
 from sklearn.utils import Bunch
 
-from ._base import _check_dir, _make_bunch, _scan_class_folders
+from .._images import is_url
+from ._base import _check_dir, _make_bunch, _scan_class_folders, _scan_url_class_folders
 
 __all__ = ["load_demo", "load_image_folder", "DEMO_CITATION"]
 
@@ -28,12 +29,15 @@ def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
     Parameters
     ----------
     root : str or path-like
-        The folder holding one sub-folder per class.
+        The folder holding one sub-folder per class: a local folder, or a URL prefix listed with fsspec
+        (``s3://bucket/photos``, ``gs://...``, ``memory://...``, ``file:///...``; needs ``sk-decaf[fsspec]``),
+        whose images are then URLs under it.
 
     Returns
     -------
     data : sklearn.utils.Bunch
-        ``paths`` (list of str), ``target`` (int array indexing ``target_names``), ``target_names``.
+        ``paths`` (list of str: paths, or URLs for a URL ``root``), ``target`` (int array indexing
+        ``target_names``), ``target_names``.
 
     Raises
     ------
@@ -50,8 +54,11 @@ def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
     >>> len(data.paths), len(data.target_names)
     (200, 10)
     """
-    root = _check_dir(root, "load_image_folder", _FOLDER_LAYOUT)
-    paths, labels = _scan_class_folders(root)
+    if is_url(root):
+        paths, labels = _scan_url_class_folders(root, "load_image_folder", _FOLDER_LAYOUT)
+    else:
+        root = _check_dir(root, "load_image_folder", _FOLDER_LAYOUT)
+        paths, labels = _scan_class_folders(root)
     if not paths:
         raise ValueError(f"load_image_folder: no images found in {str(root)!r}. Expected layout:\n{_FOLDER_LAYOUT}")
     return _make_bunch(paths, labels)

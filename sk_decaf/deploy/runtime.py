@@ -2,7 +2,10 @@
 
 This file is the whole runtime. It imports nothing from ``sk_decaf``, torch, timm or scikit-learn, so it
 works in an environment with only ``pip install onnxruntime numpy pillow``: copy it next to the model and
-run ``python runtime.py model.onnx photo.jpg ...``, or ``import runtime`` and use :class:`OnnxPipeline`.
+run ``python runtime.py model.onnx photo.jpg ...`` (``-`` reads one image's bytes from standard input), or
+``import runtime`` and use :class:`OnnxPipeline`. An image is a file path, the encoded bytes of an image file, a
+seekable binary file object, a Hugging Face image dict ``{"bytes", "path"}``, a PIL image or a uint8 array; an
+item that cannot be read is a ``ValueError`` naming its index and a short description of it.
 
 Preprocessing lives here, beside the graph, and reads its settings from the model's metadata
 (``sk_decaf.preprocess``): it reproduces, byte for byte, the uint8 tensors that ``DeCAFTransformer`` feeds
@@ -22,11 +25,13 @@ prepared from the decoded image.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, TypeAlias
 
 import numpy as np
@@ -50,8 +55,11 @@ PREPROCESS_KEY = "sk_decaf.preprocess"
 INPUTS_KEY = "sk_decaf.inputs"
 OUTPUTS_KEY = "sk_decaf.outputs"
 
-#: One image: a file path, a PIL image or a uint8 ``(H, W, 3)`` array.
-ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
+#: One image: a file path, the encoded bytes of an image file, a seekable binary file object, a Hugging Face
+#: image dict ``{"bytes": ..., "path": ...}``, a PIL image or a uint8 ``(H, W, 3)`` array.
+ImageInput: TypeAlias = (
+    str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | Mapping[str, Any] | Image.Image | np.ndarray
+)
 #: Several images: a sequence of :data:`ImageInput`, or one uint8 ``(N, H, W, 3)`` array.
 ImageInputs: TypeAlias = Sequence[ImageInput] | np.ndarray
 #: The preprocessing settings of one graph input (``sk_decaf.preprocess``, JSON-decoded).
@@ -85,11 +93,86 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(item: ImageInput, config: Config | None = None) -> Image.Image:
-    """Open a path (or take a PIL image / uint8 array) as an RGB PIL image, EXIF orientation applied.
+class UnsupportedItem(ValueError):
+    """An item of no kind the runtime reads."""
 
-    With ``config["decode"] == "reduced"``, a JPEG file is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
-    that still has at least the resized size (``Image.draft``), as the fitted pipeline did.
+
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def _describe_bytes(data: bytes | bytearray | memoryview) -> str:
+    view = memoryview(data).cast("B") if memoryview(data).c_contiguous else memoryview(bytes(data))
+    head = bytes(view[:16])
+    kind = next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind is not None:
+        return f"{view.nbytes} bytes of {kind} data"
+    return f"{view.nbytes} bytes starting {head[:8]!r}" if view.nbytes else "0 bytes"
+
+
+def _what(item: object) -> str:
+    """A short description of an item for error messages: its path, its size and format; never its content."""
+    if isinstance(item, (str, os.PathLike)):
+        return repr(os.fspath(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return _describe_bytes(item)
+    if isinstance(item, Mapping) and ("bytes" in item or "path" in item):
+        path, data = item.get("path"), item.get("bytes")
+        parts = [f"path {os.fspath(path)!r}"] if isinstance(path, (str, os.PathLike)) else []
+        parts += [_describe_bytes(data)] if isinstance(data, (bytes, bytearray, memoryview)) else []
+        return "image dict" + (": " + ", ".join(parts) if parts else "")
+    if isinstance(item, np.ndarray):
+        return f"array of shape {item.shape}, dtype {item.dtype}"
+    name = getattr(item, "name", None)
+    if callable(getattr(item, "read", None)) and isinstance(name, str):
+        return f"file object {name!r}"
+    return type(item).__name__
+
+
+@contextlib.contextmanager
+def _encoded(item: object) -> Iterator[str | IO[bytes]]:
+    """What ``Image.open`` reads for an encoded item: a path, or a binary stream at its start.
+
+    Bytes, a seekable binary file object (put back at its position afterwards) or an image dict's bytes
+    (else its path), as sk_decaf's reader takes them.
+    """
+    if isinstance(item, Mapping) and ("bytes" in item or "path" in item):
+        item = item["bytes"] if item.get("bytes") is not None else item.get("path")
+        if item is None:
+            raise ValueError("an image dict whose 'bytes' and 'path' are both missing or None")
+    if isinstance(item, (str, os.PathLike)):
+        yield os.fspath(item)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        if memoryview(item).nbytes == 0:
+            raise ValueError("no data")
+        yield io.BytesIO(item)
+    elif callable(getattr(item, "read", None)):
+        stream: Any = item
+        if isinstance(stream, io.TextIOBase) or "b" not in getattr(stream, "mode", "b"):
+            raise ValueError("a text stream: open the file in binary mode ('rb')")
+        if not (stream.seekable() if hasattr(stream, "seekable") else hasattr(stream, "seek")):
+            raise ValueError("a file object that cannot seek: pass its bytes (f.read())")
+        position = stream.tell()
+        stream.seek(0)
+        try:
+            yield stream
+        finally:
+            stream.seek(position)
+    else:
+        raise UnsupportedItem(
+            f"unsupported item type {type(item).__name__}; expected a file path, bytes, a binary file object, "
+            "a {'bytes', 'path'} dict, a PIL image or a uint8 array"
+        )
+
+
+def load_rgb(item: ImageInput, config: Config | None = None) -> Image.Image:
+    """Read an item as an RGB PIL image, EXIF orientation applied.
+
+    A path, the encoded bytes of an image file, a seekable binary file object (read from its start and put
+    back at its position), an image dict ``{"bytes", "path"}``, a PIL image or a uint8 array. With
+    ``config["decode"] == "reduced"``, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still
+    has at least the resized size (``Image.draft``), as the fitted pipeline did.
     """
     return _load_for(item, [config])[0]
 
@@ -107,7 +190,7 @@ def _load_for(item: ImageInput, configs: Sequence[Config | None]) -> list[Image.
     decoded: dict[tuple[str, tuple[int, int]], Image.Image] = {}
     out: list[Image.Image] = []
     for config in configs:
-        with Image.open(os.fspath(item)) as img:  # reads the header; pixels are decoded by load()
+        with _encoded(item) as source, Image.open(source) as img:  # reads the header; load() decodes
             need = jpeg_draft_size(img, config) if config is not None else None
             if need is not None:
                 img.draft(None, need)  # the DCT scale the decoder will use: img.size becomes the decoded size
@@ -283,7 +366,7 @@ def _prepare(img: Image.Image, config: Config) -> np.ndarray:
 
 
 def preprocess_inputs(items: ImageInputs, configs: Sequence[Config]) -> list[np.ndarray]:
-    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one uint8 batch per config.
+    """Images to one uint8 batch per config: paths, bytes, file objects, image dicts, PIL images or arrays.
 
     Each image is decoded once (once per JPEG draft scale where configs decode at different reduced sizes)
     and prepared for every config: ``(N, 3, H, W)``, or ``(N, K, 3, H, W)`` for configs with ``K`` crops.
@@ -298,14 +381,15 @@ def preprocess_inputs(items: ImageInputs, configs: Sequence[Config]) -> list[np.
         try:
             for batch, img, config in zip(batches, _load_for(item, configs), configs):
                 batch.append(_prepare(img, config))
+        except UnsupportedItem as exc:
+            raise ValueError(f"image {i} ({_what(item)}): {exc}") from None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            what = repr(os.fspath(item)) if isinstance(item, (str, os.PathLike)) else type(item).__name__
-            raise ValueError(f"image {i} ({what}): cannot decode: {type(exc).__name__}: {exc}") from None
+            raise ValueError(f"image {i} ({_what(item)}): cannot decode: {type(exc).__name__}: {exc}") from None
     return [np.stack(batch) for batch in batches]
 
 
 def preprocess(items: ImageInputs, config: Config) -> np.ndarray:
-    """Paths, PIL images or uint8 ``(H, W, 3)`` arrays to one ``uint8 (N, 3, H, W)`` batch.
+    """Images to one ``uint8 (N, 3, H, W)`` batch: paths, bytes, file objects, image dicts, PIL images or arrays.
 
     ``(N, K, 3, H, W)`` when ``config["crops"]`` asks for ``K`` crops (see :func:`preprocess_crops`).
 
@@ -394,7 +478,7 @@ class OnnxPipeline:
         return {name: batch for (name, _), batch in zip(self.inputs, batches)}
 
     def run(self, images: ImageInputs) -> dict[str, np.ndarray]:
-        """Every output of the graph for ``images`` (paths, PIL images or uint8 arrays), as a dict."""
+        """Every output of the graph for ``images`` (see :data:`ImageInput`), as a dict."""
         parts = []
         for start in range(0, len(images), self.batch_size):
             parts.append(self.session.run(None, self.prepare(images[start : start + self.batch_size])))
@@ -446,7 +530,9 @@ def label_scores(outputs: dict[str, np.ndarray], classes: np.ndarray | None = No
 # -- command line --------------------------------------------------------------------------------------------
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help="a model written by sk_decaf.to_onnx or 'sk-decaf train'")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files; '-' reads one image's bytes from standard input"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: every core)")
     parser.add_argument(
@@ -466,10 +552,13 @@ def run_predict(args: argparse.Namespace, stream: IO[str] | None = None) -> int:
     """Print one line per image: ``image<TAB>label<TAB>score``, or JSON with ``--json``."""
     stream = stream or sys.stdout
     model = OnnxPipeline(args.model, threads=args.threads, batch_size=args.batch_size)
-    missing = [path for path in args.images if not os.path.isfile(path)]
+    missing = [path for path in args.images if path != "-" and not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"no such image file: {missing[0]!r}")
-    outputs = model.run(args.images)
+    if args.images.count("-") > 1:
+        raise ValueError("'-' (an image read from standard input) can be given once.")
+    stdin = sys.stdin.buffer.read() if "-" in args.images else b""
+    outputs = model.run([stdin if path == "-" else path for path in args.images])
     if "label" not in outputs:
         raise ValueError(f"{args.model!r} does not predict labels (its outputs: {model.output_names}).")
     scores = label_scores(outputs, model.classes_)

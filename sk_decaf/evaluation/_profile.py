@@ -136,6 +136,7 @@ def profile_layers(transformer: DeCAFTransformer, images: Images, *, n_repeats: 
         transformer.weights,
         transformer.model_kwargs,
         seed=transformer.random_seed_,
+        input_size=transformer.input_size,
     )
     batch = _input_batch(images, backbone, transformer.preprocess, batch_size)
     names, modules, seconds, total = time_layers(backbone.model, batch, n_repeats=n_repeats, device=transformer.device_)

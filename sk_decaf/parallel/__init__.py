@@ -9,6 +9,9 @@
   one (``on_error="nan"``), numbered in the whole input; :data:`FAILURES_WARNING` matches the warning that
   lists bad items, to silence it where the records are reported instead.
 
+Only the images' names (file paths, or URLs of any protocol fsspec knows: ``s3://``, ``gs://``, ``file://`` ...)
+travel to the workers; each worker opens its own images.
+
 Dask is optional (``pip install "sk-decaf[dask]"``) and imported only when a function needs it:
 ``import sk_decaf.parallel`` does not import it, and local sharded extraction never does.
 """

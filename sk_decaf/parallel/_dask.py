@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._images import ImageItem
-from ._worker import pack, transform_block, worker_transformer
+from ._worker import image_names, pack, transform_block, worker_transformer
 
 if TYPE_CHECKING:
     import dask.array
@@ -83,7 +83,7 @@ def _blocks(da: Any, paths: Any, chunksize: int) -> list[tuple[int, Any, int]]:
             raise ValueError("A dask array of paths must be 1-D with known chunk sizes.")
         starts = np.cumsum((0,) + paths.chunks[0])
         return list(zip(starts[:-1].tolist(), paths.to_delayed().ravel(), paths.chunks[0]))
-    items = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    items = image_names(paths, "transform_dask")
     return [
         (start, items[start : start + chunksize], len(items[start : start + chunksize]))
         for start in range(0, len(items), chunksize)
@@ -101,7 +101,8 @@ def transform_dask(
     The fitted transformer is pickled once, without its weights (a few kilobytes), and travels as one
     piece of data in the task graph. Each worker process unpickles it, and so loads the network, once,
     and keeps it for every later block and every later call with the same fitted transformer. Each block
-    of ``chunksize`` images is one task; the result keeps the input order.
+    of ``chunksize`` images is one task; the result keeps the input order. Only the images' names travel
+    in the task graph: each worker opens its own images, from its disk or through fsspec for URLs.
 
     Parameters
     ----------
@@ -111,7 +112,10 @@ def transform_dask(
         Bad items follow its ``on_error``: an error naming the item's index in ``paths`` and its path, or
         a NaN row (the warning is then emitted in the worker's log).
     paths : sequence of str or path-like, or 1-D dask array of str
-        Image files, readable by the workers under the same names. A dask array keeps its own chunks.
+        Image files, readable by the workers under the same names: local paths (a shared disk) or URLs of
+        any protocol fsspec knows (``s3://``, ``gs://``, ``https://`` ...; the workers need
+        ``sk-decaf[fsspec]``, the protocol's package and its credentials, e.g. from their environment). A
+        dask array keeps its own chunks. In-memory images (bytes, arrays) are refused: only names travel.
     chunksize : int, default=256
         Images per task (ignored for a dask array). Larger blocks amortise the per-task overhead; smaller
         ones balance the load and lose less work when a worker dies.

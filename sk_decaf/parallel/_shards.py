@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch
 
-from ._worker import FAILURES_WARNING, has_on_error, pack, transform_block, worker_transformer
+from ._worker import FAILURES_WARNING, has_on_error, image_names, pack, transform_block, worker_transformer
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -236,7 +236,9 @@ def extract_shards(
         shards already written stay, so fix the image and resume); ``"nan"`` writes a NaN row and
         records the index, path and error in the manifest's ``failures``.
     paths : sequence of str or path-like
-        Image files.
+        Image files: local paths, or URLs of any protocol fsspec knows (``s3://``, ``gs://``, ``file://``
+        ...), which each worker (or this process) opens itself; only the names travel to the workers and
+        into the manifest.
     out : str or path-like
         The output folder, created if needed; it must be new or empty unless ``resume``.
     shard_size : int, default=None
@@ -291,14 +293,9 @@ def extract_shards(
         )
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}.")
-    files = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    files = image_names(paths, "extract_shards")
     if not files:
         raise ValueError("extract_shards got no images.")
-    if not all(isinstance(p, str) for p in files):
-        raise ValueError(
-            "extract_shards takes image file paths (str or path-like); featurise in-memory images "
-            "with DeCAFTransformer.transform."
-        )
     start_time = time.perf_counter()
     fitted, payload, token = pack(transformer, files)
     manifest = {

@@ -15,7 +15,7 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._images import ImageItem, ImageLoadError, Images, load_rgb
 
-__all__ = ["pack", "worker_transformer", "transform_block", "has_on_error", "FAILURES_WARNING"]
+__all__ = ["pack", "worker_transformer", "transform_block", "has_on_error", "image_names", "FAILURES_WARNING"]
 
 #: The message of the warning that lists bad items under ``on_error="nan"`` (the transformer's and ours),
 #: silenced where the failures are reported otherwise.
@@ -34,6 +34,26 @@ FAILURES_WARNING = r"\d+ of \d+ images could not be"
 _LOADED_SIZE = 2
 _LOADED: OrderedDict[str, BaseEstimator] = OrderedDict()
 _LOCK = threading.Lock()
+
+
+def image_names(items: Iterable[Any], caller: str) -> list[str]:
+    """``items`` as names (file paths or URLs), which each worker opens itself; in-memory images are refused.
+
+    Only names travel to the workers, never pixels or encoded bytes: a task stays a few bytes per image
+    whatever the images' size.
+    """
+    names = []
+    for i, item in enumerate(items):
+        name = os.fspath(item) if isinstance(item, os.PathLike) else item
+        if not isinstance(name, str):
+            raise ValueError(
+                f"{caller} takes image file paths or URLs (str or path-like), which each worker opens itself, so "
+                f"that only names travel to the workers; item {i} is a {type(item).__name__}. Featurise in-memory "
+                "images with DeCAFTransformer.transform, or store them where the workers can read them (a shared "
+                "disk, s3://, gs://, ...)."
+            )
+        names.append(str(name))
+    return names
 
 
 def has_on_error(transformer: BaseEstimator) -> bool:
@@ -73,6 +93,11 @@ def worker_transformer(payload: bytes, token: str) -> BaseEstimator:
             if multiprocessing.current_process().daemon:
                 params["n_jobs"] = 1
             transformer.set_params(**params)
+            # Load the network now, under the lock: the threads of a worker then share one network instead of
+            # building it at the same moment (random weights are drawn from torch's global generator).
+            load = getattr(transformer, "feature_network", None)
+            if callable(load):
+                load()
             _LOADED[token] = transformer
             while len(_LOADED) > _LOADED_SIZE:
                 _LOADED.popitem(last=False)

@@ -18,8 +18,9 @@ from .._cache import ActivationCache
 from .._docstrings import IMAGE_PARAMS, fill_doc
 from .._images import Images, as_image_sequence
 from .._sklearn_compat import Interval, StrOptions, fit_context
+from .._torch.backbones import check_input_size
 from .._torch.catalog import backbone_info
-from .._torch.layers import FeatureExtractor, resolve_layers
+from .._torch.layers import POOLINGS, FeatureExtractor, resolve_layers
 from .._torch.preprocess import DECODE_MODES, TTA_MODES, make_preprocessor
 from ._extract import Extraction
 from ._output import output_array
@@ -51,6 +52,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         ``"model"``: timm's evaluation transform for the network's data config (resize, centre crop,
         normalise). ``"decaf"``: warp to 256x256 ignoring the aspect ratio and take the centre 224 crop,
         as DeCAF does (§3.1, §4).
+    %(input_size)s
     verbose : bool or int, default=False
         Show a progress bar over the images that go through the network.
     %(cache)s
@@ -106,7 +108,8 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
     engine_ : str
         The engine that will run the network (``"torch"`` or ``"onnxruntime"``).
     data_config_ : dict
-        The resolved timm data config (input size, interpolation, mean, std, crop).
+        The resolved timm data config (input size, interpolation, mean, std, crop); its ``input_size`` is
+        ``(3, height, width)`` of the size the network takes (``input_size``, else the network's own).
     weights_digest_ : str or None
         Digest of the weights, when a cache or ONNX graph needs it.
     random_seed_ : int
@@ -160,8 +163,9 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [None, numbers.Integral],
         "weights": [None, str, os.PathLike],
-        "pooling": [StrOptions({"avg", "max", "flatten"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "pooling": [StrOptions(set(POOLINGS)), Interval(numbers.Integral, 1, None, closed="left")],
         "preprocess": [StrOptions({"model", "decaf"})],
+        "input_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "verbose": ["verbose"],
         "cache": [None, str, os.PathLike],
         "cache_max_bytes": [None, Interval(numbers.Integral, 1, None, closed="left")],
@@ -187,6 +191,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         weights: str | os.PathLike[str] | None = None,
         pooling: str | int = "avg",
         preprocess: str = "model",
+        input_size: int | tuple[int, int] | None = None,
         verbose: bool | int = False,
         cache: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | None = None,
@@ -208,6 +213,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         self.weights = weights
         self.pooling = pooling
         self.preprocess = preprocess
+        self.input_size = input_size
         self.verbose = verbose
         self.cache = cache
         self.cache_max_bytes = cache_max_bytes
@@ -232,7 +238,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images
-            File paths, PIL images or uint8 arrays (only the container is checked).
+            Image items, as for :meth:`transform` (only the container is checked).
         y : None
             Ignored.
 
@@ -242,11 +248,12 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         """
         as_image_sequence(X)
         self.random_seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        info = backbone_info(self.backbone, self.weights, self.model_kwargs, self.random_seed_, self.pooling)
+        check_input_size(self.input_size)
+        info = backbone_info(self.backbone, self.weights, self.model_kwargs, self.random_seed_, self.input_size)
         self.layers_ = resolve_layers(self.layer, info)
         check_pooling(self.pooling, self.layers_, info)
         make_preprocessor(info.data_config, self.preprocess, self.decode, self.tta)  # refuses a tta it cannot make
-        self.feature_dims_ = {name: info.dims[name] for name in self.layers_}
+        self.feature_dims_ = {name: info.dim(name, self.pooling) for name in self.layers_}
         self.n_features_out_ = int(sum(self.feature_dims_.values()))
         self.data_config_ = dict(info.data_config)
         self.weights_digest_ = info.digest
@@ -289,9 +296,11 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images
-            File paths (str or path-like), PIL images, ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` arrays, or one
-            ``(N, H, W, 3)`` array; a one-column table of paths (a pandas ``DataFrame``, an ``(N, 1)``
-            array) is its column. A single image must be wrapped in a list.
+            File paths (str or path-like) or URLs (``s3://``, ``https://``, ...: needs ``sk-decaf[fsspec]``),
+            encoded bytes of image files, binary file objects, Hugging Face image dicts ``{"bytes", "path"}``,
+            PIL images, ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` arrays, or one ``(N, H, W, 3)`` array; a
+            one-column table of these (a pandas ``DataFrame``, an ``(N, 1)`` array) is its column. A single
+            image must be wrapped in a list. See :doc:`/sources`.
         out : str or path-like, default=None
             Write the features to this ``.npy`` file (a ``numpy.memmap``) instead of memory, so that any
             number of images is featurised with flat memory. The file appears only once every row is

@@ -61,6 +61,8 @@ KEY_EXEMPT_PARAMS = {
     "random_state": "replaced by the digest of the loaded (random) weights",
     "backbone": "replaced by the resolved name, family and, for modules, the structure digest",
     "precision": "replaced by the precision actually computed",
+    "input_size": "replaced by the input size the network takes, in the data configuration (None and 224 on a "
+    "224 network share a key, and caches filled before input_size existed keep their hits)",
 }
 
 
@@ -87,6 +89,8 @@ class FittedDeCAF(Protocol):
     def model_kwargs(self) -> dict[str, Any] | None: ...
     @property
     def pooling(self) -> str | int: ...
+    @property
+    def input_size(self) -> int | tuple[int, int] | None: ...
     @property
     def preprocess(self) -> str: ...
     @property
@@ -206,14 +210,23 @@ class Resolution:
 
 def resolve(params: Mapping[str, Any], info: BackboneInfo, layers: Sequence[str]) -> Resolution:
     """The :class:`Resolution` of a transformer's parameters for a backbone (:class:`BackboneInfo`)."""
-    compute = compute_layers(params["cache"], params["cache_layers"], layers, info)
+    compute = compute_layers(params["cache"], params["cache_layers"], layers, info, params["pooling"])
     return Resolution.of(info.family, activation_identity(params, info), compute, params)
 
 
 def check_pooling(pooling: str | int, layers: Sequence[str], info: BackboneInfo) -> None:
-    """Refuse a ``pooling`` that would silently not apply to a head the network pools itself."""
+    """Refuse a ``pooling`` that does not apply to a requested layer, naming ``pooling``.
+
+    A class token (``"cls"``, ``"cls+avg"``) needs a transformer layer that has one. A timm model's
+    ``pre_logits`` and ``logits`` are pooled by the network itself: there ``"avg"`` (the default) means the
+    network's own pooling, and another ``pooling`` is accepted only where it is that pooling (``"cls"`` for
+    a ViT that reads its class token, ``"max"`` for ``global_pool="max"``); it would silently not apply.
+    """
+    for name in layers:
+        info.dim(name, pooling)  # a ValueError naming the layer and pooling where it does not apply
     head = [name for name in layers if name in ("pre_logits", "logits")]
-    if info.family != "timm" or not head or pooling == "avg" or pooling == info.head_pool:
+    own = "token" if pooling == "cls" else pooling
+    if info.family != "timm" or not head or pooling == "avg" or own == info.head_pool:
         return
     spatial = [n for n in info.layers if n not in ("pre_logits", "logits")]
     raise ValueError(
@@ -225,20 +238,34 @@ def check_pooling(pooling: str | int, layers: Sequence[str], info: BackboneInfo)
 
 
 def compute_layers(
-    cache: object, cache_layers: str | Sequence[str | int], layers: Sequence[str], info: BackboneInfo
+    cache: object,
+    cache_layers: str | Sequence[str | int],
+    layers: Sequence[str],
+    info: BackboneInfo,
+    pooling: str | int = "avg",
 ) -> list[str]:
-    """Requested layers plus the extra layers stored in the cache on every pass."""
+    """Requested layers plus the extra layers stored in the cache on every pass.
+
+    ``"auto"`` and ``"all"`` add only the layers that ``pooling`` applies to (a class token needs a token
+    layer); a layer named in a list must take it.
+    """
     if cache is None or cache_layers == "requested":
         return list(layers)
     if isinstance(cache_layers, list):
         try:
             extra = resolve_layers(cache_layers, info)
+            for name in extra:
+                info.dim(name, pooling)
         except ValueError as exc:
             raise ValueError(f"cache_layers: {exc}") from None
     elif cache_layers == "all":
-        extra = list(info.layers)
+        extra = [name for name in info.layers if info.applies(name, pooling)]
     else:  # "auto": every layer small enough once pooled
-        extra = [name for name in info.layers if info.dims[name] <= AUTO_CACHE_MAX_DIM]
+        extra = [
+            name
+            for name in info.layers
+            if info.applies(name, pooling) and info.dim(name, pooling) <= AUTO_CACHE_MAX_DIM
+        ]
     return list(layers) + [name for name in extra if name not in layers]
 
 
@@ -260,10 +287,12 @@ class Network:
 
     @staticmethod
     def _load(est: FittedDeCAF) -> Featurizer:
-        spec = (est.backbone, est.weights, est.model_kwargs, est.random_seed_, est.pooling)
+        spec = (est.backbone, est.weights, est.model_kwargs, est.random_seed_, est.input_size)
         backbone = take_loaded(*spec, est.weights_digest_)
         if backbone is None:
-            backbone = load_backbone(est.backbone, est.weights, est.model_kwargs, seed=est.random_seed_)
+            backbone = load_backbone(
+                est.backbone, est.weights, est.model_kwargs, seed=est.random_seed_, input_size=est.input_size
+            )
             digest = state_digest(backbone.model)
             if digest != est.weights_digest_:
                 raise ValueError(

@@ -344,3 +344,38 @@ def test_a_corrupt_image_stops_the_command_and_names_the_file(command, class_fol
     err = capsys.readouterr().err
     assert "zz_truncated.jpg" in err and "error" in err
     assert "nan" not in err.lower()  # no silent NaN scores: the first failure stops the run
+
+
+def test_extract_with_input_size_and_a_class_token(class_folder, tmp_path, capsys):
+    """--input-size and the token poolings reach DeCAFTransformer: a ViT's final norm, cls+avg, at 96 x 96."""
+    out = tmp_path / "vit.npz"
+    args = ["extract", str(class_folder), "-o", str(out), "--layer", "norm", "--pooling", "cls+avg"]
+    net = ["--backbone", "test_vit", "--weights", "random", "--engine", "torch", "--input-size", "96"]
+    assert main([*args, *net]) == 0
+    decaf = DeCAFTransformer(
+        "test_vit", weights="random", engine="torch", random_state=0, layer="norm", pooling="cls+avg", input_size=96
+    )
+    data = load_image_folder(class_folder)
+    with np.load(out) as npz:
+        assert_features_close(npz["features"], decaf.fit_transform(data.paths))
+    assert decaf.data_config_["input_size"] == (3, 96, 96)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*args, *net[:-1], "96x"])
+    assert "expected N or HxW" in capsys.readouterr().err
+
+
+def test_backbone_at_its_own_input_size_in_an_ensemble(capsys):
+    """--backbone NAME@SIZE: that branch runs at SIZE, the others at theirs (or at --input-size)."""
+    from sk_decaf.cli._common import feature_transformers, make_features, transformer_kwargs
+
+    args = build_parser().parse_args(["evaluate", "--data", "x", *NET, "--backbone", TINY, f"{TINY}@96", "test_vit"])
+    union = make_features(args, layer=None, cache=None)
+    assert [d.input_size for d in feature_transformers(union)] == [None, 96, None]
+    assert [d.backbone for d in feature_transformers(union)] == [TINY, TINY, "test_vit"]
+    single = ["extract", "x", "-o", "f.npz", *NET, "--backbone", f"{TINY}@64x80", "--input-size", "96"]
+    kwargs = transformer_kwargs(build_parser().parse_args(single))
+    assert (kwargs["backbone"], kwargs["input_size"]) == (TINY, (64, 80))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--data", "x", *NET, "--backbone", f"{TINY}@big"])
+    assert "expected N or HxW" in capsys.readouterr().err

@@ -234,3 +234,22 @@ def test_skl2onnx_input_must_hold_the_crops(split):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     crops = preprocess(X_test, preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode, decaf.tta))
     _assert_scores(session.run(None, {"images": crops})[0], decaf.transform(X_test))
+
+
+# -- a ViT at a chosen input size ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "layer, pooling",
+    [("norm", "cls+avg"), (["blocks.0", "pre_logits"], "avg"), ("blocks.0", 2)],
+)
+def test_vit_at_a_chosen_input_size_exports(split, tmp_path, layer, pooling):
+    """DINOv2 (4 registers, one block, random weights) resized to 112 x 112: one graph, fixed input shape."""
+    X, y, X_test = split
+    decaf = _decaf(
+        "vit_small_patch14_reg4_dinov2.lvd142m", model_kwargs={"depth": 1}, input_size=112, layer=layer, pooling=pooling
+    )
+    pipe = make_pipeline(decaf, SignedSqrt(), LinearSVC()).fit(X, y)
+    model, exported = _export(pipe, tmp_path)
+    shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert shape == ["N", 3, 112, 112]
+    assert read_metadata(tmp_path / "model.onnx")["sk_decaf.preprocess"]["input_size"] == [3, 112, 112]
+    _assert_same_classifier(pipe, exported, X_test)

@@ -1,9 +1,12 @@
 """The runtime's Pillow + numpy preprocessing gives the pipeline's uint8 tensors, byte for byte."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from sk_decaf._images import Crop
 from sk_decaf._torch.data import ImageDataset
 from sk_decaf._torch.preprocess import make_preprocessor
 from sk_decaf.deploy import preprocess
@@ -218,3 +221,65 @@ def test_inputs_decode_each_image_once(images, decode, monkeypatch):
         assert len(decoded) == len(images)
     else:  # JPEG draft scales differ between the 224 and 160 inputs only where the image is large enough
         assert len(images) <= len(decoded) < 2 * len(images)
+
+
+# -- every source the runtime reads ----------------------------------------------------------------------------
+def _as_source(path, kind):
+    data = open(path, "rb").read()
+    return {
+        "bytes": lambda: data,
+        "bytearray": lambda: bytearray(data),
+        "memoryview": lambda: memoryview(data),
+        "BytesIO": lambda: io.BytesIO(data),
+        "dict of bytes": lambda: {"bytes": data, "path": "ignored.jpg"},
+        "dict of a path": lambda: {"bytes": None, "path": path},
+    }[kind]()
+
+
+SOURCES = ["bytes", "bytearray", "memoryview", "BytesIO", "dict of bytes", "dict of a path"]
+
+
+@pytest.mark.parametrize("decode", ["exact", "reduced"])
+@pytest.mark.parametrize("name", ["lite0", "border"])
+@pytest.mark.parametrize("kind", SOURCES)
+def test_runtime_reads_every_source_as_the_pipeline_does(images, name, kind, decode):
+    """Bytes, file objects and image dicts: the runtime and the pipeline both give the path's tensors, byte for
+    byte (reduced JPEG decoding and EXIF orientation included: large.jpg, rotated.jpg)."""
+    data_config, preprocess_mode = CONFIGS[name]
+    paths = [item for item in images if isinstance(item, str)]
+    items = [_as_source(path, kind) for path in paths]
+    expected = _pipeline_tensors(paths, data_config, preprocess_mode, decode)
+    pipeline = _pipeline_tensors(items, data_config, preprocess_mode, decode)
+    config = preprocess_config(data_config, preprocess_mode, decode)
+    got = preprocess(items, config)
+    for i, path in enumerate(paths):
+        assert np.array_equal(pipeline[i], expected[i]), f"{kind} of {path}"
+        assert np.array_equal(got[i], expected[i]), f"{kind} of {path}"
+
+
+def test_runtime_puts_file_objects_back_and_reads_open_files(images):
+    config = preprocess_config(*CONFIGS["lite0"], "reduced")
+    path = images[0]
+    with open(path, "rb") as f:
+        f.seek(10)
+        got = preprocess([f, io.BytesIO(open(path, "rb").read())], config)
+        assert f.tell() == 10 and not f.closed
+    assert np.array_equal(got[0], preprocess([path], config)[0]) and np.array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        (Crop("a.jpg", (0, 0, 10, 10)), r"^image 1 \(Crop\): unsupported item type Crop; expected a file path, bytes"),
+        (12, r"^image 1 \(int\): unsupported item type int"),
+        (b"", r"^image 1 \(0 bytes\): cannot decode: ValueError: no data"),
+        (b"\xff\xd8\xff\xe0" + bytes(5000), r"^image 1 \(5004 bytes of JPEG data\): cannot decode"),
+        (io.StringIO("text"), r"^image 1 \(StringIO\): cannot decode: ValueError: a text stream"),
+        ({"bytes": None, "path": None}, r"^image 1 \(image dict\): cannot decode: ValueError: an image dict whose"),
+    ],
+)
+def test_runtime_bad_items_are_value_errors_naming_index_and_item(images, item, message):
+    config = preprocess_config(*CONFIGS["lite0"], "exact")
+    with pytest.raises(ValueError, match=message) as info:
+        preprocess([images[0], item], config)
+    assert len(str(info.value)) < 300

@@ -137,3 +137,38 @@ def test_runtime_file_serves_several_networks_and_crops(demo, tmp_path):
         {"label": pipe.predict(images), "decision_function": pipe.decision_function(images)}, pipe.classes_
     )
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_runtime_serves_bytes_file_objects_and_stdin_without_torch(exported, tmp_path):
+    """OnnxPipeline takes the images' bytes, file objects and image dicts; `runtime.py MODEL -` reads stdin."""
+    pipe, model, images = exported
+    shutil.copy(runtime_module.__file__, tmp_path / "skd_runtime.py")
+    env = _blocked_env(tmp_path, ["torch", "timm", "sklearn", "sk_decaf"])
+    script = textwrap.dedent(f"""
+        import io, json, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from skd_runtime import OnnxPipeline
+        model = OnnxPipeline({str(model)!r}, batch_size=2)
+        paths = {list(images)!r}
+        data = [open(p, "rb").read() for p in paths]
+        sources = [data, [io.BytesIO(d) for d in data], [{{"bytes": d, "path": None}} for d in data]]
+        print(json.dumps([model.decision_function(items).tolist() for items in sources]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = pipe.decision_function(images)
+    for got in __import__("json").loads(done.stdout):
+        np.testing.assert_allclose(np.array(got), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+    copy = tmp_path / "runtime.py"
+    shutil.copy(runtime_module.__file__, copy)
+    piped = subprocess.run(
+        [sys.executable, str(copy), str(model), "-"],
+        input=Path(images[0]).read_bytes(),
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert piped.returncode == 0, piped.stderr
+    paths, labels, _ = _parse(piped.stdout.decode())
+    assert paths == ["-"] and labels == pipe.predict(images[:1]).tolist()

@@ -208,3 +208,9 @@ def test_invalid_parameters(demo, kwargs, error):
 def test_no_images():
     with pytest.raises(ValueError, match="at least one image"):
         profile_layers(DeCAFTransformer(TINY, weights="random"), [])
+
+
+def test_profile_follows_input_size(demo):
+    decaf = DeCAFTransformer(TINY, weights="random", random_state=0, input_size=96).fit(demo.paths[:1])
+    profile = profile_layers(decaf, demo.paths[:1], n_repeats=1, batch_size=2)
+    assert profile.input_size == (3, 96, 96)

@@ -2,6 +2,7 @@
 under joblib's dask backend, dask-ml's ParallelPostFit; all on the tiny random-weight backbone."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,18 @@ def test_dask_ml_parallel_post_fit_after_transform_dask(client, demo):
     predicted = model.predict(features)
     assert isinstance(predicted, da.Array)
     assert predicted.compute().tolist() == pipe.predict(test).tolist()
+
+
+def test_file_urls_of_a_local_tree_on_worker_processes(client, paths, local, tmp_path):
+    """file:// URLs, opened through fsspec by each worker process: the paths' features; a missing one a NaN."""
+    pytest.importorskip("fsspec")
+    urls = [Path(p).resolve().as_uri() for p in paths[:30]]
+    assert_allclose(transform_dask(_decaf(), urls, chunksize=8).compute(), local[:30], rtol=1e-4, atol=1e-4)
+    urls[17] = (tmp_path / "gone.jpg").as_uri()
+    with pytest.warns(UserWarning, match="1 of 30 images could not be featurised"):
+        report = extract_shards(_decaf(on_error="nan"), urls, tmp_path / "out", shard_size=8, client=client)
+    assert [(f["index"], f["item"]) for f in report.failures] == [(17, urls[17])]
+    features = load_shards(tmp_path / "out").features
+    assert np.isnan(features[17]).all()
+    keep = np.arange(30) != 17
+    assert_allclose(features[keep], local[:30][keep], rtol=1e-4, atol=1e-4)

@@ -39,6 +39,7 @@ CHANGES = {
     "precision": "bfloat16",
     "tta": "flip",
     "tta_reduce": "max",
+    "input_size": 96,
 }
 
 
