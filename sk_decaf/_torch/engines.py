@@ -15,6 +15,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -169,6 +170,9 @@ def _flush_c_streams():
         pass
 
 
+_CAPTURE_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_output():
     """Capture everything written to stdout and stderr while the block runs, from Python or from C++.
@@ -177,14 +181,16 @@ def captured_output():
     export prints the whole traced graph, hundreds of lines), where ``contextlib.redirect_stdout`` cannot
     reach: both descriptors are pointed at a temporary file, and ``sys.stdout`` and ``sys.stderr`` (which
     may not write to them, as in Jupyter) at a buffer. Yields a function that returns what was written so
-    far. The descriptors are process-wide: other threads' output during the block is captured too.
+    far. The descriptors are process-wide: other threads' output during the block is captured too, and one
+    thread captures at a time (a lock; the same thread may nest captures), so that no thread restores the
+    descriptors to another's sink.
     """
     streams = [s for s in (sys.stdout, sys.stderr) if s is not None]
     for stream in streams:
         stream.flush()
     _flush_c_streams()
     python = io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with _CAPTURE_LOCK, tempfile.TemporaryFile(mode="w+b") as sink:
         saved = [os.dup(1), os.dup(2)]
         try:
             os.dup2(sink.fileno(), 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import warnings
 
@@ -104,6 +105,7 @@ class Featurizer:
         self.calibration = list(calibration or [])
         self.torch_engine = TorchEngine(self.extractor, device, bf16=precision == "bfloat16")
         self.engine = None  # started on the first batch
+        self._start_lock = threading.Lock()
 
     # -- engines -----------------------------------------------------------------------------------
     def onnx_path(self):
@@ -185,10 +187,12 @@ class Featurizer:
 
     def _engine_for(self, first_batch):
         if self.engine is None:
-            if self.requested_engine == "onnxruntime":
-                self.engine = self._start_onnx(first_batch)
-            else:
-                self.engine = self.torch_engine
+            with self._start_lock:  # threads transforming with one transformer start one engine
+                if self.engine is None:
+                    if self.requested_engine == "onnxruntime":
+                        self.engine = self._start_onnx(first_batch)
+                    else:
+                        self.engine = self.torch_engine
         return self.engine
 
     def _reduce_views(self, out, n_images):

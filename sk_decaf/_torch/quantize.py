@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -429,22 +430,56 @@ def int8_graph(
     stem = os.fspath(float_path)[: -len(".onnx")] if os.fspath(float_path).endswith(".onnx") else os.fspath(float_path)
     path = f"{stem}.int8-{int8_key(float_path, digest, method)}.onnx"
     record_path = path + ".json"
-    record = _read_record(record_path) if os.path.exists(path) else None
+    record = _stored(path)
     if record is None:
-        calibrate, check = calibration_split(calibration)
-        start = time.perf_counter()
-        quantize(float_path, path, prepare(calibrate), method)
-        built = time.perf_counter() - start
-        record = {
-            "agreement": agreement(path, float_path, prepare(check)),
-            "method": dataclasses.asdict(method),
-            "calibration": {"digest": digest, "calibrate": len(calibrate), "check": len(check)},
-            "onnxruntime": _onnxruntime().__version__,
-            "build_seconds": round(built, 2),
-        }
-        _write_record(record_path, record)
+        with _building(path):  # one builder per graph, across threads and processes; the others then read it
+            record = _stored(path)
+            if record is None:
+                calibrate, check = calibration_split(calibration)
+                start = time.perf_counter()
+                quantize(float_path, path, prepare(calibrate), method)
+                built = time.perf_counter() - start
+                record = {
+                    "agreement": agreement(path, float_path, prepare(check)),
+                    "method": dataclasses.asdict(method),
+                    "calibration": {"digest": digest, "calibrate": len(calibrate), "check": len(check)},
+                    "onnxruntime": _onnxruntime().__version__,
+                    "build_seconds": round(built, 2),
+                }
+                _write_record(record_path, record)  # last: a graph without its record is built again
     record = dict(record, threshold=threshold, int8=record["agreement"]["min"] >= threshold)
     return Int8Graph(path if record["int8"] else None, record)
+
+
+#: Per graph path, the lock of the thread that builds it (the lock file below keeps other processes out).
+_BUILD_LOCKS: dict[str, threading.Lock] = {}
+_BUILD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _building(path: str):
+    """Hold the right to build the graph at ``path``: a lock per path in this process, and where the platform has
+    ``fcntl``, an exclusive lock on ``path + ".lock"`` against other processes (released if one dies)."""
+    with _BUILD_LOCKS_GUARD:
+        lock = _BUILD_LOCKS.setdefault(path, threading.Lock())
+    with lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: threads are serialised; a rare second process builds the same file again
+            yield
+            return
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _stored(path: str) -> dict | None:
+    """The record of the int8 graph at ``path`` if the graph and its record are both stored, else None."""
+    return _read_record(path + ".json") if os.path.exists(path) else None
 
 
 def _read_record(path: str) -> dict | None:

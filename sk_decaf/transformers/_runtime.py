@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -269,6 +270,9 @@ def compute_layers(
     return list(layers) + [name for name in extra if name not in layers]
 
 
+_LOAD_LOCK = threading.RLock()
+
+
 class Network:
     """The network of one fitted transformer, loaded on first use and kept for the transformer's life.
 
@@ -282,7 +286,9 @@ class Network:
     def get(self, est: FittedDeCAF) -> Featurizer:
         """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``."""
         if self.featurizer is None:
-            self.featurizer = self._load(est)
+            with _LOAD_LOCK:  # threads transforming with one transformer load one network
+                if self.featurizer is None:
+                    self.featurizer = self._load(est)
         return self.featurizer
 
     @staticmethod

@@ -202,3 +202,61 @@ def test_bfloat16_is_computed_without_native_support(image_files, monkeypatch):
     assert decaf._network.get(decaf).computed_precision == "bfloat16"
     X32 = tiny(engine="torch").fit(image_files).transform(image_files)
     assert np.abs(X - X32).max() > 0  # bf16 rounding, not float32
+
+
+def test_fit_reads_no_image_and_builds_nothing(few_calibration_images, quantizations, tmp_path):
+    """fit stays as cheap as float32's: it neither decodes an image nor exports or quantizes a graph."""
+    missing = [str(tmp_path / f"missing{i}.jpg") for i in range(3)]  # never opened: fit would fail on them
+    decaf = tiny(precision="int8").fit(missing)
+    assert decaf._resolution.placement.precision == "int8"
+    assert quantizations == [] and int8_files() == []
+
+
+def test_two_threads_quantize_once_and_agree(image_files, few_calibration_images, quantizations, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(quantize, "AGREEMENT", -1.0)
+    decaf = tiny(precision="int8").fit(image_files)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: decaf.transform(image_files), range(2))
+    np.testing.assert_array_equal(first, second)
+    assert len(quantizations) == 1 and len(int8_files()) == 1
+    assert decaf._network.get(decaf).computed_precision == "int8"
+    # two transformers of the same network, in two threads: one graph built, the other reads it
+    others = [tiny(precision="int8", layer="blocks.1").fit(image_files) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(lambda d: d.transform(image_files), others)
+    np.testing.assert_array_equal(a, b)
+    assert len(quantizations) == 2 and len(int8_files()) == 2
+    assert all(json.load(open(path + ".json"))["agreement"]["images"] == 6 for path in int8_files())
+
+
+def test_another_process_reuses_the_stored_graph(image_files, few_calibration_images, monkeypatch):
+    """A second process reads the int8 graph and its record; it neither quantizes nor rewrites them."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(quantize, "AGREEMENT", -1.0)
+    X = tiny(precision="int8").fit(image_files).transform(image_files)
+    (graph,) = int8_files()
+    stamps = (os.stat(graph).st_mtime_ns, os.stat(graph + ".json").st_mtime_ns)
+    np.save(os.path.join(os.environ["SK_DECAF_HOME"], "X.npy"), X)
+    script = f"""
+import json, os, sys
+import numpy as np
+from sk_decaf import DeCAFTransformer
+from sk_decaf._torch import quantize
+quantize.AGREEMENT = -1.0
+quantize.calibration_images = lambda: {few_calibration_images!r}
+def refuse(*args, **kwargs):
+    raise AssertionError("quantized again")
+quantize.quantize = refuse
+decaf = DeCAFTransformer(backbone={TINY!r}, weights="random", random_state=0, layer="pre_logits", precision="int8")
+X = decaf.fit({image_files!r}).transform({image_files!r})
+assert decaf._network.get(decaf).computed_precision == "int8"
+np.testing.assert_array_equal(X, np.load(os.path.join(os.environ["SK_DECAF_HOME"], "X.npy")))
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (os.stat(graph).st_mtime_ns, os.stat(graph + ".json").st_mtime_ns) == stamps
