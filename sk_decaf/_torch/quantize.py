@@ -458,8 +458,11 @@ _BUILD_LOCKS_GUARD = threading.Lock()
 
 @contextlib.contextmanager
 def _building(path: str):
-    """Hold the right to build the graph at ``path``: a lock per path in this process, and where the platform has
-    ``fcntl``, an exclusive lock on ``path + ".lock"`` against other processes (released if one dies)."""
+    """Hold the right to build the graph at ``path``.
+
+    A lock per path in this process and, where the platform has ``fcntl``, an exclusive lock on
+    ``path + ".lock"`` against other processes (released by the system if one dies).
+    """
     with _BUILD_LOCKS_GUARD:
         lock = _BUILD_LOCKS.setdefault(path, threading.Lock())
     with lock:

@@ -4,7 +4,6 @@ import json
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
