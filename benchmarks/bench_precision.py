@@ -25,6 +25,8 @@ first batch).
   float32 on the 100 held-out demo images (lowest and mean cosine) and the model-only int8 / float32 speed
   ratio, interleaved as above.
 * ``--slices``: the torch engine's bfloat16 slice size (images per forward pass), model only.
+* ``--bf16``: the bfloat16 paths, EfficientNet-Lite0 model only, interleaved: torch with oneDNN (channels_last or
+  not, two slice sizes) against onnxruntime float32, and whether onnxruntime runs a bfloat16 convolution at all.
 
 Run: ``python benchmarks/bench_precision.py [--accuracy --cache /tmp/precision.sqlite] [--methods] [--slices]``
 """
@@ -248,6 +250,64 @@ def slices(args, paths):
     return lines
 
 
+def _onnxruntime_bf16():
+    """Whether onnxruntime's CPU provider runs a bfloat16 convolution: None if it does, else its error."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from sk_decaf._torch.engines import _onnxruntime
+
+    node = helper.make_node("Conv", ["x", "w"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "bf16",
+        [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, None)],
+        [helper.make_tensor("w", TensorProto.BFLOAT16, [4, 3, 3, 3], [0.0] * 108)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ort = _onnxruntime()
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's NOT_IMPLEMENTED: no kernel for the type
+        return str(exc).splitlines()[0][:160]
+    del onnx
+    return None
+
+
+def bf16_paths(args, paths):
+    """Lite0 model only: torch bfloat16 (channels_last or not, two slice sizes) against onnxruntime float32 (its
+    only CPU path for a convolutional network: it has no bfloat16 convolution there) and torch float32, interleaved."""
+    import copy
+
+    from sk_decaf._torch.engines import TorchEngine
+
+    _, f32 = started("efficientnet_lite0", None, "float32", paths)
+    _, bf16 = started("efficientnet_lite0", None, "bfloat16", paths)
+    x = torch.from_numpy(f32.prepare(paths[:64]))
+    contiguous = TorchEngine(copy.deepcopy(bf16.extractor), bf16.device, bf16=True)
+    contiguous.extractor.channels_last = False
+    contiguous.extractor.to(memory_format=torch.contiguous_format)
+    contenders = {
+        "onnxruntime float32 (the default)": lambda: f32.engine(x),
+        "torch float32, channels_last, slices of 4": lambda: f32.torch_engine(x),
+        "torch bfloat16, channels_last, slices of 32 (chosen)": lambda: bf16.engine(x),
+        "torch bfloat16, channels_last, slices of 4": lambda: _sliced(bf16.engine, x, 4),
+        "torch bfloat16, contiguous, slices of 32": lambda: contiguous(x),
+    }
+    with torch.inference_mode():
+        rates = summarise(interleaved(contenders, args.model_reps), len(x), base="onnxruntime float32 (the default)")
+    reason = _onnxruntime_bf16()
+    lines = [
+        f"Lite0, model only, {len(x)} images per round; onnxruntime bfloat16 convolution: "
+        + ("runs" if reason is None else f"none ({reason})"),
+        "| path | img/s | × onnxruntime float32 |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {rate:.1f} | {ratio:.2f}× |" for name, (rate, ratio) in rates.items()]
+    return lines
+
+
 def _sliced(engine, x, size):
     saved, engine.cpu_slice = engine.cpu_slice, size
     try:
@@ -267,6 +327,7 @@ def main(argv=None):
     parser.add_argument("--accuracy", action="store_true", help="also measure accuracy (Office-Caltech-10, demo)")
     parser.add_argument("--methods", action="store_true", help="only: the int8 quantization methods tried")
     parser.add_argument("--slices", action="store_true", help="only: the torch engine's bfloat16 slice sizes")
+    parser.add_argument("--bf16", action="store_true", help="only: the bfloat16 paths (torch, onnxruntime), Lite0")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "office_caltech10"))
     parser.add_argument("--cache", default=None, help="activation cache file for --accuracy (default: none)")
     parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the SVMs (default 1)")
@@ -284,6 +345,8 @@ def main(argv=None):
         sections.append(methods(args, paths))
     elif args.slices:
         sections.append(slices(args, paths))
+    elif args.bf16:
+        sections.append(bf16_paths(args, paths))
     else:
         if not args.no_speed:
             sections.append(speed(args, paths))
