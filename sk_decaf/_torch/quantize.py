@@ -364,10 +364,20 @@ def quantize(float_path: str, out_path: str, calibration: np.ndarray, method: Me
             extra_options=extra,
         )
         quantized = onnx.load(tmp_out)
+        _drop_unused_initializers(quantized.graph)  # e.g. the bounds of the Clips folded into QDQ ranges
         quantized.doc_string = f"int8 ({method.describe()}; onnxruntime {ort.__version__}) of {model.doc_string}"
         onnx.save(quantized, tmp_out)
         os.replace(tmp_out, out_path)
     return os.fspath(out_path)
+
+
+def _drop_unused_initializers(graph) -> None:
+    """Remove the initializers no node reads (onnxruntime would log one line for each, on every session)."""
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in read]
+    if len(kept) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
 
 
 # -- the graph store -----------------------------------------------------------------------------------

@@ -512,7 +512,8 @@ def to_onnx(
 
     Exported steps: ``DeCAFTransformer`` (any layers, pooling, test-time augmentation, preprocessing,
     decoding and engine; float32, or int8 for ``precision="int8"``: the network quantized as its engine does,
-    float32 with one warning where it disagrees), a ``FeatureUnion`` of them (with its ``transformer_weights``), ``SignedSqrt``,
+    float32 with one warning where it disagrees), a ``FeatureUnion`` of them (with its
+    ``transformer_weights``), ``SignedSqrt``,
     ``FeatureDropout`` (its test-time scaling), the domain transformers applied to unlabelled images, which
     are target images (``DomainAugment``'s target layout, ``CORAL``'s identity on target rows,
     ``SubspaceAlignment``'s and ``GeodesicFlowKernel``'s linear maps), and every scikit-learn step that

@@ -114,6 +114,8 @@ def test_quantize_keeps_the_first_convolutions_float_and_runs(tmp_path, method):
     model = onnx.load(out)
     ops = [n.op_type for n in model.graph.node]
     assert method.describe() in model.doc_string
+    read = {name for n in model.graph.node for name in n.input}
+    assert all(t.name in read for t in model.graph.initializer)  # none left unused (onnxruntime would log each)
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     if method.format == "qdq":  # every Conv stays a float Conv, fed dequantized int8 weights, but the first
         convs = [n for n in model.graph.node if n.op_type == "Conv"]

@@ -43,6 +43,8 @@ def test_to_onnx_carries_the_int8_network_of_lite0(demo, calibration, tmp_path, 
     assert network_precision(decaf) == "int8"
     assert json.loads(_meta(model)["sk_decaf.network"])["precision"] == "int8"
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(model) and "QuantizeLinear" not in _ops(f32_model)
+    read = {name for n in model.graph.node for name in n.input}
+    assert all(t.name in read for t in model.graph.initializer)  # ReLU6's bounds, folded into ranges, are gone
     got = OnnxPipeline(tmp_path / "int8.onnx").predict(test)
     # the exported int8 network predicts as the transformer's int8 engine does, and as float32 does
     assert (got == pipes["int8"].predict(test)).mean() >= 0.98
