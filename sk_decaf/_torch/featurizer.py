@@ -113,6 +113,7 @@ class Featurizer:
         key = dict(self.identity, layers=self.layers, torch=torch.__version__, input_size=self.input_size)
         if key.get("precision") == "int8":
             key["precision"] = "float32"  # one float32 graph, shared with the float32 transformers
+            key.pop("int8", None)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return os.path.join(self.onnx_dir, f"{digest}.onnx")
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from .._torch import quantize
 from .._torch.backbones import load_backbone, state_digest
 from .._torch.catalog import BackboneInfo, take_loaded
 from .._torch.device import resolve_device
@@ -201,6 +202,8 @@ class Resolution:
     def of(cls, family: str, identity: dict[str, Any], compute: Sequence[str], params: Mapping[str, Any]) -> Resolution:
         placement = place(params, family)
         description = dict(identity, precision=placement.precision)
+        if placement.precision == "int8":  # what the int8 network depends on besides the float32 one
+            description["int8"] = quantize.identity()
         key = hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:32]
         return cls(family, identity, list(compute), placement, description, key)
 

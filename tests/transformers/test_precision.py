@@ -91,6 +91,22 @@ def test_int8_is_keyed_apart_from_float32(image_files, few_calibration_images, m
     assert int8._network.get(int8).onnx_path() == f32._network.get(f32).onnx_path()
 
 
+def test_the_int8_key_follows_the_method_onnxruntime_and_threshold(rgb_arrays, monkeypatch):
+    """int8 features change with the quantization method, onnxruntime and the threshold: so does their key (fit
+    reads no image for it: the calibration set enters by its file names, its bytes key the graph itself)."""
+    key = tiny(precision="int8").fit(rgb_arrays)._resolution.key
+    assert tiny(precision="int8").fit(rgb_arrays)._resolution.key == key
+    monkeypatch.setattr(quantize, "METHOD", quantize.Method(float_layers=1))
+    assert tiny(precision="int8").fit(rgb_arrays)._resolution.key != key
+    monkeypatch.undo()
+    monkeypatch.setattr(quantize, "AGREEMENT", 0.5)
+    assert tiny(precision="int8").fit(rgb_arrays)._resolution.key != key
+    monkeypatch.undo()
+    monkeypatch.setattr("onnxruntime.__version__", "0.0.0")
+    assert tiny(precision="int8").fit(rgb_arrays)._resolution.key != key
+    assert tiny().fit(rgb_arrays)._resolution.description.get("int8") is None  # float32 keys stay as they were
+
+
 def test_int8_below_the_threshold_warns_once_and_runs_float32(
     image_files, few_calibration_images, quantizations, monkeypatch
 ):
