@@ -288,12 +288,14 @@ def bf16_paths(args, paths):
     contiguous = TorchEngine(copy.deepcopy(bf16.extractor), bf16.device, bf16=True)
     contiguous.extractor.channels_last = False
     contiguous.extractor.to(memory_format=torch.contiguous_format)
+    chosen = bf16.engine.cpu_slice
     contenders = {
         "onnxruntime float32 (the default)": lambda: f32.engine(x),
         "torch float32, channels_last, slices of 4": lambda: f32.torch_engine(x),
-        "torch bfloat16, channels_last, slices of 32 (chosen)": lambda: bf16.engine(x),
+        f"torch bfloat16, channels_last, slices of {chosen} (chosen)": lambda: bf16.engine(x),
         "torch bfloat16, channels_last, slices of 4": lambda: _sliced(bf16.engine, x, 4),
-        "torch bfloat16, contiguous, slices of 32": lambda: contiguous(x),
+        "torch bfloat16, channels_last, slices of 32": lambda: _sliced(bf16.engine, x, 32),
+        f"torch bfloat16, contiguous, slices of {chosen}": lambda: _sliced(contiguous, x, chosen),
     }
     with torch.inference_mode():
         rates = summarise(interleaved(contenders, args.model_reps), len(x), base="onnxruntime float32 (the default)")

@@ -107,13 +107,14 @@ class TorchEngine:
     On the CPU a batch goes through in slices of :attr:`cpu_slice` images: small slices keep the
     activations in cache and run several times faster than one large batch (measured on 2 cores with
     tf_efficientnet_lite0: 163 img/s in slices of 4 against 30 img/s for batches of 32, channels_last).
-    oneDNN's bfloat16 kernels prefer larger slices (:attr:`cpu_slice_bf16`; ``benchmarks/bench_precision.py
-    --slices`` measures them).
+    oneDNN's bfloat16 kernels are fastest in slices of :attr:`cpu_slice_bf16` (measured on 2 AVX512-BF16 cores
+    with tf_efficientnet_lite0, quiet machine: 169 img/s in slices of 8, 146 of 4, 101 of 32;
+    ``benchmarks/bench_precision.py --slices``).
     """
 
     name = "torch"
     cpu_slice = 4
-    cpu_slice_bf16 = 32
+    cpu_slice_bf16 = 8
 
     def __init__(self, extractor, device, bf16=False):
         self.device = device
