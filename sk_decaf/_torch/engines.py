@@ -4,6 +4,8 @@
 ``OnnxEngine`` runs the same module exported once to ONNX with onnxruntime, which is faster on the CPU for the
 convolutional networks DeCAF users run (``benchmarks/bench_extract.py`` prints the ratio of the two engines in
 one run); its outputs are checked against torch on the first batch before they are trusted.
+It also runs the graph's int8 version (:mod:`sk_decaf._torch.quantize`). Each engine names the
+``precision`` it computes in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -28,6 +31,7 @@ __all__ = [
     "home",
     "relative_error",
     "onnxruntime_available",
+    "native_bf16",
 ]
 
 
@@ -69,6 +73,29 @@ def onnxruntime_available():
     return True
 
 
+def _onednn_bf16_check():
+    """oneDNN's own report of native bfloat16 (a private torch operator), or None where torch lacks it."""
+    try:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it.
+
+    Elsewhere ``precision="bfloat16"`` still computes in bfloat16, through oneDNN's emulation: more slowly
+    than float32. False when torch cannot tell.
+    """
+    check = _onednn_bf16_check()
+    if check is None:
+        return False
+    try:
+        return bool(check())
+    except RuntimeError:
+        return False
+
+
 def relative_error(a, b):
     """``max |a - b| / max |b|``, the error measure of the engine check."""
     scale = float(np.abs(b).max(initial=0.0))
@@ -76,15 +103,19 @@ def relative_error(a, b):
 
 
 class TorchEngine:
-    """Run the extractor with torch on ``device``.
+    """Run the extractor with torch on ``device``, in float32 or under bfloat16 autocast (``bf16``).
 
     On the CPU a batch goes through in slices of :attr:`cpu_slice` images: small slices keep the
     activations in cache and run several times faster than one large batch (measured on 2 cores with
     tf_efficientnet_lite0: 163 img/s in slices of 4 against 30 img/s for batches of 32, channels_last).
+    oneDNN's bfloat16 kernels are fastest in slices of :attr:`cpu_slice_bf16` (measured on 2 AVX512-BF16 cores
+    with tf_efficientnet_lite0, quiet machine: 169 img/s in slices of 8, 146 of 4, 101 of 32;
+    ``benchmarks/bench_precision.py --slices``).
     """
 
     name = "torch"
     cpu_slice = 4
+    cpu_slice_bf16 = 8
 
     def __init__(self, extractor, device, bf16=False):
         self.device = device
@@ -93,6 +124,9 @@ class TorchEngine:
         self.extractor.channels_last = True
         self.extractor.to(memory_format=torch.channels_last)
         self.bf16 = bf16
+        self.precision = "bfloat16" if bf16 else "float32"
+        if bf16:
+            self.cpu_slice = self.cpu_slice_bf16
 
     def _amp(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -138,6 +172,9 @@ def _flush_c_streams():
         pass
 
 
+_CAPTURE_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_output():
     """Capture everything written to stdout and stderr while the block runs, from Python or from C++.
@@ -146,14 +183,16 @@ def captured_output():
     export prints the whole traced graph, hundreds of lines), where ``contextlib.redirect_stdout`` cannot
     reach: both descriptors are pointed at a temporary file, and ``sys.stdout`` and ``sys.stderr`` (which
     may not write to them, as in Jupyter) at a buffer. Yields a function that returns what was written so
-    far. The descriptors are process-wide: other threads' output during the block is captured too.
+    far. The descriptors are process-wide: other threads' output during the block is captured too, and one
+    thread captures at a time (a lock; the same thread may nest captures), so that no thread restores the
+    descriptors to another's sink.
     """
     streams = [s for s in (sys.stdout, sys.stderr) if s is not None]
     for stream in streams:
         stream.flush()
     _flush_c_streams()
     python = io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with _CAPTURE_LOCK, tempfile.TemporaryFile(mode="w+b") as sink:
         saved = [os.dup(1), os.dup(2)]
         try:
             os.dup2(sink.fileno(), 1)
@@ -215,14 +254,17 @@ def export_onnx(module, path, example, output_names=None):
 
 
 class OnnxEngine:
-    """Run an exported extractor with onnxruntime on the CPU."""
+    """Run an exported extractor with onnxruntime on the CPU; ``precision`` names what the graph computes in."""
 
     name = "onnxruntime"
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, precision="float32"):
+        self.path = os.fspath(path)
+        self.precision = precision
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: not the optimiser's notes on unused initializers
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

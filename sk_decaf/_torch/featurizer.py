@@ -9,23 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import warnings
 
 import numpy as np
 import torch
 
+from . import quantize
 from .data import iterate, make_loader
 from .engines import OnnxEngine, TorchEngine, captured_output, export_onnx, graph_dir, relative_error
 from .layers import FeatureExtractor
 from .preprocess import make_preprocessor
 
-__all__ = ["Featurizer", "one_line", "ONNX_TOLERANCE"]
+__all__ = ["Featurizer", "one_line", "ONNX_TOLERANCE", "PRECISIONS"]
+
+#: What a Featurizer computes in: float32 (either engine), bfloat16 (torch, autocast), int8 (onnxruntime).
+PRECISIONS = ("float32", "bfloat16", "int8")
 
 #: Largest relative error ``max|onnx - torch| / max|torch|`` accepted on the first batch.
 ONNX_TOLERANCE = 1e-4
 #: Images of the first batch on which a newly exported graph is checked against torch.
 VERIFY_IMAGES = 8
+# int8 graphs whose disagreement with float32 this process has already reported: once per graph.
+_REPORTED: set[str] = set()
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -50,13 +57,17 @@ class Featurizer:
     pooling, preprocess : see :class:`~sk_decaf.DeCAFTransformer`.
     device : torch.device
     engine : {"torch", "onnxruntime"}
-    bf16 : bool
-        bf16 autocast (on the CPU too; the torch engine only).
+    precision : {"float32", "bfloat16", "int8"}
+        ``"bfloat16"``: bf16 autocast (on the CPU too; the torch engine only). ``"int8"``: the onnxruntime
+        engine's graph quantized to int8 (:mod:`~sk_decaf._torch.quantize`), or float32 where it disagrees.
     identity : dict
         Everything that determines the activations (the transformer's activation description): keys the
         exported ONNX graph, together with the layers and the torch version.
     onnx_dir : str
         Where exported graphs are kept.
+    calibration : sequence of str, default=None
+        The fixed image files that calibrate and check an int8 graph; None is
+        :func:`~sk_decaf._torch.quantize.calibration_images` (the demo images).
     """
 
     def __init__(
@@ -68,13 +79,18 @@ class Featurizer:
         preprocess,
         device,
         engine="torch",
-        bf16=False,
+        precision="float32",
         identity=None,
         onnx_dir=None,
         decode="exact",
         tta=None,
         tta_reduce="mean",
+        calibration=None,
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        if precision == "int8" and engine != "onnxruntime":
+            raise ValueError("precision='int8' runs on engine='onnxruntime'.")
         self.layers = list(layers)
         self.model = backbone.model
         self.extractor = FeatureExtractor(backbone, self.layers, pooling)
@@ -82,18 +98,63 @@ class Featurizer:
         self.tta_reduce = tta_reduce
         self.input_size = tuple(backbone.data_config["input_size"])
         self.device = device
-        self.bf16 = bf16
+        self.precision = precision
         self.requested_engine = engine
         self.identity = dict(identity or {})
         self.onnx_dir = onnx_dir or graph_dir()
-        self.torch_engine = TorchEngine(self.extractor, device, bf16=bf16)
+        self.calibration = list(calibration or [])
+        self.torch_engine = TorchEngine(self.extractor, device, bf16=precision == "bfloat16")
         self.engine = None  # started on the first batch
+        self._start_lock = threading.Lock()
 
     # -- engines -----------------------------------------------------------------------------------
     def onnx_path(self):
+        """The float32 graph's file in the store (an int8 network is quantized from it, and keyed by it)."""
         key = dict(self.identity, layers=self.layers, torch=torch.__version__, input_size=self.input_size)
+        if key.get("precision") == "int8":
+            key["precision"] = "float32"  # one float32 graph, shared with the float32 transformers
+            key.pop("int8", None)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return os.path.join(self.onnx_dir, f"{digest}.onnx")
+
+    @property
+    def computed_precision(self):
+        """The precision the started engine computes in (None before the first batch)."""
+        return None if self.engine is None else self.engine.precision
+
+    def prepare(self, paths):
+        """uint8 network inputs ``(N, C, H, W)`` for image ``paths``, decoded in this process (first view only)."""
+        arrays = []
+        for images, _, errors in iterate(make_loader(paths, self.transform, batch_size=32, n_jobs=1)):
+            if errors:
+                raise ValueError(errors[0][1])
+            arrays.append((images[:, 0] if images.ndim == 5 else images).numpy())
+        return np.concatenate(arrays)
+
+    def _start_int8(self, float_engine, float_path):
+        """The int8 engine of the float32 graph at ``float_path``, or ``float_engine`` where int8 disagrees."""
+        try:
+            graph = quantize.int8_graph(float_path, self.prepare, self.calibration or quantize.calibration_images())
+        except Exception as exc:  # a graph onnxruntime cannot quantize: float32 still works
+            warnings.warn(
+                f"Could not quantize this network to int8 ({one_line(exc)}); precision='int8' runs float32.",
+                RuntimeWarning,
+                stacklevel=6,
+            )
+            return float_engine
+        if graph.path is None:
+            if float_path not in _REPORTED:
+                _REPORTED.add(float_path)
+                warnings.warn(
+                    f"precision='int8': the int8 network agrees with float32 only to a cosine of "
+                    f"{graph.agreement:.3f} on the calibration images (< {graph.record['threshold']:g}); "
+                    "running float32.",
+                    RuntimeWarning,
+                    stacklevel=6,
+                )
+            return float_engine
+        with captured_output():
+            return OnnxEngine(graph.path, precision="int8")
 
     def _start_onnx(self, first_batch):
         path = self.onnx_path()
@@ -116,7 +177,7 @@ class Featurizer:
                     return self.torch_engine
                 with open(verified, "w") as f:
                     json.dump({"max_relative_error": max(errors)}, f)
-            return engine
+            return self._start_int8(engine, path) if self.precision == "int8" else engine
         except Exception as exc:  # export or session failure: torch still works
             warnings.warn(
                 f"Could not run this network with onnxruntime ({one_line(exc)}); falling back to engine='torch'.",
@@ -127,10 +188,12 @@ class Featurizer:
 
     def _engine_for(self, first_batch):
         if self.engine is None:
-            if self.requested_engine == "onnxruntime":
-                self.engine = self._start_onnx(first_batch)
-            else:
-                self.engine = self.torch_engine
+            with self._start_lock:  # threads transforming with one transformer start one engine
+                if self.engine is None:
+                    if self.requested_engine == "onnxruntime":
+                        self.engine = self._start_onnx(first_batch)
+                    else:
+                        self.engine = self.torch_engine
         return self.engine
 
     def _reduce_views(self, out, n_images):

@@ -475,12 +475,15 @@ def _assemble(
 
 
 def _network_description(decaf: DeCAFTransformer) -> dict[str, Any]:
+    from ._network import network_precision
+
     return {
         "backbone": decaf.backbone if isinstance(decaf.backbone, str) else type(decaf.backbone).__name__,
         "layers": list(decaf.layers_),
         "pooling": decaf.pooling,
         "tta": decaf.tta,
         "tta_reduce": decaf.tta_reduce,
+        "precision": network_precision(decaf),
     }
 
 
@@ -508,7 +511,9 @@ def to_onnx(
     * for a pipeline ending in a transformer: ``features`` (``transform``).
 
     Exported steps: ``DeCAFTransformer`` (any layers, pooling, test-time augmentation, preprocessing,
-    decoding and engine; float32), a ``FeatureUnion`` of them (with its ``transformer_weights``), ``SignedSqrt``,
+    decoding and engine; float32, or int8 for ``precision="int8"``: the network quantized as its engine does,
+    float32 with one warning where it disagrees), a ``FeatureUnion`` of them (with its
+    ``transformer_weights``), ``SignedSqrt``,
     ``FeatureDropout`` (its test-time scaling), the domain transformers applied to unlabelled images, which
     are target images (``DomainAugment``'s target layout, ``CORAL``'s identity on target rows,
     ``SubspaceAlignment``'s and ``GeodesicFlowKernel``'s linear maps), and every scikit-learn step that

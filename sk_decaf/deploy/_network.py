@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import warnings
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -14,13 +16,23 @@ from onnx import helper
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._torch import quantize
 from .._torch.engines import export_onnx
 from .._torch.featurizer import one_line
+from .runtime import preprocess
 
 if TYPE_CHECKING:
     from ..transformers import DeCAFTransformer
 
-__all__ = ["network_to_onnx", "preprocess_config", "input_shape", "NETWORK_OPSET", "CROPS", "N_CROPS"]
+__all__ = [
+    "network_to_onnx",
+    "network_precision",
+    "preprocess_config",
+    "input_shape",
+    "NETWORK_OPSET",
+    "CROPS",
+    "N_CROPS",
+]
 
 #: The opset of the exported network (that of ``sk_decaf._torch.engines.export_onnx``).
 NETWORK_OPSET = 17
@@ -125,10 +137,17 @@ def network_to_onnx(decaf: DeCAFTransformer) -> onnx.ModelProto:
     decaf : DeCAFTransformer
         A fitted transformer; its network is loaded if it was not yet.
 
+    A transformer with ``precision="int8"`` gives its network quantized to int8 as its onnxruntime engine
+    quantizes it (:mod:`sk_decaf._torch.quantize`: the same method, calibrated and checked on the same demo
+    images, prepared as the runtime prepares them); where the int8 network agrees with float32 to a cosine
+    below ``quantize.AGREEMENT``, one warning says so and the network stays float32, as the transformer does.
+    :func:`network_precision` says which was exported.
+
     Returns
     -------
     model : onnx.ModelProto
-        Opset :data:`NETWORK_OPSET`, float32 throughout (a CUDA transformer's bf16 autocast is not kept).
+        Opset :data:`NETWORK_OPSET`, float32 computations (a CUDA transformer's bf16 autocast is not kept), or
+        int8 ones for ``precision="int8"``.
 
     Raises
     ------
@@ -163,7 +182,40 @@ def network_to_onnx(decaf: DeCAFTransformer) -> onnx.ModelProto:
     model.graph.output.append(
         helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["batch", int(decaf.n_features_out_)])
     )
-    return model
+    _EXPORTED[decaf] = "float32"
+    return _int8(decaf, model) if decaf.precision == "int8" else model
+
+
+#: The precision each transformer's network was last exported in (weak keys: no transformer is kept alive).
+_EXPORTED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def network_precision(decaf: DeCAFTransformer) -> str:
+    """The precision :func:`network_to_onnx` last exported ``decaf``'s network in (``"float32"`` or ``"int8"``)."""
+    return _EXPORTED.get(decaf, "float32")
+
+
+def _int8(decaf: DeCAFTransformer, model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (the network, float32) quantized as the transformer's int8 engine does; float32 where it disagrees."""
+    config = preprocess_config(decaf.data_config_, decaf.preprocess, decaf.decode, decaf.tta)
+    calibrate, check = quantize.calibration_split(quantize.calibration_images())
+    with tempfile.TemporaryDirectory(prefix="sk_decaf_int8_") as tmp:
+        float_path, int8_path = os.path.join(tmp, "float32.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, float_path)
+        quantize.quantize(float_path, int8_path, preprocess(calibrate, config))
+        agreement = quantize.agreement(int8_path, float_path, preprocess(check, config))
+        if agreement["min"] < quantize.AGREEMENT:
+            warnings.warn(
+                f"precision='int8': the int8 network of DeCAFTransformer(backbone={_name(decaf.backbone)}) agrees "
+                f"with float32 only to a cosine of {agreement['min']:.3f} on the calibration images "
+                f"(< {quantize.AGREEMENT:g}); exporting it in float32.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return model
+        quantized = onnx.load(int8_path)
+    _EXPORTED[decaf] = "int8"
+    return quantized
 
 
 def _name(backbone: str | nn.Module) -> str:

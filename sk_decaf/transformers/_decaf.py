@@ -68,9 +68,15 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         computed layers is exported once to the graph store, see Notes, and its outputs are checked against
         torch on the first batch: relative error at most 1e-4, else torch is used with a warning), and with
         torch otherwise.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"auto"`` is bf16 autocast on CUDA and float32 on the CPU. ``"bfloat16"`` computes under bf16
-        autocast on the CPU too (with the torch engine). Outputs are always float32.
+    precision : {"auto", "float32", "bfloat16", "int8"}, default="auto"
+        ``"auto"`` is bf16 autocast on CUDA and float32 on the CPU (never bfloat16 or int8 there, so no
+        features change silently). ``"bfloat16"`` computes under bf16 autocast on the CPU too, with the torch
+        engine (fast where the CPU has native bfloat16, AVX512-BF16 or AMX; slower than float32 elsewhere).
+        ``"int8"`` runs on the CPU with onnxruntime (``engine="auto"`` or ``"onnxruntime"``): the exported
+        graph quantized to int8, calibrated on the embedded demo images (never on ``X``), built on first use
+        and stored beside the float32 graph. Where its features agree with float32's to a cosine below
+        0.97 on held-out demo images, one warning says so and float32 runs. Outputs are always float32; each
+        precision has its own cache entries. See the "Precision" guide.
     decode : {"reduced", "exact"}, default="reduced"
         ``"reduced"`` decodes a JPEG directly at the smallest scale (1/2, 1/4, 1/8) that still covers the
         resize (PIL's ``Image.draft``), shrinks other large images by an integer factor first, and resamples
@@ -166,7 +172,7 @@ class DeCAFTransformer(TransformerMixin, BaseEstimator):
         "cache_max_bytes": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "cache_layers": [StrOptions({"auto", "requested", "all"}), list],
         "engine": [StrOptions({"auto", "torch", "onnxruntime"})],
-        "precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "precision": [StrOptions({"auto", "float32", "bfloat16", "int8"})],
         "decode": [StrOptions(set(DECODE_MODES))],
         "tta": [None, StrOptions({m for m in TTA_MODES if m})],
         "tta_reduce": [StrOptions({"mean", "max"})],

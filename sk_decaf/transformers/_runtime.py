@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from .._torch import quantize
 from .._torch.backbones import load_backbone, state_digest
 from .._torch.catalog import BackboneInfo, take_loaded
 from .._torch.device import resolve_device
@@ -56,7 +57,7 @@ KEY_EXEMPT_PARAMS = {
     "cache": "where activations are stored",
     "cache_max_bytes": "how many are kept",
     "cache_layers": "which layers are stored, each under its own name",
-    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4)",
+    "engine": "onnxruntime is checked against torch on first use (relative error <= 1e-4); int8 is a precision",
     "on_error": "what happens to bad items, which are never cached",
     "weights": "replaced by the digest of the loaded weights",
     "random_state": "replaced by the digest of the loaded (random) weights",
@@ -73,7 +74,7 @@ class Placement:
 
     device: torch.device
     engine: str  # "torch" or "onnxruntime"
-    precision: str  # "float32" or "bfloat16"
+    precision: str  # "float32", "bfloat16" (torch) or "int8" (onnxruntime)
 
 
 class FittedDeCAF(Protocol):
@@ -129,14 +130,31 @@ class FittedDeCAF(Protocol):
 def place(params: Mapping[str, Any], family: str) -> Placement:
     """Resolve ``device``, ``precision`` and ``engine`` of the parameters for a backbone ``family``.
 
-    ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere. ``engine="auto"`` is onnxruntime on
-    the CPU for float32 named backbones when onnxruntime is installed, torch otherwise.
+    ``precision="auto"`` is bf16 autocast on CUDA and float32 elsewhere (never int8, never bfloat16 on the CPU:
+    no user's features change silently). ``engine="auto"`` is onnxruntime on the CPU for float32 named
+    backbones when onnxruntime is installed, torch otherwise. ``precision="int8"`` runs only on onnxruntime,
+    on the CPU (``engine="auto"`` picks it); ``"bfloat16"`` only on torch (onnxruntime has no bfloat16
+    convolution on the CPU).
     """
     device = resolve_device(params["device"])
     precision = params["precision"]
     if precision == "auto":
         precision = "bfloat16" if device.type == "cuda" else "float32"
     engine = params["engine"]
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(
+                f"precision='int8' runs on the CPU, with onnxruntime; got device {str(device)!r}. On "
+                f"{device.type}, use precision='auto' (bfloat16) or 'float32'."
+            )
+        if engine == "torch":
+            raise ValueError(
+                "precision='int8' runs on the onnxruntime engine, not engine='torch'; use engine='auto' or "
+                "'onnxruntime' with it, or precision='float32' or 'bfloat16' with engine='torch'."
+            )
+        if not onnxruntime_available():
+            raise ImportError("precision='int8' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
+        return Placement(device, "onnxruntime", precision)
     if engine == "onnxruntime":
         if not onnxruntime_available():
             raise ImportError("engine='onnxruntime' needs onnxruntime: pip install 'sk-decaf[onnx]'.")
@@ -144,7 +162,8 @@ def place(params: Mapping[str, Any], family: str) -> Placement:
             raise ValueError(f"engine='onnxruntime' runs on the CPU; got device {str(device)!r}.")
         if precision != "float32":
             raise ValueError(
-                f"engine='onnxruntime' computes in float32; use engine='torch' for precision={precision!r}."
+                f"engine='onnxruntime' computes in float32 or int8 (onnxruntime has no bfloat16 convolution on "
+                f"the CPU); use engine='torch' or 'auto' for precision={precision!r}."
             )
     elif engine == "auto":
         cpu_float32 = device.type == "cpu" and precision == "float32"
@@ -183,6 +202,8 @@ class Resolution:
     def of(cls, family: str, identity: dict[str, Any], compute: Sequence[str], params: Mapping[str, Any]) -> Resolution:
         placement = place(params, family)
         description = dict(identity, precision=placement.precision)
+        if placement.precision == "int8":  # what the int8 network depends on besides the float32 one
+            description["int8"] = quantize.identity()
         key = hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:32]
         return cls(family, identity, list(compute), placement, description, key)
 
@@ -252,6 +273,9 @@ def compute_layers(
     return list(layers) + [name for name in extra if name not in layers]
 
 
+_LOAD_LOCK = threading.RLock()
+
+
 class Network:
     """The network of one fitted transformer, loaded on first use and kept for the transformer's life.
 
@@ -261,15 +285,15 @@ class Network:
 
     def __init__(self) -> None:
         self.featurizer: Featurizer | None = None
-        self._lock = threading.Lock()
 
     def get(self, est: FittedDeCAF) -> Featurizer:
         """The :class:`~sk_decaf._torch.featurizer.Featurizer` of the fitted transformer ``est``.
 
-        Threads that transform with one transformer at the same time load its network once.
+        Threads that transform with one transformer at the same time load its network once, and networks load
+        one at a time (random weights are drawn from torch's global generator, seeded per network).
         """
         if self.featurizer is None:
-            with self._lock:
+            with _LOAD_LOCK:  # one load at a time: random weights are seeded through torch's global RNG
                 if self.featurizer is None:
                     self.featurizer = self._load(est)
         return self.featurizer
@@ -297,7 +321,7 @@ class Network:
             preprocess=est.preprocess,
             device=placement.device,
             engine=placement.engine,
-            bf16=placement.precision == "bfloat16",
+            precision=placement.precision,
             identity=resolution.description,
             onnx_dir=graph_dir(),
             decode=est.decode,
