@@ -226,11 +226,20 @@ def _offline_error(name, exc=None):
     )
 
 
+#: torch's default generator is one per process: two threads seeding it and drawing from it at once would
+#: interleave their draws, and a network's random weights would depend on the other thread.
+_RANDOM_WEIGHTS_LOCK = threading.Lock()
+
+
 def _build(factory, weights, seed):
-    """Call ``factory``; random weights are drawn from a forked, seeded RNG that leaves no trace."""
+    """Call ``factory``; random weights are drawn from a forked, seeded RNG that leaves no trace.
+
+    One network draws at a time (:data:`_RANDOM_WEIGHTS_LOCK`), so the same seed gives the same weights in
+    every thread.
+    """
     if weights != "random":
         return factory()
-    with torch.random.fork_rng(devices=[]):
+    with _RANDOM_WEIGHTS_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory()
 

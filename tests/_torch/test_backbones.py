@@ -190,3 +190,16 @@ def test_onnxruntime_missing(monkeypatch, image_files):
     with pytest.raises(ImportError, match="onnxruntime"):
         DeCAFTransformer(backbone=TINY, weights="random", engine="onnxruntime").fit(image_files)
     assert DeCAFTransformer(backbone=TINY, weights="random", engine="auto").fit(image_files).engine_ == "torch"
+
+
+def test_random_weights_are_the_same_in_every_thread():
+    """The seed alone decides random weights, even while other threads draw theirs (one generator per process)."""
+    from sk_decaf._torch.backbones import load_backbone, state_digest
+    from tests.conftest import TINY, run_in_threads
+
+    expected = state_digest(load_backbone(TINY, "random", seed=3).model)
+    digests = []
+    run_in_threads(
+        lambda i: digests.extend(state_digest(load_backbone(TINY, "random", seed=3).model) for _ in range(3)), 4
+    )
+    assert digests == [expected] * 12
