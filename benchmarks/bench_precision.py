@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_limits
 
 from sk_decaf import DeCAFTransformer, SignedSqrt
 from sk_decaf._torch import quantize
-from sk_decaf._torch.engines import OnnxEngine, native_bf16
+from sk_decaf._torch.engines import OnnxEngine, export_onnx, native_bf16
 from sk_decaf.datasets import load_demo, load_office_caltech10
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,16 +199,14 @@ def methods(args, paths):
     """Each method's agreement on the held-out demo images; then every int8 graph and the float32 graph (as
     exported, and with its shapes folded) timed in the same rounds, so that their ratios share the load."""
     _, featurizer = started("efficientnet_lite0", None, "float32", paths)
-    float_path = featurizer.onnx_path()
+    folded = featurizer.onnx_path()  # the float32 engine's graph: its shapes are folded
     calibrate, check = quantize.calibration_split(paths)
     calibration, held_out = featurizer.prepare(calibrate), featurizer.prepare(check)
     x = held_out[:32]
-    folder = os.path.join(os.path.dirname(float_path), "methods")
+    folder = os.path.join(os.path.dirname(folded), "methods")
     os.makedirs(folder, exist_ok=True)
-    folded = os.path.join(folder, "float32-folded.onnx")
-    import onnx
-
-    onnx.save(quantize.fold_shapes(onnx.load(float_path)), folded)
+    # The methods start from the graph as torch exports it, so that "shapes folded" is one of their choices.
+    float_path = export_onnx(featurizer.extractor, os.path.join(folder, "float32.onnx"), calibration[:2])
     engines = {"float32": OnnxEngine(float_path), "float32, shapes folded": OnnxEngine(folded)}
     rows = {"float32, shapes folded": ("1.0000", "1.0000", "–")}
     for k, (name, method) in enumerate(METHODS.items()):

@@ -26,6 +26,7 @@ __all__ = [
     "TorchEngine",
     "OnnxEngine",
     "export_onnx",
+    "fold_shapes",
     "captured_output",
     "graph_dir",
     "home",
@@ -213,13 +214,14 @@ def captured_output():
                 os.close(fd)
 
 
-def export_onnx(module, path, example, output_names=None):
+def export_onnx(module, path, example, output_names=None, fold=False):
     """Export a CPU ``module`` (uint8 images in, one output per layer) to ``path`` atomically.
 
     ``example`` fixes every input axis but the first, the batch, which is dynamic. The outputs are named
     ``output_names`` (default ``layer0``, ``layer1``, ... one per ``module.layers``). The module is left as
     it was: the torch engine that shares it keeps working. Whatever the exporter prints, from Python or C++,
-    is captured; a failure raises its exception, whose first line says what went wrong.
+    is captured; a failure raises its exception, whose first line says what went wrong. ``fold=True`` folds
+    the graph's batch-independent shape arithmetic into constants (:func:`fold_shapes`).
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -244,6 +246,10 @@ def export_onnx(module, path, example, output_names=None):
                 opset_version=17,
                 do_constant_folding=True,
             )
+        if fold:
+            import onnx
+
+            onnx.save(fold_shapes(onnx.load(tmp)), tmp)
         os.replace(tmp, path)  # readers never see a half-written model
     finally:
         if channels_last:
@@ -251,6 +257,78 @@ def export_onnx(module, path, example, output_names=None):
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def fold_shapes(model):
+    """Replace the batch-independent values a graph computes from tensor shapes by constants.
+
+    Exported with a dynamic batch axis, a network that computes padding from its input's size (timm's
+    ``Conv2dSame``) keeps that arithmetic in the graph (``Shape``, ``Gather``, ``Cast``, ``Div``, ``Ceil``,
+    ``Concat`` ... into ``Pad``), although every size but the batch is fixed. Those values are computed here
+    for two batch sizes; the ones that do not change become initializers, and the nodes nobody reads any
+    more go. The graph computes the same outputs. A graph with another dynamic axis is returned unchanged.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    dims = {
+        i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim] for i in inputs
+    }
+    if any(None in d[1:] for d in dims.values()) or not inputs:
+        return model
+    data = {i.name for i in inputs}
+    derived: set[str] = set()
+    for node in graph.node:  # graph order is topological
+        read = [name for name in node.input if name]
+        if node.op_type in ("Shape", "Size"):
+            derived.update(node.output)
+        elif any(name in data for name in read):
+            data.update(node.output)
+        elif any(name in derived for name in read):
+            derived.update(node.output)
+    if not derived:
+        return model
+    names = sorted(derived)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.ValueInfoProto(name=name) for name in names)
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    runs = []
+    for batch in (2, 3):
+        feed = {}
+        for i in inputs:
+            dtype = helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            feed[i.name] = np.zeros([batch if d is None else d for d in dims[i.name]], dtype=dtype)
+        runs.append(dict(zip(names, session.run(names, feed))))
+    constant = {n for n in names if runs[0][n].shape == runs[1][n].shape and np.array_equal(runs[0][n], runs[1][n])}
+    kept = [node for node in graph.node if not (node.output and all(o in constant for o in node.output))]
+    # Only the nodes that the outputs still need.
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(kept):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(name for name in node.input if name)
+    live.reverse()
+    for k, node in enumerate(live):
+        if not node.name:
+            node.name = f"{node.op_type}_{k}"
+    folded = [numpy_helper.from_array(runs[0][n], n) for n in sorted(constant & needed)]
+    kept_initializers = [t for t in graph.initializer if t.name in needed]
+    new_graph = helper.make_graph(
+        live, graph.name, list(graph.input), list(graph.output), kept_initializers + folded, doc_string=graph.doc_string
+    )
+    out = helper.make_model(new_graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    out.producer_name, out.producer_version = model.producer_name, model.producer_version
+    return out
 
 
 class OnnxEngine:

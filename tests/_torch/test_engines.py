@@ -187,3 +187,21 @@ def test_failed_export_is_one_warning_line_and_prints_nothing(image_files, tmp_p
     assert "sk_decaf_tests::refused" in message and "falling back to engine='torch'" in message
     torch_decaf = DeCAFTransformer(net, layer="conv2", engine="torch").fit(image_files)
     assert_features_close(got, torch_decaf.transform(image_files))
+
+
+def test_the_stored_float32_graph_has_its_same_padding_folded(rgb_arrays):
+    """TensorFlow-style 'same' padding is exported as shape arithmetic; the engine stores it as constants.
+
+    The folded graph computes what torch computes, on batch sizes other than the ones it was folded with.
+    """
+    import onnx
+
+    kwargs = dict(backbone=TINY, weights="random", random_state=0, model_kwargs={"pad_type": "same"})
+    onnx_est = DeCAFTransformer(engine="onnxruntime", **kwargs).fit(rgb_arrays)
+    torch_est = DeCAFTransformer(engine="torch", **kwargs).fit(rgb_arrays)
+    assert any(isinstance(m, Conv2dSame) for m in torch_est.backbone_.modules())
+    for n in (1, len(rgb_arrays)):
+        assert_features_close(onnx_est.transform(rgb_arrays[:n]), torch_est.transform(rgb_arrays[:n]))
+    graph = onnx_est._network.get(onnx_est).onnx_path()
+    ops = {node.op_type for node in onnx.load(graph).graph.node}
+    assert "Pad" in ops and not ops & {"Shape", "Ceil", "Div"}
