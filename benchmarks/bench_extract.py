@@ -9,7 +9,9 @@ download), on the same images, network, weights and output (``pre_logits``):
   ``torch.compile``; a tuned ``DataLoader`` (1 worker, prefetch); a hand ONNX export run with onnxruntime's
   default session, and the same with the two things DeCAFTransformer's onnxruntime engine adds: a session that
   does not spin its idle threads (``session.intra_op.allow_spinning = 0``) and the next batch decoded in a
-  thread while the network runs (``onnx-tuned``);
+  thread while the network runs (``onnx-tuned``); and that loop with the graph exported for a fixed batch
+  size, the last batch padded, so that the exporter folds the shape computations into constants
+  (``onnx-static``: what DeCAFTransformer's engine does to its dynamic-batch graph);
 * the loops users often write first: one image at a time (img2vec-style), and a ``DataLoader`` with 2
   workers and batches of 32 in contiguous (NCHW) memory;
 * ``DeCAFTransformer`` with each engine (onnxruntime, torch) and ``decode="exact"`` (timm's transform, so
@@ -178,13 +180,15 @@ def _prefetched(chunks, decode):
             yield ready
 
 
-def hand_onnx(args, paths, *, size, tuned=False):
+def hand_onnx(args, paths, *, size, tuned=False, static=False):
     """Export the network to ONNX by hand (``torch.onnx.export``) and run it with onnxruntime.
 
     ``tuned=False``: onnxruntime's default session, images decoded between the batches. ``tuned=True``: what a
     skilled user adds, the two things DeCAFTransformer's own onnxruntime engine does: a session whose idle
     threads sleep instead of spinning (``session.intra_op.allow_spinning = 0``, so they leave the cores to
-    the decoding) and the next batch decoded in a thread while the network runs on this one.
+    the decoding) and the next batch decoded in a thread while the network runs on this one. ``static=True``:
+    the graph is exported for batches of exactly ``size`` (the last one padded), so the exporter folds every
+    shape computation into constants, as DeCAFTransformer's engine folds them in a graph with a dynamic batch.
     """
     import onnxruntime as ort
     import torch
@@ -201,6 +205,8 @@ def hand_onnx(args, paths, *, size, tuned=False):
     model, transform = _hand_model(args.backbone)
     path = os.path.join(tempfile.mkdtemp(), "model.onnx")
     example = _decode(paths[0], transform).unsqueeze(0)
+    if static:
+        example = example.expand(size, *example.shape[1:]).contiguous()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter: no onnxscript needed
         torch.onnx.export(
@@ -210,7 +216,7 @@ def hand_onnx(args, paths, *, size, tuned=False):
             dynamo=False,
             input_names=["x"],
             output_names=["f"],
-            dynamic_axes={"x": {0: "n"}, "f": {0: "n"}},
+            dynamic_axes=None if static else {"x": {0: "n"}, "f": {0: "n"}},
             opset_version=17,
         )
     options = ort.SessionOptions()
@@ -222,6 +228,9 @@ def hand_onnx(args, paths, *, size, tuned=False):
         return np.stack([_decode(p, transform).numpy() for p in chunk])
 
     def run(x):
+        if static and len(x) < size:  # the last batch, padded to the graph's batch size
+            padded = np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+            return session.run(None, {"x": padded})[0][: len(x)]
         return session.run(None, {"x": x})[0]
 
     run(decode(paths[:size]))  # warm-up batch
@@ -287,6 +296,12 @@ def _contenders(batch_size):
             f"hand ONNX export + onnxruntime, no spinning, decoding prefetched in a thread, batches of {b}",
             hand_onnx,
             dict(size=b, tuned=True),
+            "hand",
+        ),
+        "onnx-static": (
+            f"hand ONNX export for a fixed batch of {b} (shapes folded by the exporter), no spinning, prefetched",
+            hand_onnx,
+            dict(size=b, tuned=True, static=True),
             "hand",
         ),
         "decaf-onnxruntime": (
