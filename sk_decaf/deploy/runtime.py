@@ -446,6 +446,9 @@ class OnnxPipeline:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Errors only: not the optimiser's notes on the constants it folds away (an int8 network's ReLU6
+        # bounds, merged into its quantized convolutions, are one line each).
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
