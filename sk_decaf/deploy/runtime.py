@@ -406,11 +406,13 @@ def read_metadata(model: str | os.PathLike[str] | Any) -> dict[str, Any]:
     """The ``sk_decaf.*`` metadata of an exported model (path, or onnxruntime session), JSON-decoded."""
     import onnxruntime as ort
 
-    session = (
-        model
-        if isinstance(model, ort.InferenceSession)
-        else ort.InferenceSession(os.fspath(model), providers=["CPUExecutionProvider"])
-    )
+    if isinstance(model, ort.InferenceSession):
+        session = model
+    else:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the metadata only
+        options.log_severity_level = 3
+        session = ort.InferenceSession(os.fspath(model), options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     return {key: json.loads(value) for key, value in props.items() if key.startswith("sk_decaf.")}
 
