@@ -103,4 +103,7 @@ def make_loader(items, transform, *, indices=None, batch_size=32, n_jobs=None, d
         pin_memory=device_type == "cuda",
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        # Each iteration draws a seed for its workers: from a generator of its own, never from torch's global
+        # one, which another thread may be drawing a network's seeded random weights from (and the user's).
+        generator=torch.Generator(),
     )

@@ -320,3 +320,14 @@ def test_threads_sharing_a_transformer_load_its_network_once(monkeypatch, rgb_ar
     assert len(loads) == 1
     for X in results.values():
         assert_features_close(X, expected)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_transform_leaves_torch_s_global_generator_alone(rgb_arrays, engine):
+    """Decoding draws no seed from torch's global generator: the user's stream stays as it was, and a thread
+    drawing a network's seeded random weights meanwhile gets the same weights (the race this test pins)."""
+    est = tiny(engine=engine).fit(rgb_arrays)
+    est.transform(rgb_arrays)  # loads the network (its seeded build restores the generator too)
+    before = torch.get_rng_state()
+    est.transform(rgb_arrays)
+    assert torch.equal(torch.get_rng_state(), before)
