@@ -206,7 +206,8 @@ def methods(args, paths):
     folder = os.path.join(os.path.dirname(folded), "methods")
     os.makedirs(folder, exist_ok=True)
     # The methods start from the graph as torch exports it, so that "shapes folded" is one of their choices.
-    float_path = export_onnx(featurizer.extractor, os.path.join(folder, "float32.onnx"), calibration[:2])
+    example = torch.from_numpy(np.ascontiguousarray(calibration[:2]))
+    float_path = export_onnx(featurizer.extractor, os.path.join(folder, "float32.onnx"), example)
     engines = {"float32": OnnxEngine(float_path), "float32, shapes folded": OnnxEngine(folded)}
     rows = {"float32, shapes folded": ("1.0000", "1.0000", "–")}
     for k, (name, method) in enumerate(METHODS.items()):

@@ -47,7 +47,7 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 #: How the stored float32 graph is made; part of its key. "shapes folded": the batch-independent shape
 #: arithmetic of the export (TensorFlow-style "same" padding) is folded into constants
-#: (:func:`~sk_decaf._torch.engines.fold_shapes`): the same outputs, and EfficientNet-Lite ran 1.3x faster.
+#: (:func:`~sk_decaf._torch.engines.fold_shapes`): the same outputs, and EfficientNet-Lite0 ran 1.4x faster
 GRAPH_FORMAT = "shapes folded"
 
 
