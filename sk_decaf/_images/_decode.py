@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from . import _sources
-from ._items import Crop, DraftSize, ImageItem, ImageLoadError, describe, unsupported
+from ._items import Crop, DraftSize, ImageItem, ImageLoadError, describe, naming_errors, unsupported
 
 __all__ = ["ImageLoadError", "load_rgb", "image_size"]
 
@@ -156,20 +156,8 @@ def load_rgb(item: ImageItem, index: int = 0, draft: DraftSize | None = None) ->
     ImportError
         For a URL, when fsspec or the package of its protocol is not installed.
     """
-    try:
+    with naming_errors(item, index, "cannot decode"):
         return _load(item, index, draft)
-    except (ImageLoadError, ImportError):
-        raise
-    except _sources.BadSource as exc:
-        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
-    except FileNotFoundError:
-        raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
-    except IsADirectoryError:
-        raise ImageLoadError(f"{describe(item, index)}: not a regular file.") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{describe(item, index)}: not an image file (cannot identify format).") from None
-    except Exception as exc:  # OSError, ValueError, SyntaxError, DecompressionBombError, plugin bugs ...
-        raise ImageLoadError(f"{describe(item, index)}: cannot decode: {type(exc).__name__}: {exc}") from None
 
 
 def image_size(item: ImageItem, index: int = 0) -> tuple[int, int]:
@@ -182,7 +170,7 @@ def image_size(item: ImageItem, index: int = 0) -> tuple[int, int]:
     ImportError
         For a URL, when fsspec or the package of its protocol is not installed.
     """
-    try:
+    with naming_errors(item, index):
         if isinstance(item, Crop):
             left, top, right, bottom = item.pixel_box()
             return right - left, bottom - top
@@ -193,14 +181,4 @@ def image_size(item: ImageItem, index: int = 0) -> tuple[int, int]:
             return _displayed_size(item)
         if isinstance(item, np.ndarray) and item.ndim in (2, 3):
             return int(item.shape[1]), int(item.shape[0])
-    except ImportError:
-        raise
-    except _sources.BadSource as exc:
-        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
-    except FileNotFoundError:
-        raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{describe(item, index)}: not an image file (cannot identify format).") from None
-    except Exception as exc:
-        raise ImageLoadError(f"{describe(item, index)}: cannot read: {type(exc).__name__}: {exc}") from None
     raise unsupported(item, index)

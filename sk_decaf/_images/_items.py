@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, TypeAlias, cast
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from . import _sources
 
@@ -185,6 +186,30 @@ def as_image_sequence(X: Images) -> Sequence[Any] | np.ndarray:
     return cast(Sequence[Any], X)  # a sequence, or an object indexed like one
 
 
+@contextlib.contextmanager
+def naming_errors(item: object, index: int, action: str = "cannot read") -> Iterator[None]:
+    """Turn whatever reading ``item`` raises into an :class:`ImageLoadError` naming ``index`` and the item.
+
+    One home for the reader's error rules: a missing file, a folder, a bad source and an unidentified format
+    each get their own message; anything else is ``"<action>: <type>: <message>"``. ``ImageLoadError`` and
+    ``ImportError`` (an fsspec protocol's package missing) pass through.
+    """
+    try:
+        yield
+    except (ImageLoadError, ImportError):
+        raise
+    except _sources.BadSource as exc:
+        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
+    except FileNotFoundError:
+        raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{describe(item, index)}: not a regular file.") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{describe(item, index)}: not an image file (cannot identify format).") from None
+    except Exception as exc:  # OSError, ValueError, SyntaxError, DecompressionBombError, plugin bugs ...
+        raise ImageLoadError(f"{describe(item, index)}: {action}: {type(exc).__name__}: {exc}") from None
+
+
 def unsupported(item: object, index: int) -> ImageLoadError:
     """The :class:`ImageLoadError` of an item of no accepted kind."""
     return ImageLoadError(
@@ -262,15 +287,5 @@ def content_key(item: ImageItem, index: int = 0) -> str:
     ImportError
         For a URL, when fsspec or the package of its protocol is not installed.
     """
-    try:
+    with naming_errors(item, index):
         return _key(item, index)
-    except (ImageLoadError, ImportError):
-        raise
-    except _sources.BadSource as exc:
-        raise ImageLoadError(f"{describe(item, index)}: {exc}") from None
-    except IsADirectoryError:
-        raise ImageLoadError(f"{describe(item, index)}: not a regular file.") from None
-    except FileNotFoundError:
-        raise ImageLoadError(f"{describe(item, index)}: file does not exist.") from None
-    except Exception as exc:
-        raise ImageLoadError(f"{describe(item, index)}: cannot read: {type(exc).__name__}: {exc}") from None
